@@ -1,0 +1,14 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('console')
+    .description("attach to the container's console (detach with Ctrl-a q)")
+    .argument('<name>', 'container name')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { attachConsole } = await import('../../runtime/ops/console');
+      await attachConsole(Container.open(rootOf(cmd), name), process.stdin, process.stdout);
+    });
+}

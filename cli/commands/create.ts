@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('create')
+    .description('create a container from a template')
+    .argument('<name>', 'container name')
+    .option('--template <spec>', 'busybox | debian | tar:FILE', 'busybox')
+    .option('--init <cmdline>', "init's command line (default: the template's /sbin/init)")
+    .option('--hostname <name>', 'hostname inside (default: the container name)')
+    .option('--memory <size>', 'memory limit, e.g. 256M')
+    .option('--cpus <n>', 'CPU quota in CPUs, e.g. 0.5')
+    .option('--pids <n>', 'maximum number of processes')
+    .option('--net <mode>', 'none (own netns, loopback only) | bridge', 'none')
+    .option('--ip <cidr>', 'address with --net bridge, e.g. 198.18.0.10/15')
+    .option('--bridge <name>', 'host bridge with --net bridge', 'tsvzbr0')
+    .option('-e, --env <NAME=value...>', 'environment for init and exec')
+    .option('--stop-signal <signal>', 'signal `tsvz stop` sends to init')
+    .action(async (name: string, o, cmd: Command) => {
+      const { InvalidArgumentError } = await import('../../runtime/errors');
+      const { parseSize, parseCpus, parsePositiveInt } = await import('../../runtime/units');
+      const { createContainer } = await import('../../runtime/ops/create');
+      const limits = {
+        memoryBytes: o.memory !== undefined ? parseSize(o.memory, '--memory') : undefined,
+        cpus: o.cpus !== undefined ? parseCpus(o.cpus) : undefined,
+        pids: o.pids !== undefined ? parsePositiveInt(o.pids, '--pids') : undefined,
+      };
+      let net: { mode: 'none' } | { mode: 'bridge'; ip: string; bridge: string };
+      if (o.net === 'none') {
+        if (o.ip) throw new InvalidArgumentError('--ip needs --net bridge');
+        net = { mode: 'none' };
+      } else if (o.net === 'bridge') {
+        if (!o.ip) throw new InvalidArgumentError('--net bridge needs --ip, e.g. --ip 198.18.0.10/15');
+        net = { mode: 'bridge', ip: o.ip, bridge: o.bridge };
+      } else {
+        throw new InvalidArgumentError(`unknown --net "${o.net}"`, 'use none or bridge');
+      }
+      await createContainer(rootOf(cmd), name, {
+        template: o.template,
+        init: o.init,
+        hostname: o.hostname,
+        limits,
+        net,
+        env: o.env,
+        stopSignal: o.stopSignal,
+      });
+      process.stdout.write(`created ${name}\n`);
+    });
+}

@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { printJson, printTable } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('doctor')
+    .description('what this host supports: cgroups, freezer, CRIU, storage tools, uffd, soft-dirty')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const { runDoctor } = await import('../../runtime/doctor');
+      const checks = runDoctor();
+      if (o.json) return printJson(checks);
+      printTable(checks.map((c) => [c.ok ? 'ok ' : 'no ', c.name, c.detail]));
+    });
+}

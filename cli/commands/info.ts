@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { printJson, printTable, rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('info')
+    .description('state, init pid, ip, cgroup usage, config')
+    .argument('<name>', 'container name')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { containerInfo } = await import('../../runtime/ops/info');
+      const { formatBytes } = await import('../../runtime/units');
+      const info = containerInfo(Container.open(rootOf(cmd), name));
+      if (o.json) return printJson(info);
+      const usage = info.cgroup;
+      const limit = (n?: number) => (n === undefined ? 'unlimited' : formatBytes(n));
+      const rows: string[][] = [
+        ['name', info.name],
+        ['state', info.state + (info.exit ? ` (${describeExit(info.exit)})` : '')],
+        ['init pid', info.initPid ? String(info.initPid) : '-'],
+        ['ip', info.ip ?? '-'],
+        ['template', info.template],
+        ['pool', info.pool],
+        ['created', info.createdAt],
+        ['started', info.startedAt ?? '-'],
+      ];
+      if (usage) {
+        rows.push(['memory', `${usage.memoryBytes !== undefined ? formatBytes(usage.memoryBytes) : '?'} of ${limit(info.config.limits.memoryBytes)}`]);
+        rows.push(['pids', `${usage.pids ?? '?'} of ${info.config.limits.pids ?? 'unlimited'}`]);
+        if (usage.oomKills) rows.push(['oom kills', String(usage.oomKills)]);
+      }
+      printTable(rows);
+    });
+}
+
+function describeExit(exit: { exitCode?: number; signal?: string; oomKilled?: boolean }): string {
+  const how = exit.signal ? `killed by ${exit.signal}` : exit.exitCode !== undefined ? `exit code ${exit.exitCode}` : 'exit unknown';
+  return exit.oomKilled ? `${how}, out of memory` : how;
+}

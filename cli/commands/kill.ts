@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('kill')
+    .description("send a signal to the container's init")
+    .argument('<name>', 'container name')
+    .argument('[signal]', 'signal name or number', 'SIGKILL')
+    .action(async (name: string, signal: string, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { killContainer } = await import('../../runtime/ops/kill');
+      await killContainer(Container.open(rootOf(cmd), name), signal);
+    });
+}

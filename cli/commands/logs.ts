@@ -1,0 +1,18 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('logs')
+    .description("what the container's init wrote to its console")
+    .argument('<name>', 'container name')
+    .option('-f, --follow', 'keep printing until the container stops')
+    .option('-n, --tail <lines>', 'only the last N lines')
+    .action(async (name: string, o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { streamLogs } = await import('../../runtime/ops/logs');
+      const { parsePositiveInt } = await import('../../runtime/units');
+      const tail = o.tail !== undefined ? (o.tail === '0' ? 0 : parsePositiveInt(o.tail, '--tail')) : undefined;
+      await streamLogs(Container.open(rootOf(cmd), name), process.stdout, { follow: o.follow, tail });
+    });
+}

@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('start')
+    .description('start a container; returns once its init runs')
+    .argument('<name>', 'container name')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { startContainer } = await import('../../runtime/ops/start');
+      const state = await startContainer(Container.open(rootOf(cmd), name));
+      process.stdout.write(`started ${name} (init pid ${state.initPid})\n`);
+    });
+}

@@ -1,0 +1,19 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('stop')
+    .description("clean shutdown: the stop signal to init, SIGKILL after the timeout")
+    .argument('<name>', 'container name')
+    .option('-t, --timeout <seconds>', 'seconds to wait before SIGKILL', '10')
+    .action(async (name: string, o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { stopContainer } = await import('../../runtime/ops/stop');
+      const { InvalidArgumentError } = await import('../../runtime/errors');
+      const timeout = Number(o.timeout);
+      if (!/^\d+(\.\d+)?$/.test(o.timeout)) throw new InvalidArgumentError(`invalid --timeout "${o.timeout}"`);
+      await stopContainer(Container.open(rootOf(cmd), name), timeout);
+      process.stdout.write(`stopped ${name}\n`);
+    });
+}

@@ -1,0 +1,73 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { detectCgroupMode } from './cgroups';
+import { nativeBinary } from './paths';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Where tsvz looks for CRIU: the one setup-host builds first, then PATH. */
+export function criuBinary(): string {
+  return fs.existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu';
+}
+
+function run(cmd: string, args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.error ? null : r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+function tool(name: string, args: string[] = ['--version']): Check {
+  const r = run(name, args);
+  return { name, ok: r.status === 0, detail: r.status === 0 ? r.out.split('\n')[0] : 'not installed' };
+}
+
+/** CRIU version as [major, minor] from `criu --version`. */
+export function parseCriuVersion(text: string): [number, number] | undefined {
+  const m = /Version:\s*(\d+)\.(\d+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+/** What this host supports: the answers `tsvz doctor` prints. */
+export function runDoctor(): Check[] {
+  const checks: Check[] = [];
+  const mode = detectCgroupMode();
+  checks.push({ name: 'cgroups', ok: true, detail: mode === 'hybrid' ? 'hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)' : mode });
+  const v1Freezer = fs.existsSync('/sys/fs/cgroup/freezer/freezer.state') || fs.existsSync('/sys/fs/cgroup/freezer/tasks');
+  const v2Root = mode === 'v2' ? '/sys/fs/cgroup' : '/sys/fs/cgroup/unified';
+  const v2Freeze = fs.existsSync(v2Root) && fs.readdirSync(v2Root).some((e) => fs.existsSync(`${v2Root}/${e}/cgroup.freeze`));
+  checks.push({ name: 'freezer', ok: v1Freezer || v2Freeze || mode !== 'v1', detail: [v1Freezer && 'v1 freezer.state', (v2Freeze || mode !== 'v1') && 'v2 cgroup.freeze'].filter(Boolean).join(', ') || 'none' });
+  for (const ns of ['pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup']) {
+    if (!fs.existsSync(`/proc/self/ns/${ns}`)) checks.push({ name: `namespace ${ns}`, ok: false, detail: 'missing' });
+  }
+  checks.push({ name: 'namespaces', ok: true, detail: 'pid mnt uts ipc net cgroup' });
+  for (const bin of ['tsvz-monitor', 'tsvz-exec'] as const) {
+    checks.push({ name: bin, ok: fs.existsSync(nativeBinary(bin)), detail: fs.existsSync(nativeBinary(bin)) ? nativeBinary(bin) : 'not built: run `npm install`' });
+  }
+  const criu = criuBinary();
+  const version = run(criu, ['--version']);
+  const v = parseCriuVersion(version.out);
+  const recent = v !== undefined && (v[0] > 4 || (v[0] === 4 && v[1] >= 1));
+  checks.push({ name: 'criu', ok: recent, detail: v ? `${v.join('.')} (${criu})${recent ? '' : ': need >= 4.1'}` : 'not installed: run scripts/setup-host' });
+  if (v) {
+    const check = run(criu, ['check']);
+    checks.push({ name: 'criu check', ok: check.status === 0, detail: check.out.split('\n').pop() ?? '' });
+    const uffd = run(criu, ['check', '--feature', 'uffd-noncoop']);
+    checks.push({ name: 'userfaultfd (post-copy)', ok: uffd.status === 0, detail: uffd.status === 0 ? 'available' : 'unavailable' });
+    const dirty = run(criu, ['check', '--feature', 'mem_dirty_track']);
+    checks.push({ name: 'soft-dirty (pre-copy)', ok: dirty.status === 0, detail: dirty.status === 0 ? 'available' : 'unavailable on this kernel' });
+  }
+  const filesystems = fs.readFileSync('/proc/filesystems', 'utf8');
+  const btrfs = tool('btrfs');
+  checks.push({ ...btrfs, name: 'btrfs', detail: `${btrfs.detail}${filesystems.includes('btrfs') ? '' : ' (kernel module missing)'}` });
+  const zfs = run('zpool', ['list', '-H']);
+  checks.push({ name: 'zfs', ok: zfs.status === 0, detail: zfs.status === 0 ? 'zpool answers' : /not found|ENOENT/i.test(zfs.out) || zfs.status === null ? 'not installed' : `daemon not answering: ${zfs.out.split('\n')[0]}` });
+  const lvm = run('lvm', ['version']);
+  const dm = fs.existsSync('/dev/mapper/control');
+  checks.push({ name: 'lvm', ok: lvm.status === 0 && dm, detail: lvm.status !== 0 ? 'not installed' : dm ? 'lvm2 + device-mapper' : 'lvm2 installed, no device-mapper in this kernel' });
+  checks.push(tool('ip', ['-V']));
+  checks.push(tool('runc', ['--version']));
+  return checks;
+}

@@ -1,0 +1,64 @@
+import * as fs from 'node:fs';
+import { BusyError, SystemError } from './errors';
+import { sleepSync } from './proc';
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+let flockFn: ((fd: number, op: number) => number) | undefined;
+let errnoFn: (() => number) | undefined;
+
+/** flock(2) through koffi, bound on first use so commands that never lock don't pay for it. */
+function flock(fd: number, op: number): number {
+  if (!flockFn) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const koffi = require('koffi');
+    const libc = koffi.load('libc.so.6');
+    flockFn = libc.func('int flock(int fd, int op)');
+    errnoFn = () => koffi.errno();
+  }
+  return flockFn!(fd, op);
+}
+
+/**
+ * Per-container exclusive lock. flock is released by the kernel when the
+ * holder dies, so a CLI killed mid-operation never leaves a stale lock.
+ * A second operation waits up to `waitMs`, then fails with a "busy" error.
+ */
+export function withLock<T>(lockFile: string, what: string, waitMs: number, body: () => T): T {
+  const fd = acquire(lockFile, what, waitMs);
+  try {
+    return body();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export async function withLockAsync<T>(lockFile: string, what: string, waitMs: number, body: () => Promise<T>): Promise<T> {
+  const fd = acquire(lockFile, what, waitMs);
+  try {
+    return await body();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+// Node opens files close-on-exec, so a lock is never inherited by a spawned monitor.
+function acquire(lockFile: string, what: string, waitMs: number): number {
+  const fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    if (flock(fd, LOCK_EX | LOCK_NB) === 0) return fd;
+    const errno = errnoFn!();
+    if (errno !== EWOULDBLOCK) {
+      fs.closeSync(fd);
+      throw new SystemError(`cannot lock ${what}: flock errno ${errno}`);
+    }
+    if (Date.now() >= deadline) {
+      fs.closeSync(fd);
+      throw new BusyError(`${what} is busy: another tsvz operation is in progress`, 'retry when it has finished');
+    }
+    sleepSync(20);
+  }
+}

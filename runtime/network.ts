@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { CommandError, InvalidArgumentError, InvalidStateError, NotFoundError, NotSupportedError } from './errors';
+import { findCommand, run } from './host-command';
+
+/**
+ * `--net bridge`: each container gets a veth pair whose host end is a port of
+ * a host bridge (which holds the gateway address) and whose other end is the
+ * container's eth0. Nothing else is configured: no NAT, no forwarding, so
+ * containers reach each other and the host's bridge address only.
+ *
+ * All of it is done with iproute2 (`ip`) and util-linux (`nsenter`).
+ */
+
+export interface BridgeNetConfig {
+  /** Host bridge name, default "tsvzbr0". */
+  bridge: string;
+  /** Container address in CIDR form, e.g. "198.18.0.10/15". */
+  address: string;
+  /** Bridge (gateway) address; default: the first host of the subnet, e.g. 198.18.0.1. */
+  gateway?: string;
+}
+
+export const DEFAULT_BRIDGE = 'tsvzbr0';
+/** Name of the container's interface. */
+export const CONTAINER_IFNAME = 'eth0';
+/** Linux interface names are at most IFNAMSIZ-1 = 15 bytes. */
+const MAX_IFNAME = 15;
+const SYS_NET = '/sys/class/net';
+
+// ---------------------------------------------------------------- addresses
+
+/**
+ * Validate "A.B.C.D/N": a proper IPv4 address, prefix 8..30, not the network
+ * or broadcast address, not equal to the gateway. Throws InvalidArgumentError
+ * with a one-line message. Returns normalised {address, prefix, gateway}.
+ */
+export function parseContainerAddress(cidr: string, gateway?: string): { address: string; prefix: number; gateway: string } {
+  const shown = JSON.stringify(String(cidr));
+  const m = typeof cidr === 'string' ? /^([^/]+)\/(\d+)$/.exec(cidr) : null;
+  if (!m) throw new InvalidArgumentError(`container address ${shown} is not of the form A.B.C.D/N`, 'e.g. 198.18.0.10/15');
+  const ip = parseIPv4(m[1]);
+  if (ip === undefined) throw new InvalidArgumentError(`container address ${shown} is not a valid IPv4 address`);
+  const prefix = Number(m[2]);
+  if (m[2] !== String(prefix) || prefix < 8 || prefix > 30) {
+    throw new InvalidArgumentError(`container address ${shown}: prefix /${m[2]} is out of range (8..30)`);
+  }
+
+  const mask = (0xffffffff << (32 - prefix)) >>> 0;
+  const network = (ip & mask) >>> 0;
+  const broadcast = (network | ~mask) >>> 0;
+  const subnet = `${formatIPv4(network)}/${prefix}`;
+  if (ip === network) throw new InvalidArgumentError(`container address ${shown} is the network address of ${subnet}`);
+  if (ip === broadcast) throw new InvalidArgumentError(`container address ${shown} is the broadcast address of ${subnet}`);
+
+  let gw = network + 1;
+  if (gateway !== undefined) {
+    const parsed = parseIPv4(gateway);
+    if (parsed === undefined) throw new InvalidArgumentError(`gateway ${JSON.stringify(String(gateway))} is not a valid IPv4 address`);
+    if (((parsed & mask) >>> 0) !== network) throw new InvalidArgumentError(`gateway ${gateway} is outside ${subnet}`);
+    if (parsed === network || parsed === broadcast) {
+      throw new InvalidArgumentError(`gateway ${gateway} is the ${parsed === network ? 'network' : 'broadcast'} address of ${subnet}`);
+    }
+    gw = parsed;
+  }
+  if (ip === gw) throw new InvalidArgumentError(`container address ${shown} equals the gateway ${formatIPv4(gw)}`, 'pick another address');
+  return { address: formatIPv4(ip), prefix, gateway: formatIPv4(gw) };
+}
+
+/** Dotted quad to a 32-bit unsigned number; undefined unless exactly four decimal octets 0..255 without leading zeros. */
+function parseIPv4(s: string): number | undefined {
+  if (typeof s !== 'string') return undefined;
+  const parts = s.split('.');
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    if (!/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > 255) return undefined;
+    n = n * 256 + Number(p);
+  }
+  return n;
+}
+
+function formatIPv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+// ---------------------------------------------------------------- names
+
+/**
+ * Name of the host-side veth for a container: "tsvz" + 8 hex chars of
+ * sha1(key), 12 chars (IFNAMSIZ allows 15). `key` is unique per container.
+ */
+export function hostVethName(key: string): string {
+  return 'tsvz' + createHash('sha1').update(key).digest('hex').slice(0, 8);
+}
+
+/** Interface names go into `ip -batch` lines: no whitespace, nothing `ip` could read as an option. */
+function validateIfName(name: string, what: string): string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name) || name.length > MAX_IFNAME) {
+    throw new InvalidArgumentError(
+      `${what} name ${JSON.stringify(String(name))} is invalid`,
+      `use up to ${MAX_IFNAME} letters, digits, "_", "." or "-"`,
+    );
+  }
+  return name;
+}
+
+function bridgeName(cfg: BridgeNetConfig): string {
+  return validateIfName(cfg.bridge || DEFAULT_BRIDGE, 'bridge');
+}
+
+// ---------------------------------------------------------------- host state
+
+function linkExists(name: string): boolean {
+  return fs.existsSync(`${SYS_NET}/${name}`);
+}
+
+/** An existing interface of that name that is not a bridge must never be touched. */
+function assertIsBridge(name: string): void {
+  if (!fs.existsSync(`${SYS_NET}/${name}/bridge`)) {
+    throw new InvalidArgumentError(`host interface "${name}" exists and is not a bridge`, 'pick another bridge name');
+  }
+}
+
+/** Is the bridge up and already holding gateway/prefix? (os.networkInterfaces() costs no process spawn.) */
+function bridgeReady(bridge: string, gateway: string, prefix: number): boolean {
+  return (os.networkInterfaces()[bridge] ?? []).some((a) => a.family === 'IPv4' && a.cidr === `${gateway}/${prefix}`);
+}
+
+let toolsChecked = false;
+function requireTools(): void {
+  if (toolsChecked) return;
+  if (!findCommand('ip')) throw new NotSupportedError('the "ip" command is missing', 'install iproute2');
+  if (!findCommand('nsenter')) throw new NotSupportedError('the "nsenter" command is missing', 'install util-linux');
+  toolsChecked = true;
+}
+
+/**
+ * Run `[...prefix, ip, -batch, -]` with one ip command per line. ip stops at
+ * the first failing line; the error names that line rather than ip's
+ * unhelpful "Command failed -:N".
+ */
+function ipBatch(prefix: string[], lines: string[]): void {
+  const [cmd, ...args] = [...prefix, 'ip', '-batch', '-'];
+  const r = run(cmd, args, { input: lines.join('\n') + '\n', allowFail: true });
+  if (r.status === 0) return;
+  const lineNo = /Command failed -:(\d+)/.exec(r.stderr)?.[1];
+  const failed = lineNo ? lines[Number(lineNo) - 1] : undefined;
+  const stderr = r.stderr.split('\n').filter((l) => !l.startsWith('Command failed')).join('\n');
+  throw new CommandError([...prefix, 'ip', failed ?? '-batch -'].join(' '), r.status, stderr);
+}
+
+// ---------------------------------------------------------------- operations
+
+/**
+ * Create the bridge if missing (with the gateway address, up). Idempotent and
+ * safe when several callers race: "File exists" from another one is fine.
+ * Costs no process spawn when the bridge is already configured. A bridge
+ * that exists with another subnet gets this gateway address in addition.
+ */
+export function ensureBridge(cfg: BridgeNetConfig): void {
+  const bridge = bridgeName(cfg);
+  const { prefix, gateway } = parseContainerAddress(cfg.address, cfg.gateway);
+  requireTools();
+  if (!linkExists(bridge)) {
+    const r = run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge'], { allowFail: true });
+    if (r.status !== 0 && !/File exists/.test(r.stderr)) {
+      throw new CommandError(`ip link add name ${bridge} type bridge`, r.status, r.stderr);
+    }
+  }
+  assertIsBridge(bridge);
+  if (bridgeReady(bridge, gateway, prefix)) return;
+  // `replace` instead of `add`: no "File exists" when a concurrent caller got there first.
+  ipBatch([], [`addr replace ${gateway}/${prefix} brd + dev ${bridge}`, `link set dev ${bridge} up`]);
+}
+
+/**
+ * Wire a running container's netns (given the host pid of its init) to the
+ * bridge. Two process spawns: on the host, one `ip link add` creates the veth
+ * pair with the host end up on the bridge and the peer created directly as
+ * eth0 in the container's netns; inside, one `nsenter ... ip -batch -` sets
+ * the address, link state and default route. On failure the host veth (and
+ * with it the peer) is deleted again and the error rethrown.
+ * The bridge must exist (ensureBridge).
+ */
+export function connectContainer(pid: number, key: string, cfg: BridgeNetConfig): void {
+  const bridge = bridgeName(cfg);
+  const { address, prefix, gateway } = parseContainerAddress(cfg.address, cfg.gateway);
+  if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`invalid pid ${pid}`);
+  requireTools();
+  assertOwnNetns(pid);
+  if (!linkExists(bridge)) throw new NotFoundError(`bridge "${bridge}" does not exist`);
+  const veth = hostVethName(key);
+  const eth = CONTAINER_IFNAME;
+
+  run('ip', ['link', 'add', 'name', veth, 'up', 'master', bridge, 'type', 'veth', 'peer', 'name', eth, 'netns', String(pid)]);
+  try {
+    ipBatch(['nsenter', '-t', String(pid), '-n'], [
+      'link set dev lo up',
+      `addr add ${address}/${prefix} brd + dev ${eth}`,
+      `link set dev ${eth} up`,
+      `route add default via ${gateway} dev ${eth}`,
+    ]);
+  } catch (err) {
+    try {
+      deleteLink(veth);
+    } catch (cleanupErr) {
+      if (err instanceof Error) err.message += ` (cleanup also failed: ${(cleanupErr as Error).message})`;
+    }
+    throw err;
+  }
+}
+
+/** Refuse a pid that is gone or still shares our network namespace (it would get its eth0 on the host). */
+function assertOwnNetns(pid: number): void {
+  let theirs: string;
+  try {
+    theirs = fs.readlinkSync(`/proc/${pid}/ns/net`);
+  } catch {
+    throw new NotFoundError(`process ${pid} does not exist`);
+  }
+  if (theirs === fs.readlinkSync('/proc/self/ns/net')) {
+    throw new InvalidStateError(`process ${pid} is in the host network namespace`, 'the container needs its own network namespace');
+  }
+}
+
+/**
+ * Remove the host veth if it still exists (when the container's netns dies
+ * the pair vanishes by itself; this is for cleanup after crashes). Idempotent.
+ */
+export function disconnectContainer(key: string): void {
+  deleteLink(hostVethName(key));
+}
+
+/** Remove the bridge if no interface is attached to it anymore. Idempotent. */
+export function removeBridgeIfUnused(bridge: string): void {
+  validateIfName(bridge, 'bridge');
+  if (!linkExists(bridge)) return;
+  assertIsBridge(bridge);
+  let ports: string[];
+  try {
+    ports = fs.readdirSync(`${SYS_NET}/${bridge}/brif`);
+  } catch {
+    return; // vanished meanwhile
+  }
+  if (ports.length === 0) deleteLink(bridge);
+}
+
+/** `ip link del` that treats "already gone" as success. */
+function deleteLink(name: string): void {
+  if (!linkExists(name)) return;
+  const r = run('ip', ['link', 'del', 'dev', name], { allowFail: true });
+  if (r.status !== 0 && linkExists(name)) throw new CommandError(`ip link del dev ${name}`, r.status, r.stderr);
+}

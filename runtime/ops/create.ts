@@ -1,0 +1,103 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeJsonAtomic } from '../atomic-file';
+import type { CgroupLimits } from '../cgroups';
+import { ContainerConfig, DEFAULT_ENV, NetConfig } from '../config';
+import { Container } from '../container';
+import { AlreadyExistsError, InvalidArgumentError } from '../errors';
+import { faultPoint } from '../fault';
+import { validateName } from '../names';
+import { ContainerPaths, Root } from '../paths';
+import { SIGNALS } from '../proc';
+import { splitCommandLine } from '../shell-words';
+import { writeState } from '../state';
+import { resolveTemplate } from '../templates';
+import { withUndo } from '../undo';
+
+export interface CreateOptions {
+  template: string;
+  init?: string;
+  hostname?: string;
+  limits: CgroupLimits;
+  net: { mode: 'none' } | { mode: 'bridge'; ip: string; bridge?: string };
+  env?: string[];
+  stopSignal?: string;
+}
+
+/** Prefix of the directory a container is built in before it is renamed into place. */
+export function creatingPrefix(name: string): string {
+  return `.creating-${name}-`;
+}
+
+/**
+ * Create a container: its root filesystem from a template, its config and
+ * state. Built in a hidden directory and renamed into place at the end, so a
+ * container is either fully created or absent (a CLI killed half-way leaves
+ * only a hidden directory that `destroy --force` removes).
+ */
+export async function createContainer(root: Root, name: string, opts: CreateOptions): Promise<ContainerConfig> {
+  validateName(name);
+  const env = validateEnv(opts.env ?? []);
+  const hostname = opts.hostname ?? name;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$/.test(hostname)) throw new InvalidArgumentError(`invalid hostname "${hostname}"`);
+  const stopSignal = opts.stopSignal?.toUpperCase();
+  if (stopSignal !== undefined && !(stopSignal in SIGNALS)) throw new InvalidArgumentError(`unknown signal "${opts.stopSignal}"`);
+  const net = await resolveNet(opts.net);
+  const template = await resolveTemplate(opts.template);
+  const init = opts.init !== undefined ? splitCommandLine(opts.init) : template.defaults.init;
+  if (init.length === 0) throw new InvalidArgumentError('--init is empty');
+  root.ensure();
+  const c = new Container(root, name);
+
+  return c.locked(async () => {
+    if (c.exists()) throw new AlreadyExistsError(`container ${name} already exists`);
+    return withUndo(async (undo) => {
+      const building = path.join(root.containersDir, `${creatingPrefix(name)}${crypto.randomBytes(4).toString('hex')}`);
+      fs.mkdirSync(building, { mode: 0o700 });
+      undo.add('remove partial container', () => fs.rmSync(building, { recursive: true, force: true }));
+      const paths = new ContainerPaths(building);
+      fs.mkdirSync(paths.rootfs, { mode: 0o755 });
+      await template.populate(paths.rootfs, { root, hostname });
+      faultPoint('create:populated');
+      const config: ContainerConfig = {
+        version: 1,
+        name,
+        hostname,
+        template: template.name,
+        init,
+        stopSignal: stopSignal ?? template.defaults.stopSignal,
+        env: mergeEnv(DEFAULT_ENV, env),
+        limits: opts.limits,
+        net,
+        pool: 'default',
+        createdAt: new Date().toISOString(),
+      };
+      writeJsonAtomic(paths.config, config);
+      writeState(paths, { status: 'created' });
+      fs.renameSync(building, c.paths.dir);
+      return config;
+    });
+  });
+}
+
+async function resolveNet(net: CreateOptions['net']): Promise<NetConfig> {
+  if (net.mode === 'none') return { mode: 'none' };
+  const { parseContainerAddress } = await import('../network');
+  const parsed = parseContainerAddress(net.ip);
+  return { mode: 'bridge', bridge: net.bridge ?? 'tsvzbr0', address: `${parsed.address}/${parsed.prefix}`, gateway: parsed.gateway };
+}
+
+function validateEnv(env: string[]): string[] {
+  for (const e of env) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e) || e.includes('\0')) throw new InvalidArgumentError(`invalid environment entry "${e}"`, 'use NAME=value');
+  }
+  return env;
+}
+
+/** Later entries override earlier ones with the same NAME. */
+export function mergeEnv(base: string[], extra: string[]): string[] {
+  const byName = new Map<string, string>();
+  for (const e of [...base, ...extra]) byName.set(e.slice(0, e.indexOf('=')), e);
+  return [...byName.values()];
+}

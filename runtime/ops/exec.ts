@@ -1,0 +1,39 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { Container } from '../container';
+import { InvalidArgumentError, InvalidStateError, LaunchError } from '../errors';
+import { nativeBinary } from '../paths';
+import { isSameProcess } from '../proc';
+import { mergeEnv } from './create';
+
+export interface ExecOptions {
+  tty?: boolean;
+  env?: string[];
+  cwd?: string;
+}
+
+/**
+ * Run a command inside a running container through native tsvz-exec (setns
+ * into a mount namespace needs a single-threaded process). Returns the
+ * command's exit status (128+signal when killed). Takes no lock: a long
+ * interactive exec must not block `stop`.
+ */
+export function execInContainer(c: Container, argv: string[], opts: ExecOptions = {}): number {
+  if (argv.length === 0) throw new InvalidArgumentError('no command given', 'tsvz exec NAME -- COMMAND [ARGS...]');
+  const state = c.state();
+  if (state.status !== 'running' || !isSameProcess(state.initPid, state.initStartTime)) {
+    throw new InvalidStateError(`container ${c.name} is not running`, `start it with \`tsvz start ${c.name}\``);
+  }
+  const bin = nativeBinary('tsvz-exec');
+  if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
+  const env = mergeEnv(c.config.env, [...(opts.tty && process.env.TERM ? [`TERM=${process.env.TERM}`] : []), ...(opts.env ?? [])]);
+  const args = ['--pid', String(state.initPid)];
+  for (const f of c.cgroups().procsFiles()) args.push('--cgroup', f);
+  for (const e of env) args.push('--env', e);
+  if (opts.cwd) args.push('--cwd', opts.cwd);
+  if (opts.tty) args.push('--tty');
+  args.push('--', ...argv);
+  const r = spawnSync(bin, args, { stdio: 'inherit' });
+  if (r.error) throw new LaunchError(`cannot run ${bin}: ${r.error.message}`);
+  return r.status ?? 128 + (r.signal ? 9 : 0);
+}

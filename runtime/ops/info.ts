@@ -1,0 +1,52 @@
+import * as fs from 'node:fs';
+import type { CgroupUsage } from '../cgroups';
+import type { ContainerConfig } from '../config';
+import { Container } from '../container';
+import { Root } from '../paths';
+import { ContainerState, ExitInfo, Status } from '../state';
+
+export interface ContainerInfo {
+  name: string;
+  state: Status;
+  initPid?: number;
+  ip?: string;
+  createdAt: string;
+  startedAt?: string;
+  pool: string;
+  template: string;
+  exit?: ExitInfo;
+  cgroup?: CgroupUsage;
+  config: ContainerConfig;
+}
+
+/** Everything `tsvz info` shows; `withUsage` reads the cgroup counters (running containers only). */
+export function containerInfo(c: Container, withUsage = true): ContainerInfo {
+  const state: ContainerState = c.state();
+  const cfg = c.config;
+  const info: ContainerInfo = {
+    name: c.name,
+    state: state.status,
+    initPid: state.status === 'running' ? state.initPid : undefined,
+    ip: cfg.net.mode === 'bridge' ? cfg.net.address.split('/')[0] : undefined,
+    createdAt: cfg.createdAt,
+    startedAt: state.startedAt,
+    pool: cfg.pool,
+    template: cfg.template,
+    exit: state.status === 'stopped' ? state.exit : undefined,
+    config: cfg,
+  };
+  if (withUsage && state.status === 'running') info.cgroup = c.cgroups().usage();
+  return info;
+}
+
+/** Every container under the root, sorted by name (half-created ones are not listed). */
+export function listContainers(root: Root): ContainerInfo[] {
+  let names: string[];
+  try { names = fs.readdirSync(root.containersDir); } catch { return []; }
+  return names
+    .filter((n) => !n.startsWith('.'))
+    .sort()
+    .map((n) => new Container(root, n))
+    .filter((c) => c.exists())
+    .map((c) => containerInfo(c, false));
+}

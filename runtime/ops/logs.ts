@@ -1,0 +1,53 @@
+import * as fs from 'node:fs';
+import { Container } from '../container';
+import { sleep } from '../proc';
+
+/** The console log turned into plain text lines (the pty writes CRLF). */
+function clean(text: string): string {
+  return text.replace(/\r\n/g, '\n');
+}
+
+/** Last `n` lines of a text. */
+export function lastLines(text: string, n: number): string {
+  if (n <= 0) return '';
+  const lines = text.split('\n');
+  const trailing = lines[lines.length - 1] === '' ? 1 : 0;
+  return lines.slice(Math.max(0, lines.length - trailing - n)).join('\n');
+}
+
+/**
+ * What the container's init wrote to its console, written by the monitor so
+ * it keeps flowing after the CLI exits. With `follow`, keeps printing until
+ * the container stops (or the caller's signal aborts).
+ */
+export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts: { follow?: boolean; tail?: number; signal?: AbortSignal } = {}): Promise<void> {
+  let offset = 0;
+  let text = '';
+  try { text = fs.readFileSync(c.paths.consoleLog, 'latin1'); } catch { /* no log yet */ }
+  offset = Buffer.byteLength(text, 'latin1');
+  const body = clean(Buffer.from(text, 'latin1').toString('utf8'));
+  out.write(opts.tail !== undefined ? lastLines(body, opts.tail) : body);
+  if (!opts.follow) return;
+  let pending = '';
+  for (;;) {
+    if (opts.signal?.aborted) return;
+    const running = c.state().status === 'running';
+    let size = 0;
+    try { size = fs.statSync(c.paths.consoleLog).size; } catch { /* not yet */ }
+    if (size < offset) offset = 0; // truncated behind our back: start over
+    if (size > offset) {
+      const fd = fs.openSync(c.paths.consoleLog, 'r');
+      const buf = Buffer.alloc(size - offset);
+      fs.readSync(fd, buf, 0, buf.length, offset);
+      fs.closeSync(fd);
+      offset = size;
+      // Hold back a trailing CR so a CRLF split across reads is still cleaned.
+      const chunk = pending + buf.toString('utf8');
+      pending = chunk.endsWith('\r') ? '\r' : '';
+      out.write(clean(pending ? chunk.slice(0, -1) : chunk));
+      continue;
+    }
+    if (!running) return;
+    await sleep(100);
+  }
+}

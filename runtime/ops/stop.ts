@@ -1,0 +1,50 @@
+import { Container } from '../container';
+import { InvalidArgumentError, InvalidStateError } from '../errors';
+import { findMonitorPids } from '../monitor';
+import { isSameProcess, SIGNALS, sleep } from '../proc';
+import { ContainerState } from '../state';
+import { reconcile } from './release';
+
+/**
+ * Clean shutdown: the container's stop signal to init, then SIGKILL to the
+ * whole cgroup once `timeoutSec` has passed. Waits for the monitor to record
+ * the exit, releases cgroups and veth, records "stopped".
+ */
+export async function stopContainer(c: Container, timeoutSec = 10): Promise<ContainerState> {
+  if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw new InvalidArgumentError(`invalid --timeout "${timeoutSec}"`);
+  return c.locked(async () => {
+    const current = reconcile(c);
+    if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
+    const pid = current.initPid!;
+    signalInit(c, current, SIGNALS[c.config.stopSignal] ?? SIGNALS.SIGTERM);
+    if (!(await waitGone(pid, current.initStartTime, timeoutSec * 1000))) {
+      c.cgroups().killAll();
+      await waitGone(pid, current.initStartTime, 5000);
+    }
+    // The monitor writes exit.json right after reaping init.
+    await waitFor(() => findMonitorPids(c.paths.dir).length === 0, 2000);
+    return reconcile(c);
+  });
+}
+
+export function signalInit(c: Container, state: ContainerState, signal: number): void {
+  if (!isSameProcess(state.initPid, state.initStartTime)) throw new InvalidStateError(`container ${c.name} is not running`);
+  try {
+    process.kill(state.initPid!, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+async function waitGone(pid: number, startTime: number | undefined, ms: number): Promise<boolean> {
+  return waitFor(() => !isSameProcess(pid, startTime), ms);
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    if (cond()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(delay);
+  }
+}

@@ -1,0 +1,57 @@
+import * as fs from 'node:fs';
+import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
+import { ContainerPaths } from './paths';
+import { isSameProcess, signalName } from './proc';
+
+export type Status = 'created' | 'starting' | 'running' | 'stopped';
+
+export interface ExitInfo {
+  exitCode?: number;
+  signal?: string;
+  oomKilled?: boolean;
+  finishedAt?: string;
+}
+
+/** What a container is doing: rewritten atomically on every transition. */
+export interface ContainerState {
+  status: Status;
+  /** Host pid of init, and its start time so a reused pid is never mistaken for it. */
+  initPid?: number;
+  initStartTime?: number;
+  monitorPid?: number;
+  monitorStartTime?: number;
+  startedAt?: string;
+  exit?: ExitInfo;
+}
+
+interface ExitFile { pid: number; exitCode?: number; signal?: number; finishedAt?: number }
+
+export function readState(paths: ContainerPaths): ContainerState {
+  return readJsonIfExists<ContainerState>(paths.state) ?? { status: 'created' };
+}
+
+export function writeState(paths: ContainerPaths, state: ContainerState): void {
+  writeJsonAtomic(paths.state, state);
+}
+
+/**
+ * The state as it really is now. A container recorded as running whose init
+ * is gone (it exited on its own, was killed, or the host rebooted) is
+ * stopped; the monitor's exit.json says how it ended. Pure: writes nothing.
+ */
+export function observeState(paths: ContainerPaths, recorded: ContainerState = readState(paths)): ContainerState {
+  if (recorded.status !== 'running' && recorded.status !== 'starting') return recorded;
+  if (isSameProcess(recorded.initPid, recorded.initStartTime)) return recorded;
+  const exitFile = readJsonIfExists<ExitFile>(paths.exitFile);
+  const exit: ExitInfo = {};
+  if (exitFile && exitFile.pid === recorded.initPid) {
+    if (exitFile.exitCode !== undefined) exit.exitCode = exitFile.exitCode;
+    if (exitFile.signal !== undefined) exit.signal = signalName(exitFile.signal);
+    if (exitFile.finishedAt) exit.finishedAt = new Date(exitFile.finishedAt).toISOString();
+  }
+  return { status: 'stopped', startedAt: recorded.startedAt, exit };
+}
+
+export function containerExists(paths: ContainerPaths): boolean {
+  return fs.existsSync(paths.config);
+}

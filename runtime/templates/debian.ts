@@ -1,0 +1,62 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CommandError, NotSupportedError } from '../errors';
+import type { Root } from '../paths';
+import type { Template } from './index';
+
+const SUITE = 'bookworm';
+
+/** The Debian mirror this host already uses (debootstrap reaches nothing else). */
+export function hostDebianMirror(): string {
+  const candidates = ['/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list'];
+  for (const file of candidates) {
+    let text: string;
+    try { text = fs.readFileSync(file, 'utf8'); } catch { continue; }
+    const deb822 = /^URIs:\s*(\S+)/m.exec(text);
+    if (deb822) return deb822[1];
+    const oneLine = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+/m.exec(text);
+    if (oneLine) return oneLine[1];
+  }
+  return 'http://deb.debian.org/debian';
+}
+
+/**
+ * Debian minbase via debootstrap, built once per root and cached as a
+ * directory; each container gets a copy (reflinked where the fs allows).
+ * busybox is included so there is a small init that runs as pid 1.
+ */
+export class DebianTemplate implements Template {
+  readonly name = 'debian';
+  readonly defaults = { init: ['/bin/busybox', 'init'], stopSignal: 'SIGTERM' };
+
+  async populate(rootfs: string, ctx: { root: Root; hostname: string }): Promise<void> {
+    const cached = await this.ensureCache(ctx.root);
+    const cp = spawnSync('cp', ['-a', '--reflink=auto', `${cached}/.`, rootfs], { encoding: 'utf8' });
+    if (cp.status !== 0) throw new CommandError('cp -a', cp.status, cp.stderr);
+    fs.writeFileSync(path.join(rootfs, 'etc/hostname'), `${ctx.hostname}\n`);
+    fs.mkdirSync(path.join(rootfs, 'etc/init.d'), { recursive: true });
+    fs.writeFileSync(path.join(rootfs, 'etc/inittab'), '::sysinit:/etc/init.d/rcS\n::askfirst:-/bin/bash\n');
+    fs.writeFileSync(path.join(rootfs, 'etc/init.d/rcS'), '#!/bin/sh\necho "tsvz: $(hostname) is up"\n', { mode: 0o755 });
+  }
+
+  private async ensureCache(root: Root): Promise<string> {
+    const cached = path.join(root.cacheDir, `debian-${SUITE}`);
+    if (fs.existsSync(path.join(cached, 'etc/debian_version'))) return cached;
+    if (spawnSync('debootstrap', ['--version']).status !== 0) {
+      throw new NotSupportedError('debootstrap is not installed', 'run scripts/setup-host');
+    }
+    const building = `${cached}.building-${process.pid}`;
+    fs.rmSync(building, { recursive: true, force: true });
+    const r = spawnSync('debootstrap', ['--variant=minbase', '--include=busybox', SUITE, building, hostDebianMirror()], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    if (r.status !== 0) {
+      fs.rmSync(building, { recursive: true, force: true });
+      throw new CommandError('debootstrap', r.status, r.stderr);
+    }
+    fs.renameSync(building, cached);
+    return cached;
+  }
+}

@@ -1,0 +1,15 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InvalidArgumentError } from '../../runtime/errors';
+import { validateName } from '../../runtime/names';
+
+test('valid names pass', () => {
+  for (const n of ['p1', 'web-01', 'a.b_c', 'X', 'x'.repeat(64)]) assert.equal(validateName(n), n);
+});
+
+test('bad names are refused with a one-line message', () => {
+  const bad = ['', 'a/b', '..', 'a..b', '.hidden', 'nul\0byte', 'new\nline', '-dash', 'x'.repeat(65), 'start', 'destroy', 'white space', 'ünï'];
+  for (const n of bad) {
+    assert.throws(() => validateName(n), (err: Error) => err instanceof InvalidArgumentError && !err.message.includes('\n'), JSON.stringify(n));
+  }
+});
