@@ -26,12 +26,10 @@ const STRERROR: Record<string, string> = {
   ESRCH: 'No such process',
 };
 
+/** The errno name ("EBUSY") of a Node error, or of the one our SystemError wraps (its own code is "ESYSTEM"). */
 export function errnoCode(err: unknown): string | undefined {
-  const direct = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof direct === 'string' && direct.startsWith('E')) return direct;
-  // Our own SystemError keeps the original in `cause`.
-  const cause = (err as { cause?: NodeJS.ErrnoException } | undefined)?.cause;
-  return typeof cause?.code === 'string' ? cause.code : undefined;
+  const errno = (err instanceof SystemError ? err.cause : err) as NodeJS.ErrnoException | undefined;
+  return typeof errno?.code === 'string' ? errno.code : undefined;
 }
 
 function strerror(err: unknown): string {

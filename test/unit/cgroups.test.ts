@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ContainerCgroups, detectCgroupMode } from '../../runtime/cgroups';
+import { errnoCode } from '../../runtime/cgroups/files';
 import { DEVICE_RULES } from '../../runtime/cgroups/v1';
 import { InvalidArgumentError, NotSupportedError, SystemError } from '../../runtime/errors';
 
@@ -253,6 +254,13 @@ describe('ContainerCgroups.create v1', () => {
     });
     // An existing cgroup is never torn down by a failed re-apply.
     assert.ok(fs.existsSync(path.join(root, 'memory/tsvz/p1')));
+  });
+
+  it('sees the errno inside a SystemError (the memsw-first retry keys on EINVAL)', () => {
+    const einval = Object.assign(new Error('EINVAL: invalid argument, write'), { code: 'EINVAL' });
+    assert.equal(errnoCode(new SystemError('cannot set memory limit', einval)), 'EINVAL');
+    assert.equal(errnoCode(einval), 'EINVAL');
+    assert.equal(errnoCode(new Error('plain')), undefined);
   });
 
   it('throws NotSupportedError when no hierarchy is mounted at all', () => {
