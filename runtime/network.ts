@@ -88,6 +88,16 @@ function formatIPv4(n: number): string {
 // ---------------------------------------------------------------- names
 
 /**
+ * The container's eth0 MAC: derived from its key, so it is the same after a
+ * restart (or a restore) and neighbours' ARP caches stay right. Locally
+ * administered, unicast (02:...).
+ */
+export function containerMac(key: string): string {
+  const h = createHash('sha1').update(`mac:${key}`).digest();
+  return ['02', ...Array.from(h.subarray(0, 5), (b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+/**
  * Name of the host-side veth for a container: "tsvz" + 8 hex chars of
  * sha1(key), 12 chars (IFNAMSIZ allows 15). `key` is unique per container.
  */
@@ -194,7 +204,7 @@ export function connectContainer(pid: number, key: string, cfg: BridgeNetConfig)
   const veth = hostVethName(key);
   const eth = CONTAINER_IFNAME;
 
-  run('ip', ['link', 'add', 'name', veth, 'up', 'master', bridge, 'type', 'veth', 'peer', 'name', eth, 'netns', String(pid)]);
+  run('ip', ['link', 'add', 'name', veth, 'up', 'master', bridge, 'type', 'veth', 'peer', 'name', eth, 'address', containerMac(key), 'netns', String(pid)]);
   try {
     ipBatch(['nsenter', '-t', String(pid), '-n'], [
       'link set dev lo up',

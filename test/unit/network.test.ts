@@ -85,3 +85,11 @@ describe('hostVethName', () => {
     assert.notEqual(hostVethName('/a/web'), hostVethName('/b/web'));
   });
 });
+
+it('containerMac is stable, unicast and locally administered', async () => {
+  const { containerMac } = await import('../../runtime/network');
+  const mac = containerMac('p1');
+  assert.equal(mac, containerMac('p1'));
+  assert.notEqual(mac, containerMac('p2'));
+  assert.match(mac, /^02(:[0-9a-f]{2}){5}$/);
+});
