@@ -41,7 +41,7 @@ export class BusyboxTemplate implements Template {
     const applets = execFileSync(BUSYBOX_BINARY, ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
     for (const applet of applets) {
       const link = path.join(rootfs, applet);
-      if (applet === 'bin/busybox' || fs.existsSync(link)) continue;
+      if (applet === 'bin/busybox' || fs.lstatSync(link, { throwIfNoEntry: false })) continue;
       fs.mkdirSync(path.dirname(link), { recursive: true });
       fs.symlinkSync('/bin/busybox', link);
     }

@@ -28,13 +28,17 @@ export function hostDebianMirror(): string {
  */
 export class DebianTemplate implements Template {
   readonly name = 'debian';
-  readonly defaults = { init: ['/bin/busybox', 'init'], stopSignal: 'SIGTERM' };
+  readonly defaults = { init: ['/sbin/init'], stopSignal: 'SIGTERM' };
 
   async populate(rootfs: string, ctx: { root: Root; hostname: string }): Promise<void> {
     const cached = await this.ensureCache(ctx.root);
     const cp = spawnSync('cp', ['-a', '--reflink=auto', `${cached}/.`, rootfs], { encoding: 'utf8' });
     if (cp.status !== 0) throw new CommandError('cp -a', cp.status, cp.stderr);
     fs.writeFileSync(path.join(rootfs, 'etc/hostname'), `${ctx.hostname}\n`);
+    // minbase has no init system: busybox's init, installed as /sbin/init.
+    const init = path.join(rootfs, 'sbin/init');
+    // lstat, not exists: a rootfs symlink must not be resolved against the host.
+    if (!lstatOrUndefined(init)) fs.symlinkSync('/bin/busybox', init);
     fs.mkdirSync(path.join(rootfs, 'etc/init.d'), { recursive: true });
     fs.writeFileSync(path.join(rootfs, 'etc/inittab'), '::sysinit:/etc/init.d/rcS\n::askfirst:-/bin/bash\n');
     fs.writeFileSync(path.join(rootfs, 'etc/init.d/rcS'), '#!/bin/sh\necho "tsvz: $(hostname) is up"\n', { mode: 0o755 });
@@ -59,4 +63,8 @@ export class DebianTemplate implements Template {
     fs.renameSync(building, cached);
     return cached;
   }
+}
+
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try { return fs.lstatSync(p); } catch { return undefined; }
 }
