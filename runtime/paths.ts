@@ -1,4 +1,3 @@
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from './errors';
@@ -11,12 +10,20 @@ export const DEFAULT_ROOT = '/var/lib/tsvz';
  */
 export class Root {
   readonly dir: string;
-  /** Short id of this root, mixed into host-global names (cgroups, veths); empty for the default root. */
-  readonly id: string;
+  private cachedId?: string;
 
   constructor(dir: string) {
     this.dir = path.resolve(dir);
-    this.id = this.dir === DEFAULT_ROOT ? '' : crypto.createHash('sha1').update(this.dir).digest('hex').slice(0, 8);
+  }
+
+  /** Short id of this root, mixed into host-global names (cgroups, veths); empty for the default root. */
+  get id(): string {
+    if (this.cachedId === undefined) {
+      // Loaded here, not at the top: `list` and `logs` never need it.
+      const { createHash } = require('node:crypto') as typeof import('node:crypto');
+      this.cachedId = this.dir === DEFAULT_ROOT ? '' : createHash('sha1').update(this.dir).digest('hex').slice(0, 8);
+    }
+    return this.cachedId;
   }
 
   /** The root named by --root, TSVZ_ROOT or the default; a non-directory there is refused at once. */

@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+
+export function register(program: Command): void {
+  program
+    .command('unfreeze')
+    .description('thaw a frozen container')
+    .argument('<name>', 'container name')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { unfreezeContainer } = await import('../../runtime/ops/freeze');
+      await unfreezeContainer(Container.open(rootOf(cmd), name));
+      process.stdout.write(`unfrozen ${name}\n`);
+    });
+}
