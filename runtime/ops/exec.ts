@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { isFrozen } from '../../checkpoint/freezer';
 import { Container } from '../container';
 import { InvalidArgumentError, InvalidStateError, LaunchError } from '../errors';
 import { nativeBinary } from '../paths';
@@ -24,6 +25,7 @@ export function execInContainer(c: Container, argv: string[], opts: ExecOptions 
   if (state.status !== 'running' || !isSameProcess(state.initPid, state.initStartTime)) {
     throw new InvalidStateError(`container ${c.name} is not running`, `start it with \`tsvz start ${c.name}\``);
   }
+  if (isFrozen(c.cgroups())) throw new InvalidStateError(`container ${c.name} is frozen`, `thaw it with \`tsvz unfreeze ${c.name}\``);
   const bin = nativeBinary('tsvz-exec');
   if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
   const env = mergeEnv(c.config.env, [...(opts.tty && process.env.TERM ? [`TERM=${process.env.TERM}`] : []), ...(opts.env ?? [])]);

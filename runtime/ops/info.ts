@@ -7,7 +7,8 @@ import { ContainerState, ExitInfo, Status } from '../state';
 
 export interface ContainerInfo {
   name: string;
-  state: Status;
+  /** 'frozen': running, with every process stopped by the freezer cgroup. */
+  state: Status | 'frozen';
   initPid?: number;
   ip?: string;
   createdAt: string;
@@ -25,7 +26,7 @@ export function containerInfo(c: Container, withUsage = true): ContainerInfo {
   const cfg = c.config;
   const info: ContainerInfo = {
     name: c.name,
-    state: state.status,
+    state: state.status === 'running' && isFrozen(c) ? 'frozen' : state.status,
     initPid: state.status === 'running' ? state.initPid : undefined,
     ip: cfg.net.mode === 'bridge' ? cfg.net.address.split('/')[0] : undefined,
     createdAt: cfg.createdAt,
@@ -49,4 +50,10 @@ export function listContainers(root: Root): ContainerInfo[] {
     .map((n) => new Container(root, n))
     .filter((c) => c.exists())
     .map((c) => containerInfo(c, false));
+}
+
+function isFrozen(c: Container): boolean {
+  // Loaded on demand: only a running container can be frozen.
+  const freezer = require('../../checkpoint/freezer') as typeof import('../../checkpoint/freezer');
+  return freezer.isFrozen(c.cgroups());
 }

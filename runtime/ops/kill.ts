@@ -1,3 +1,4 @@
+import { thawAll } from '../../checkpoint/freezer';
 import { Container } from '../container';
 import { InvalidArgumentError, InvalidStateError } from '../errors';
 import { SIGNALS } from '../proc';
@@ -20,5 +21,6 @@ export async function killContainer(c: Container, signal = 'SIGKILL'): Promise<v
     const current = reconcile(c);
     if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
     signalInit(c, current, sig);
+    if (sig === SIGNALS.SIGKILL) thawAll(c.cgroups()); // the v1 freezer holds even SIGKILL pending
   });
 }

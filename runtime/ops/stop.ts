@@ -1,3 +1,4 @@
+import { thawAll } from '../../checkpoint/freezer';
 import { Container } from '../container';
 import { InvalidArgumentError, InvalidStateError } from '../errors';
 import { findMonitorPids } from '../monitor';
@@ -16,6 +17,7 @@ export async function stopContainer(c: Container, timeoutSec = 10): Promise<Cont
     const current = reconcile(c);
     if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
     const pid = current.initPid!;
+    thawAll(c.cgroups()); // a frozen init would not see the stop signal
     signalInit(c, current, SIGNALS[c.config.stopSignal] ?? SIGNALS.SIGTERM);
     if (!(await waitGone(pid, current.initStartTime, timeoutSec * 1000))) {
       c.cgroups().killAll();

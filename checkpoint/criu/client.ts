@@ -1,0 +1,198 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { criuBinary } from '../../runtime/doctor';
+import { describeError, NotSupportedError, SystemError } from '../../runtime/errors';
+import { CriuError } from './errors';
+import { CriuFeatures, CriuOpts, CriuRequest, CriuResponse, decodeResponse, encodeRequest } from './proto';
+import { recvPacket, sendPacket, socketpair } from './seqpacket';
+import type { CriuVersion } from './version';
+
+export type { CriuOpts, CriuFeatures, CriuResponse } from './proto';
+
+/** fd numbers CRIU sees: the RPC socket, then the inherit_fd files. */
+const RPC_FD = 3;
+/** runc's level: a failed dump's log then says why. */
+const DEFAULT_LOG_LEVEL = 4;
+
+export interface NotifyContext {
+  /** The restored tree's root (host pid), for setup-namespaces and post-restore. */
+  pid?: number;
+  /** orphan-pts-master: the new pty master. Handed over: the hook closes it (the client does when there is no hook). */
+  fd?: number;
+}
+
+export interface CriuHooks {
+  /**
+   * Called for each action script CRIU runs (opts.notifyScripts): pre-dump,
+   * post-dump, network-lock, network-unlock, setup-namespaces, post-restore,
+   * orphan-pts-master, ... Throwing answers "failed": CRIU aborts, and after a
+   * failed post-dump it resumes the dumped tree.
+   */
+  onNotify?(script: string, ctx: NotifyContext): Promise<void> | void;
+}
+
+interface Exit {
+  code?: number | null;
+  signal?: NodeJS.Signals | null;
+  error?: Error;
+}
+
+/**
+ * CRIU over its RPC protocol: every call runs its own `criu swrk`, which
+ * serves one request (and its notifications) and exits.
+ */
+export class CriuClient {
+  constructor(readonly criuPath: string = criuBinary()) {}
+
+  async version(): Promise<CriuVersion> {
+    const { version: v } = await this.call('version', { type: 'VERSION' });
+    if (!v) throw new CriuError('version', { detail: 'CRIU reported success without a version' });
+    return { major: v.majorNumber, minor: v.minorNumber, sublevel: v.sublevel ?? 0, gitid: v.gitid, name: v.name };
+  }
+
+  /** `criu check` over RPC. The scratch dir for its log is removed on success, kept on failure. */
+  async check(): Promise<void> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-criu-check-'));
+    const fd = fs.openSync(dir, 'r');
+    try {
+      await this.call('check', { type: 'CHECK', opts: { imagesDirFd: fd } });
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  /** Which of the asked features this CRIU and kernel support (unasked ones come back false). */
+  async featureCheck(want: CriuFeatures): Promise<CriuFeatures> {
+    const { features } = await this.call('feature check', { type: 'FEATURE_CHECK', features: want });
+    return features ?? {};
+  }
+
+  /** Checkpoints opts.pid's tree into opts.imagesDirFd (log: dump.log). Resolves with CRIU's answer. */
+  dump(opts: CriuOpts, hooks: CriuHooks = {}): Promise<CriuResponse> {
+    return this.call('dump', { type: 'DUMP', opts }, hooks);
+  }
+
+  /**
+   * Restores the tree in opts.imagesDirFd (log: restore.log); resolves with its
+   * root's host pid. inheritFd entries name fds open in this process: the
+   * client passes them to CRIU.
+   */
+  async restore(opts: CriuOpts, hooks: CriuHooks = {}): Promise<number> {
+    const resp = await this.call('restore', { type: 'RESTORE', opts }, hooks);
+    if (!resp.restore) throw new CriuError('restore', { detail: 'CRIU reported success without a pid' });
+    return resp.restore.pid;
+  }
+
+  /** One request on a fresh `criu swrk`; the log defaults to <operation>.log in the work dir. */
+  private async call(operation: string, request: CriuRequest, hooks: CriuHooks = {}): Promise<CriuResponse> {
+    const passed = request.opts?.inheritFd?.map((i) => i.fd) ?? [];
+    const opts = request.opts && {
+      logFile: `${operation}.log`,
+      logLevel: DEFAULT_LOG_LEVEL,
+      ...request.opts,
+      inheritFd: request.opts.inheritFd?.map((i, n) => ({ key: i.key, fd: RPC_FD + 1 + n })),
+    };
+    const req: CriuRequest = { ...request, opts };
+    const logPath = opts && logPathOf(opts.workDirFd ?? opts.imagesDirFd, opts.logFile);
+
+    const [sock, criuEnd] = socketpair();
+    let child: ChildProcess;
+    try {
+      child = spawn(this.criuPath, ['swrk', String(RPC_FD)], { stdio: ['ignore', 'pipe', 'pipe', criuEnd, ...passed] });
+    } catch (err) {
+      fs.closeSync(sock);
+      throw err;
+    } finally {
+      // CRIU has its own copy now; ours would keep the socket open after CRIU dies, so we'd never see EOF.
+      fs.closeSync(criuEnd);
+    }
+    let stderr = '';
+    child.stdout!.resume();
+    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
+    const exited = new Promise<Exit>((resolve) => {
+      child.on('error', (error) => resolve({ error }));
+      child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+    if (child.pid === undefined) {
+      fs.closeSync(sock);
+      throw spawnError(this.criuPath, (await exited).error);
+    }
+
+    let answer: Answer;
+    try {
+      answer = await converse(sock, req, hooks);
+    } finally {
+      fs.closeSync(sock);
+      await exited; // reaped, and its log complete
+    }
+
+    const { resp, hookFailure } = answer;
+    if (!resp) {
+      const exit = await exited;
+      const how = exit.signal ? `killed by ${exit.signal}` : `exit ${exit.code}`;
+      const said = stderr.trim().split('\n').pop();
+      throw new CriuError(operation, { logPath, detail: `criu swrk ended without an answer (${how})${said ? `: ${said}` : ''}` });
+    }
+    if (!resp.success) {
+      throw new CriuError(operation, {
+        logPath,
+        crErrno: resp.crErrno,
+        crErrmsg: resp.crErrmsg,
+        detail: hookFailure && `${hookFailure.script} hook failed: ${describeError(hookFailure.error)}`,
+        cause: hookFailure?.error,
+      });
+    }
+    return resp;
+  }
+}
+
+interface Answer {
+  /** CRIU's final answer; null when it closed the socket without one. */
+  resp: CriuResponse | null;
+  /** The first notify hook that threw. */
+  hookFailure?: { script: string; error: unknown };
+}
+
+/** Sends the request, answers each NOTIFY through the hook, returns the final response. */
+async function converse(sock: number, req: CriuRequest, hooks: CriuHooks): Promise<Answer> {
+  let hookFailure: Answer['hookFailure'];
+  sendPacket(sock, encodeRequest(req));
+  for (;;) {
+    const packet = await recvPacket(sock);
+    if (!packet) return { resp: null, hookFailure };
+    const resp = decodeResponse(packet.data);
+    if (resp.type !== 'NOTIFY') return { resp, hookFailure };
+    const script = resp.notify?.script ?? '';
+    let ok = true;
+    if (hooks.onNotify) {
+      try {
+        await hooks.onNotify(script, { pid: resp.notify?.pid, fd: packet.fd });
+      } catch (error) {
+        ok = false;
+        hookFailure ??= { script, error };
+      }
+    } else if (packet.fd !== undefined) {
+      fs.closeSync(packet.fd);
+    }
+    sendPacket(sock, encodeRequest({ type: 'NOTIFY', notifySuccess: ok }));
+  }
+}
+
+/** Where CRIU writes the log: log_file in the work dir, which is the images dir unless set. */
+function logPathOf(workDirFd: number, logFile: string): string | undefined {
+  try {
+    return path.join(fs.readlinkSync(`/proc/self/fd/${workDirFd}`), logFile);
+  } catch {
+    return undefined; // a bad fd: CRIU will say so
+  }
+}
+
+function spawnError(criuPath: string, error: Error | undefined): Error {
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+    return new NotSupportedError(`CRIU is not installed (${criuPath} not found)`, 'run scripts/setup-host');
+  }
+  return new SystemError(`cannot run ${criuPath}`, error);
+}

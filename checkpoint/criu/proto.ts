@@ -1,0 +1,126 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
+
+/** dist/checkpoint/criu/proto.js → <repo>/proto/criu-rpc.proto */
+export const PROTO_PATH = path.resolve(__dirname, '../../../proto/criu-rpc.proto');
+
+/*
+ * TypeScript views of the messages. protobufjs turns the .proto's snake_case
+ * field names into camelCase, so these names are the wire fields' names.
+ */
+
+export type ReqType =
+  | 'EMPTY' | 'DUMP' | 'RESTORE' | 'CHECK' | 'PRE_DUMP' | 'PAGE_SERVER' | 'NOTIFY'
+  | 'CPUINFO_DUMP' | 'CPUINFO_CHECK' | 'FEATURE_CHECK' | 'VERSION' | 'WAIT_PID'
+  | 'PAGE_SERVER_CHLD' | 'SINGLE_PRE_DUMP';
+
+export type CgroupMode = 'IGNORE' | 'CG_NONE' | 'PROPS' | 'SOFT' | 'FULL' | 'STRICT' | 'DEFAULT';
+export type NetworkLockMethod = 'IPTABLES' | 'NFTABLES' | 'SKIP';
+
+export interface PageServerInfo {
+  address?: string;
+  port?: number;
+  pid?: number;
+  fd?: number;
+}
+
+/** criu_opts. Paths and fds are seen from the process that talks to CRIU. */
+export interface CriuOpts {
+  /** Directory fd, kept open by the caller for the whole call (CRIU opens /proc/<caller>/fd/N). */
+  imagesDirFd: number;
+  /** Where the log goes (default: the images dir). */
+  workDirFd?: number;
+  /** A file name inside the work dir, no '/'. */
+  logFile?: string;
+  /** 0 (none) .. 4 (debug). */
+  logLevel?: number;
+  pid?: number;
+  root?: string;
+  leaveRunning?: boolean;
+  shellJob?: boolean;
+  extUnixSk?: boolean;
+  fileLocks?: boolean;
+  linkRemap?: boolean;
+  tcpEstablished?: boolean;
+  tcpSkipInFlight?: boolean;
+  tcpClose?: boolean;
+  orphanPtsMaster?: boolean;
+  notifyScripts?: boolean;
+  rstSibling?: boolean;
+  manageCgroups?: boolean;
+  manageCgroupsMode?: CgroupMode;
+  cgRoot?: { ctrl?: string; path: string }[];
+  freezeCgroup?: string;
+  /** e.g. `net[<inode>]:name`, `mnt[/path]:name`. */
+  external?: string[];
+  /** On restore: CRIU installs `fd` where the image recorded the external resource `key`. */
+  inheritFd?: { key: string; fd: number }[];
+  networkLock?: NetworkLockMethod;
+  ps?: PageServerInfo;
+  trackMem?: boolean;
+  /** Relative to the images dir, e.g. `../pre1`. */
+  parentImg?: string;
+  autoDedup?: boolean;
+  lazyPages?: boolean;
+  statusFd?: number;
+}
+
+export interface CriuFeatures {
+  memTrack?: boolean;
+  lazyPages?: boolean;
+  pidfdStore?: boolean;
+}
+
+export interface CriuRequest {
+  type: ReqType;
+  opts?: CriuOpts;
+  notifySuccess?: boolean;
+  keepOpen?: boolean;
+  features?: CriuFeatures;
+  pid?: number;
+}
+
+export interface CriuVersionInfo {
+  majorNumber: number;
+  minorNumber: number;
+  gitid?: string;
+  sublevel?: number;
+  extra?: number;
+  name?: string;
+}
+
+export interface CriuResponse {
+  type: ReqType;
+  success: boolean;
+  dump?: { restored?: boolean };
+  restore?: { pid: number };
+  notify?: { script?: string; pid?: number };
+  ps?: PageServerInfo;
+  crErrno?: number;
+  features?: CriuFeatures;
+  crErrmsg?: string;
+  version?: CriuVersionInfo;
+  status?: number;
+}
+
+let messages: { req: protobuf.Type; resp: protobuf.Type } | undefined;
+
+function load(): { req: protobuf.Type; resp: protobuf.Type } {
+  if (!messages) {
+    const { root } = protobuf.parse(fs.readFileSync(PROTO_PATH, 'utf8'));
+    messages = { req: root.lookupType('criu_req'), resp: root.lookupType('criu_resp') };
+  }
+  return messages;
+}
+
+export function encodeRequest(req: CriuRequest): Buffer {
+  const { req: type } = load();
+  return Buffer.from(type.encode(type.fromObject(req)).finish());
+}
+
+/** Throws protobufjs's error when a required field is missing or the bytes are not a criu_resp. */
+export function decodeResponse(data: Uint8Array): CriuResponse {
+  const { resp: type } = load();
+  return type.toObject(type.decode(data), { enums: String }) as CriuResponse;
+}

@@ -1,0 +1,42 @@
+import { InvalidArgumentError, NotSupportedError } from '../../runtime/errors';
+import { CriuClient } from './client';
+
+export interface CriuVersion {
+  major: number;
+  minor: number;
+  sublevel: number;
+  gitid?: string;
+  name?: string;
+}
+
+/** "4.1.1" → {4, 1, 1}; "4.1" → {4, 1, 0}. */
+export function parseVersion(text: string): CriuVersion {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`not a CRIU version: ${JSON.stringify(text)}`, 'expected e.g. 4.1 or 4.1.1');
+  return { major: Number(m[1]), minor: Number(m[2]), sublevel: Number(m[3] ?? 0) };
+}
+
+/** Negative, zero or positive as a is older than, the same as or newer than b. */
+export function compareVersions(a: CriuVersion, b: CriuVersion): number {
+  return a.major - b.major || a.minor - b.minor || a.sublevel - b.sublevel;
+}
+
+export function formatVersion(v: CriuVersion): string {
+  return `${v.major}.${v.minor}.${v.sublevel}`;
+}
+
+/**
+ * Asks CRIU its version over RPC (what will actually serve us, not what is on
+ * PATH) and fails unless it is at least `min`. Debian's 3.17 can't dump on
+ * kernels ≥ 6.13; 4.1 can.
+ */
+export async function requireCriu(min = '4.1', client = new CriuClient()): Promise<CriuVersion> {
+  const version = await client.version();
+  if (compareVersions(version, parseVersion(min)) < 0) {
+    throw new NotSupportedError(
+      `CRIU ${formatVersion(version)} is too old: tsvz needs ${min} or newer (${client.criuPath})`,
+      'run scripts/setup-host to build a recent CRIU',
+    );
+  }
+  return version;
+}
