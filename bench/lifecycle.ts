@@ -171,10 +171,21 @@ class Runc {
 
   /**
    * `runc run -d`: terminal false, so runc hands its own stdio to the
-   * container's init. /dev/null for all three, or spawnSync would wait for
-   * pipes the container keeps open.
+   * container's init. stdout/stderr are /dev/null; no pipes, or spawnSync
+   * would wait for pipes the container keeps open.
+   *
+   * stdin is a FIFO this process holds open and never writes: busybox init's
+   * `::askfirst:-/bin/sh` then blocks on "press Enter", as it does on tsvz's
+   * console pty. With /dev/null the shell reads EOF at once and init respawns
+   * it every second, and a SIGTERM landing in that 1 s sleep is only acted on
+   * when it ends: up to +1 s on every runc stop, which is not runc's cost.
    */
-  start(): void { this.mustRunc(this.cmd(['run', '-d', '--bundle', this.bundle, this.id], { stdio: 'ignore' }), 'runc run -d'); }
+  stdinFd = -1;
+
+  start(): void {
+    const stdin = this.stdinFd >= 0 ? this.stdinFd : 'ignore';
+    this.mustRunc(this.cmd(['run', '-d', '--bundle', this.bundle, this.id], { stdio: [stdin, 'ignore', 'ignore'] }), 'runc run -d');
+  }
   exec(): void { this.mustRunc(this.cmd(['exec', this.id, 'true']), 'runc exec'); }
 
   status(): string {
@@ -286,6 +297,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     log(`work dir ${tmp}`);
     tsvz.create();
     buildBundle(runc.bundle, path.join(tsvz.root, 'containers', tsvz.name, 'rootfs'), tsvz.name);
+    const fifo = path.join(tmp, 'runc-console-in');
+    must(run('mkfifo', [fifo]), 'mkfifo');
+    runc.stdinFd = fs.openSync(fifo, 'r+'); // read-write: never blocks, never sees EOF
 
     const total = opts.warmup + opts.iterations;
     const samples: Record<string, number[]> = {
@@ -373,6 +387,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     process.removeListener('SIGTERM', onSigint);
     tsvz.destroy();
     runc.destroy();
+    if (runc.stdinFd >= 0) fs.closeSync(runc.stdinFd);
     if (opts.keep) log(`kept ${tmp}`);
     else fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -46,15 +46,16 @@ export class CriuError extends TsvzError {
 
   constructor(operation: string, failure: CriuFailure) {
     const errorLines = failure.logPath ? criuLogErrors(failure.logPath) : [];
-    const reason = failure.detail ?? errorLines[0] ?? failure.crErrmsg ?? (failure.crErrno ? `errno ${failure.crErrno}` : 'no reason given');
+    const crErrmsg = failure.crErrmsg?.trim();
+    const reason = failure.detail ?? errorLines[0] ?? crErrmsg ?? (failure.crErrno ? `errno ${failure.crErrno}` : 'no reason given');
     super('ECRIU', `criu ${operation} failed: ${reason}${failure.logPath ? ` (log: ${failure.logPath})` : ''}`, {
-      hint: failure.logPath ? `CRIU's full log is ${failure.logPath}` : undefined,
+      hint: failure.logPath ? `all of CRIU's Error lines and its trace are in ${failure.logPath}` : undefined,
       cause: failure.cause,
       errno: failure.crErrno,
     });
     this.operation = operation;
     this.crErrno = failure.crErrno;
-    this.crErrmsg = failure.crErrmsg;
+    this.crErrmsg = crErrmsg;
     this.logPath = failure.logPath;
     this.errorLines = errorLines;
   }

@@ -40,3 +40,11 @@ export function storageFailure(what: string, pool: string, err: unknown): TsvzEr
   const reason = err instanceof Error ? err.message : String(err);
   return new StorageError(`cannot ${what} in pool ${pool}: ${reason}`, { cause: err });
 }
+
+/** The error for removing a snapshot that clones were made from. */
+export function dependentClones(vol: string, snap: string, clones: string[]): StorageError {
+  return new StorageError(`snapshot ${vol}@${snap} is the origin of ${clones.length === 1 ? 'clone' : 'clones'} ${clones.join(', ')}`, {
+    code: 'EDEPENDENT',
+    hint: `delete ${clones.length === 1 ? 'that clone' : 'those clones'} first`,
+  });
+}

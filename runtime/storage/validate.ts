@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errors';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../errors';
 import { validateName } from '../names';
 import type { PoolSpec } from './driver';
 
@@ -60,4 +60,12 @@ export function checkSourceDir(source: string, what: string): string {
   if (!st.isDirectory()) throw new InvalidArgumentError(`pool source ${dir} is not a directory`);
   if (fs.readdirSync(dir).length > 0) throw new InvalidArgumentError(`pool source ${dir} is not empty`, 'use an empty directory');
   return dir;
+}
+
+/** pool create (and doctor) refuse a driver whose tools or kernel support are missing, saying what. */
+export function requireUsable(driver: { name: string; missing(): string[] }): void {
+  const missing = driver.missing();
+  if (missing.length > 0) {
+    throw new NotSupportedError(`storage driver ${driver.name} cannot be used on this host: ${missing.join('; ')}`, 'run `tsvz doctor` and scripts/setup-host');
+  }
 }

@@ -14,8 +14,8 @@ import { sleep } from '../../runtime/proc';
 
 /*
  * Against the real CRIU (needs root). Each dump/restore test starts its own
- * counting shell as the init of a new pid namespace: a session leader whose
- * stdio is /dev/null (dumpable) or a pty (whose master stays outside).
+ * counting shell (see startTree) as the init of a new pid namespace and a
+ * session leader: CRIU refuses a tree whose session leader is outside it.
  */
 const CRIU_PROTO = '/usr/local/share/tsvz/criu-rpc.proto';
 const client = new CriuClient();
@@ -47,8 +47,9 @@ async function until<T>(what: string, probe: () => T | undefined, ms = 5000): Pr
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** The count in file; undefined before the first write and while echo rewrites it (empty). */
 function counter(file: string): number | undefined {
-  const n = parseInt(fs.readFileSync(file, 'utf8'), 10); // empty between truncate and write
+  const n = fs.existsSync(file) ? parseInt(fs.readFileSync(file, 'utf8'), 10) : NaN;
   return Number.isNaN(n) ? undefined : n;
 }
 
@@ -83,21 +84,31 @@ interface Tree {
 }
 
 /**
- * A shell counting into <dir>/<name> every 50 ms, as init of new pid and net
- * namespaces (net: so CRIU locks and unlocks the network). With `tty` its
- * stdio is a pty held by script(1), made its controlling terminal.
+ * A shell counting into <dir>/<name> every 50 ms and printing the count, as
+ * init of a new pid namespace. Its stdio is
+ * - 'null': /dev/null, in a new net namespace too (so CRIU locks and unlocks the network);
+ * - 'pty': a pty held by script(1), made its controlling terminal;
+ * - 'pipe': stdout is a pipe to a cat outside the tree.
  */
-async function startTree(name: string, tty = false): Promise<Tree> {
+async function startTree(name: string, stdio: 'null' | 'pty' | 'pipe' = 'null'): Promise<Tree> {
   const file = path.join(dir, name);
-  const loop = `i=0; while :; do i=$((i+1)); ${tty ? 'echo $i; ' : ''}echo $i > ${file}; sleep 0.05; done`;
-  const child = tty
-    ? spawn('script', ['-qfc', `unshare --pid --fork setsid -c sh -c '${loop}'`, '/dev/null'], { stdio: 'ignore' })
+  const loop = `i=0; while :; do i=$((i+1)); echo $i; echo $i > ${file}; sleep 0.05; done`;
+  const child =
+    stdio === 'pty' ? spawn('script', ['-qfc', `unshare --pid --fork setsid -c sh -c '${loop}'`, '/dev/null'], { stdio: 'ignore' })
+    : stdio === 'pipe' ? spawn('sh', ['-c', `unshare --pid --fork setsid sh -c '${loop}' | cat >/dev/null`], { stdio: 'ignore' })
     : spawn('unshare', ['--pid', '--net', '--fork', 'setsid', 'sh', '-c', loop], { stdio: 'ignore' });
   children.push(child);
   const pid = await until('the counting shell', () => findInit(file));
   pids.push(pid);
   const started = await counterAbove(file, 10); // so a restart from 1 can't pass for a continuation
   return { pid, file, started };
+}
+
+/** The numbers a restored tree printed to fd (a pty master or a FIFO we hold), read off the main thread. */
+async function printed(fd: number): Promise<number[]> {
+  const buf = Buffer.alloc(4096);
+  const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, null, (err, n) => (err ? reject(err) : resolve(n))));
+  return (buf.toString('utf8', 0, n).match(/\d+/g) ?? []).map(Number);
 }
 
 /** What the counter says now; the file is empty while echo rewrites it (or if a dump caught it then). */
@@ -193,7 +204,7 @@ describe('CRIU RPC client against the real CRIU', { skip, timeout: 120_000 }, ()
   });
 
   it('hands the orphan pty master over with SCM_RIGHTS; the restored shell writes to it', async () => {
-    const tree = await startTree('counter-pty', true);
+    const tree = await startTree('counter-pty', 'pty');
     await withImages('img-pty', async (imagesDirFd) => {
       await client.dump({ imagesDirFd, pid: tree.pid, orphanPtsMaster: true });
       await until('the dumped tree to exit', () => (alive(tree.pid) ? undefined : true));
@@ -212,12 +223,27 @@ describe('CRIU RPC client against the real CRIU', { skip, timeout: 120_000 }, ()
       assert.ok(master !== undefined, 'orphan-pts-master came with an fd');
       assert.match(fs.readlinkSync(`/proc/self/fd/${master}`), /ptmx$/);
       await counterAbove(tree.file, frozen + 2);
-      const buf = Buffer.alloc(4096);
-      const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
-        fs.read(master!, buf, 0, buf.length, null, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),
-      );
-      const printed = (buf.toString('utf8', 0, bytesRead).match(/\d+/g) ?? []).map(Number);
-      assert.ok(printed.length > 0 && printed[0] > frozen, `pty said ${JSON.stringify(buf.toString('utf8', 0, bytesRead))} after ${frozen}`);
+      const numbers = await printed(master!);
+      assert.ok(numbers.length > 0 && numbers[0] > frozen, `pty said ${numbers.join(' ')} after ${frozen}`);
+    });
+  });
+
+  it('restore gives the tree the files named in inheritFd (a FIFO of ours for its stdout pipe)', async () => {
+    const tree = await startTree('counter-pipe', 'pipe');
+    const key = fs.readlinkSync(`/proc/${tree.pid}/fd/1`);
+    assert.match(key, /^pipe:\[\d+\]$/);
+    const fifo = path.join(dir, 'fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const fd = fs.openSync(fifo, fs.constants.O_RDWR); // O_RDWR: opening doesn't wait for a writer
+    fds.push(fd);
+    await withImages('img-pipe', async (imagesDirFd) => {
+      await client.dump({ imagesDirFd, pid: tree.pid });
+      await until('the dumped tree to exit', () => (alive(tree.pid) ? undefined : true));
+      const frozen = lastCount(tree);
+      pids.push(await client.restore({ imagesDirFd, rstSibling: true, inheritFd: [{ key, fd }] }));
+      await counterAbove(tree.file, frozen + 2);
+      const numbers = await printed(fd);
+      assert.ok(numbers.length > 0 && numbers[0] > frozen, `FIFO got ${numbers.join(' ')} after ${frozen}`);
     });
   });
 
