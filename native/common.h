@@ -76,26 +76,28 @@ static inline int send_fd(int sock, int fd) {
 }
 
 /*
- * Receive either an fd (returns it) or a text message (returns -1 and fills
- * `text`). Returns -2 on EOF/error.
+ * Receive one message: its text (NUL-terminated) and, when one came with it,
+ * an fd (else *fd = -1). Returns the text length, or -1 on EOF/error.
  */
-static inline int recv_fd_or_text(int sock, char *text, size_t textlen) {
-	char buf[512];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf - 1 };
+static inline int recv_message(int sock, int *fd, char *text, size_t textlen) {
+	struct iovec iov = { .iov_base = text, .iov_len = textlen - 1 };
 	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
 	ssize_t n;
 	do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
-	if (n <= 0) return -2;
+	*fd = -1;
+	if (n <= 0) return -1;
+	text[n] = 0;
 	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-		int fd;
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-		return fd;
-	}
-	buf[n] = 0;
-	snprintf(text, textlen, "%s", buf);
-	return -1;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return (int)n;
+}
+
+/* Receive either an fd (returns it) or a text message (returns -1, fills `text`); -2 on EOF/error. */
+static inline int recv_fd_or_text(int sock, char *text, size_t textlen) {
+	int fd;
+	if (recv_message(sock, &fd, text, textlen) < 0) return -2;
+	return fd >= 0 ? fd : -1;
 }
 
 #endif

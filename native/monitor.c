@@ -14,6 +14,15 @@
  *   monitor -> ts   "pid <host pid of init>"   (init is in its cgroups, waiting)
  *   ts -> monitor   "go"                       (network is set up; anything else aborts)
  *   monitor -> ts   "ready" | "error <message>"
+ *
+ * Restore mode (--restore --criu PATH): instead of cloning init, the monitor
+ * runs `criu swrk 3` on the RPC socket it inherited as fd 4, so that the tree
+ * CRIU restores (rst_sibling) becomes the monitor's child. TypeScript speaks
+ * the RPC and then hands over, on the SEQPACKET socket at fd 5, one message
+ * "init <pid>" carrying the console pty master CRIU created (SCM_RIGHTS):
+ *   monitor -> ts   "criu <pid>", later "criu-exit <status>"
+ *   ts -> monitor   (fd 5) "init <pid>" + pty master, or EOF to abort
+ *   monitor -> ts   "ready" | "error <message>"
  */
 #include "common.h"
 
@@ -48,12 +57,17 @@ struct spec {
 	int caps_drop[64];
 	int ncaps;
 	int share_net;         /* 1: stay in the monitor's netns (--net host) */
+	const char *criu;      /* restore mode: path of criu */
 	char **argv;           /* init's argv */
 };
 
+#define CRIU_RPC_FD 4
+#define HANDOFF_FD 5
+
 static void usage(void) {
 	fprintf(stderr, "usage: tsvz-monitor --dir DIR --rootfs DIR --hostname NAME [--cgroup PROCS]... "
-	                "[--env K=V]... [--cap-drop N]... [--share-net] -- INIT [ARGS...]\n");
+	                "[--env K=V]... [--cap-drop N]... [--share-net] -- INIT [ARGS...]\n"
+	                "       tsvz-monitor --dir DIR --restore --criu PATH   (fds 4: CRIU RPC socket, 5: hand-over)\n");
 	exit(2);
 }
 
@@ -63,7 +77,7 @@ static void parse_args(int argc, char **argv, struct spec *s) {
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--")) { i++; break; }
-		if (i + 1 >= argc && strcmp(a, "--share-net")) usage();
+		if (i + 1 >= argc && strcmp(a, "--share-net") && strcmp(a, "--restore")) usage();
 		if (!strcmp(a, "--dir")) s->dir = argv[++i];
 		else if (!strcmp(a, "--rootfs")) s->rootfs = argv[++i];
 		else if (!strcmp(a, "--hostname")) s->hostname = argv[++i];
@@ -71,7 +85,13 @@ static void parse_args(int argc, char **argv, struct spec *s) {
 		else if (!strcmp(a, "--env") && s->nenv < MAX_LIST) s->env[s->nenv++] = argv[++i];
 		else if (!strcmp(a, "--cap-drop") && s->ncaps < 64) s->caps_drop[s->ncaps++] = atoi(argv[++i]);
 		else if (!strcmp(a, "--share-net")) s->share_net = 1;
+		else if (!strcmp(a, "--restore")) continue;
+		else if (!strcmp(a, "--criu")) s->criu = argv[++i];
 		else usage();
+	}
+	if (s->criu) {
+		if (!s->dir) usage();
+		return;
 	}
 	if (i >= argc || !s->dir || !s->rootfs || !s->hostname) usage();
 	s->argv = &argv[i];
@@ -351,6 +371,97 @@ static void serve(pid_t init, int master, int listen_fd, int log_fd, int sigfd) 
 	}
 }
 
+/* Clone init into new namespaces and walk it through the handshake; returns its pid. */
+static pid_t launch_init(struct spec *s, int *master_out) {
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) abort_start(0, "socketpair: %s", strerror(errno));
+	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (s->share_net ? 0 : CLONE_NEWNET);
+	pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+	if (child < 0) abort_start(0, "clone: %s", strerror(errno));
+	if (child == 0) {
+		close(sv[0]);
+		close(CTL_FD);
+		child_main(s, sv[1]);
+	}
+	close(sv[1]);
+
+	for (int i = 0; i < s->ncgroups; i++)
+		if (cgroup_attach(s->cgroups[i], child) < 0) {
+			char d[600];
+			snprintf(d, sizeof d, "%s: %s", s->cgroups[i], strerror(errno));
+			abort_start(child, "join cgroup %s", d);
+		}
+	fdprintf_line(CTL_FD, "pid %d", (int)child);
+	char line[64];
+	if (ctl_readline(line, sizeof line) < 0 || strcmp(line, "go")) abort_start(child, "%s", "start aborted by tsvz");
+	if (send(sv[0], "go", 2, MSG_NOSIGNAL) != 2) abort_start(child, "signal init: %s", strerror(errno));
+
+	char text[512];
+	int master = recv_fd_or_text(sv[0], text, sizeof text);
+	if (master == -1) abort_start(child, "%s", text + (strncmp(text, "error ", 6) ? 0 : 6));
+	if (master < 0) abort_start(child, "%s", "init died during set-up");
+	int r = recv_fd_or_text(sv[0], text, sizeof text); /* EOF: exec succeeded (close-on-exec) */
+	if (r == -1) abort_start(child, "%s", text + (strncmp(text, "error ", 6) ? 0 : 6));
+	close(sv[0]);
+	*master_out = master;
+	return child;
+}
+
+/*
+ * Restore mode: run `criu swrk` as our child, report its exit, and wait for
+ * TypeScript to hand over the restored init's pid and console. Returns the
+ * pid; *early_status is its wait status if it already died, else -1.
+ */
+static pid_t restore_init(struct spec *s, int sigfd, int *master_out, int *early_status) {
+	if (fcntl(CRIU_RPC_FD, F_GETFD) < 0 || fcntl(HANDOFF_FD, F_GETFD) < 0) abort_start(0, "%s", "restore needs fds 4 and 5");
+	fcntl(HANDOFF_FD, F_SETFD, FD_CLOEXEC);
+	pid_t criu = fork();
+	if (criu < 0) abort_start(0, "fork: %s", strerror(errno));
+	if (criu == 0) {
+		/* The RPC socket becomes criu's fd 3 (replacing our close-on-exec control socket). */
+		if (dup2(CRIU_RPC_FD, 3) < 0) _exit(127);
+		close(CRIU_RPC_FD);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execl(s->criu, "criu", "swrk", "3", (char *)NULL);
+		fprintf(stderr, "tsvz-monitor: exec %s: %s\n", s->criu, strerror(errno));
+		_exit(127);
+	}
+	close(CRIU_RPC_FD);
+	fdprintf_line(CTL_FD, "criu %d", (int)criu);
+
+	pid_t died = 0;
+	int died_status = 0;
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = sigfd, .events = POLLIN }, { .fd = HANDOFF_FD, .events = POLLIN } };
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR) continue;
+			abort_start(criu, "poll: %s", strerror(errno));
+		}
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sigfd, &si, sizeof si) == sizeof si) {}
+			int st;
+			pid_t pid;
+			while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (pid == criu) fdprintf_line(CTL_FD, "criu-exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+				else { died = pid; died_status = st; } /* the restored init, gone already */
+			}
+		}
+		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			char text[64];
+			int fd, init = 0;
+			if (recv_message(HANDOFF_FD, &fd, text, sizeof text) < 0 || fd < 0 || sscanf(text, "init %d", &init) != 1)
+				abort_start(0, "%s", "restore aborted by tsvz");
+			close(HANDOFF_FD);
+			*master_out = fd;
+			*early_status = died == init ? died_status : -1;
+			return init;
+		}
+	}
+}
+
 int main(int argc, char **argv) {
 	struct spec s;
 	parse_args(argc, argv, &s);
@@ -372,44 +483,21 @@ int main(int argc, char **argv) {
 	sigprocmask(SIG_BLOCK, &chld, NULL);
 	int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) abort_start(0, "socketpair: %s", strerror(errno));
-	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (s.share_net ? 0 : CLONE_NEWNET);
-	pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-	if (child < 0) abort_start(0, "clone: %s", strerror(errno));
-	if (child == 0) {
-		close(sv[0]);
-		close(CTL_FD);
-		child_main(&s, sv[1]);
-	}
-	close(sv[1]);
-
-	for (int i = 0; i < s.ncgroups; i++)
-		if (cgroup_attach(s.cgroups[i], child) < 0) {
-			char d[600];
-			snprintf(d, sizeof d, "%s: %s", s.cgroups[i], strerror(errno));
-			abort_start(child, "join cgroup %s", d);
-		}
-	fdprintf_line(CTL_FD, "pid %d", (int)child);
-	char line[64];
-	if (ctl_readline(line, sizeof line) < 0 || strcmp(line, "go")) abort_start(child, "%s", "start aborted by tsvz");
-	if (send(sv[0], "go", 2, MSG_NOSIGNAL) != 2) abort_start(child, "signal init: %s", strerror(errno));
-
-	char text[512];
-	int master = recv_fd_or_text(sv[0], text, sizeof text);
-	if (master == -1) abort_start(child, "%s", text + (strncmp(text, "error ", 6) ? 0 : 6));
-	if (master < 0) abort_start(child, "%s", "init died during set-up");
-	int r = recv_fd_or_text(sv[0], text, sizeof text); /* EOF: exec succeeded (close-on-exec) */
-	if (r == -1) abort_start(child, "%s", text + (strncmp(text, "error ", 6) ? 0 : 6));
-	close(sv[0]);
+	int master = -1, early_status = -1;
+	pid_t init = s.criu ? restore_init(&s, sigfd, &master, &early_status) : launch_init(&s, &master);
 
 	int listen_fd = listen_console();
-	if (listen_fd < 0) abort_start(child, "console socket: %s", strerror(errno));
+	if (listen_fd < 0) abort_start(s.criu ? 0 : init, "console socket: %s", strerror(errno));
 	fdprintf_line(CTL_FD, "ready");
 	close(CTL_FD);
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull >= 0) { dup2(devnull, 0); dup2(devnull, 1); close(devnull); }
 
-	serve(child, master, listen_fd, log_fd, sigfd);
+	if (early_status != -1) {
+		record_exit(init, early_status);
+		unlink("console.sock");
+		return 0;
+	}
+	serve(init, master, listen_fd, log_fd, sigfd);
 	return 0;
 }

@@ -15,63 +15,33 @@ export interface LaunchSpec {
   init: string[];
 }
 
-/**
- * A monitor being started. The handshake (see native/monitor.c) is driven
- * step by step so the caller can wire the network between "pid" and "go".
- */
-export class MonitorLaunch {
-  readonly child: ChildProcess;
-  private readonly ctl: Socket;
+/** The monitor's fd 3: one text line per message (see native/monitor.c). */
+class ControlChannel {
   private buffer = '';
   private lines: string[] = [];
   private waiter?: (line: string | undefined) => void;
   private closed = false;
 
-  constructor(spec: LaunchSpec) {
-    const bin = nativeBinary('tsvz-monitor');
-    if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
-    const args = ['--dir', spec.dir, '--rootfs', spec.rootfs, '--hostname', spec.hostname];
-    for (const f of spec.cgroupProcsFiles) args.push('--cgroup', f);
-    for (const e of spec.env) args.push('--env', e);
-    for (const c of spec.capDrop) args.push('--cap-drop', String(c));
-    if (spec.shareNet) args.push('--share-net');
-    args.push('--', ...spec.init);
-    // detached: own session, so it outlives this CLI; fd 3 is the control socket.
-    this.child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'ignore', 'pipe'], detached: true });
-    this.ctl = this.child.stdio[3] as Socket;
-    this.ctl.setEncoding('utf8');
-    this.ctl.on('data', (chunk: string) => this.onData(chunk));
-    this.ctl.on('close', () => { this.closed = true; this.flush(); });
-    this.ctl.on('error', () => { this.closed = true; this.flush(); });
+  constructor(readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('close', () => { this.closed = true; this.flush(); });
+    socket.on('error', () => { this.closed = true; this.flush(); });
   }
 
-  /** Wait for "pid N": init exists, sits in its cgroups and waits for "go". */
-  async initPid(timeoutMs = 10_000): Promise<number> {
-    const line = await this.expect(timeoutMs);
-    const m = /^pid (\d+)$/.exec(line);
-    if (!m) throw this.failure(line);
-    return Number(m[1]);
-  }
-
-  /** Let init continue into its root filesystem; resolves when it has exec'd. */
-  async go(timeoutMs = 10_000): Promise<void> {
-    this.ctl.write('go\n');
-    const line = await this.expect(timeoutMs);
-    if (line !== 'ready') throw this.failure(line);
-    this.ctl.destroy();
-    this.child.unref();
-  }
-
-  /** Abort a launch in progress: the monitor kills init and exits. */
-  abort(): void {
-    try { this.ctl.destroy(); } catch { /* already closed */ }
-    try { this.child.kill('SIGKILL'); } catch { /* already gone */ }
-    this.child.unref();
-  }
-
-  private failure(line: string): LaunchError {
-    const msg = line.startsWith('error ') ? line.slice(6) : line || 'monitor exited during start';
-    return new LaunchError(`container failed to start: ${msg}`);
+  /** The next line; '' when the monitor closed the channel (it exited). */
+  next(timeoutMs: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new LaunchError(`the container's monitor did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = (line) => {
+        clearTimeout(timer);
+        resolve(line ?? '');
+      };
+      this.flush();
+    });
   }
 
   private onData(chunk: string): void {
@@ -89,19 +59,135 @@ export class MonitorLaunch {
     if (this.lines.length > 0) { const w = this.waiter; this.waiter = undefined; w(this.lines.shift()); }
     else if (this.closed) { const w = this.waiter; this.waiter = undefined; w(undefined); }
   }
+}
 
-  private expect(timeoutMs: number): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(new LaunchError(`container did not start within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiter = (line) => {
-        clearTimeout(timer);
-        resolve(line ?? '');
-      };
-      this.flush();
+function spawnMonitor(args: string[], extraFds: number[] = []): { child: ChildProcess; ctl: ControlChannel } {
+  const bin = nativeBinary('tsvz-monitor');
+  if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
+  // detached: own session, so it outlives this CLI; fd 3 is the control socket.
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'ignore', 'pipe', ...extraFds], detached: true });
+  return { child, ctl: new ControlChannel(child.stdio[3] as Socket) };
+}
+
+function failure(line: string, what: string): LaunchError {
+  const msg = line.startsWith('error ') ? line.slice(6) : line || 'its monitor exited';
+  return new LaunchError(`container failed to ${what}: ${msg}`);
+}
+
+/** Base of both launches: the monitor process and how to let go of it. */
+abstract class MonitorHandle {
+  abstract readonly child: ChildProcess;
+  protected abstract readonly ctl: ControlChannel;
+
+  /** Wait for "ready": the monitor serves the console and watches init. */
+  protected async awaitReady(what: string, timeoutMs: number): Promise<void> {
+    const line = await this.ctl.next(timeoutMs);
+    if (line !== 'ready') throw failure(line, what);
+    this.ctl.socket.destroy();
+    this.child.unref();
+  }
+
+  /** Abort a launch in progress: the monitor kills what it started and exits. */
+  abort(): void {
+    try { this.ctl.socket.destroy(); } catch { /* already closed */ }
+    try { this.child.kill('SIGKILL'); } catch { /* already gone */ }
+    this.child.unref();
+  }
+}
+
+/**
+ * A monitor being started. The handshake (see native/monitor.c) is driven
+ * step by step so the caller can wire the network between "pid" and "go".
+ */
+export class MonitorLaunch extends MonitorHandle {
+  readonly child: ChildProcess;
+  protected readonly ctl: ControlChannel;
+
+  constructor(spec: LaunchSpec) {
+    super();
+    const args = ['--dir', spec.dir, '--rootfs', spec.rootfs, '--hostname', spec.hostname];
+    for (const f of spec.cgroupProcsFiles) args.push('--cgroup', f);
+    for (const e of spec.env) args.push('--env', e);
+    for (const c of spec.capDrop) args.push('--cap-drop', String(c));
+    if (spec.shareNet) args.push('--share-net');
+    args.push('--', ...spec.init);
+    ({ child: this.child, ctl: this.ctl } = spawnMonitor(args));
+  }
+
+  /** Wait for "pid N": init exists, sits in its cgroups and waits for "go". */
+  async initPid(timeoutMs = 10_000): Promise<number> {
+    const line = await this.ctl.next(timeoutMs);
+    const m = /^pid (\d+)$/.exec(line);
+    if (!m) throw failure(line, 'start');
+    return Number(m[1]);
+  }
+
+  /** Let init continue into its root filesystem; resolves when it has exec'd. */
+  async go(timeoutMs = 10_000): Promise<void> {
+    this.ctl.socket.write('go\n');
+    await this.awaitReady('start', timeoutMs);
+  }
+}
+
+/**
+ * A monitor that runs `criu swrk` for a restore, so the restored tree becomes
+ * its child. Use `launcher` as the CRIU client's SwrkLauncher, then hand the
+ * restored init and its console over with `handOver`.
+ */
+export class MonitorRestore extends MonitorHandle {
+  child!: ChildProcess;
+  protected ctl!: ControlChannel;
+  private handoff?: number;
+  private criuExit?: Promise<number>;
+
+  constructor(private readonly dir: string, private readonly criuPath: string) {
+    super();
+  }
+
+  readonly launcher = (criuEnd: number, inherited: number[]) => {
+    if (inherited.length > 0) throw new LaunchError('inherited fds are not supported through the monitor');
+    const { socketpair } = require('../checkpoint/criu/seqpacket') as typeof import('../checkpoint/criu/seqpacket');
+    const [ours, theirs] = socketpair();
+    try {
+      ({ child: this.child, ctl: this.ctl } = spawnMonitor(['--dir', this.dir, '--restore', '--criu', this.criuPath], [criuEnd, theirs]));
+    } finally {
+      fs.closeSync(theirs);
+    }
+    this.handoff = ours;
+    let stderr = '';
+    const started = this.ctl.next(10_000).then((line) => {
+      if (!/^criu \d+$/.test(line)) { stderr = line; throw failure(line, 'restore'); }
+      return this.ctl.next(24 * 3600_000);
     });
+    this.criuExit = started.then((line) => {
+      const m = /^criu-exit (\d+)$/.exec(line);
+      if (!m) { stderr = line; return -1; }
+      return Number(m[1]);
+    }, () => -1);
+    return {
+      pid: this.child.pid,
+      exited: this.criuExit.then((code) => ({ code })),
+      stderrTail: () => stderr,
+    };
+  };
+
+  /** Give the monitor the restored init's pid and its console's pty master; wait for "ready". */
+  async handOver(initPid: number, ptyMaster: number, timeoutMs = 10_000): Promise<void> {
+    const { sendPacketWithFd } = require('../checkpoint/criu/seqpacket') as typeof import('../checkpoint/criu/seqpacket');
+    if (this.handoff === undefined) throw new LaunchError('criu was not started through the monitor');
+    sendPacketWithFd(this.handoff, Buffer.from(`init ${initPid}`), ptyMaster);
+    this.closeHandoff();
+    await this.awaitReady('restore', timeoutMs);
+  }
+
+  override abort(): void {
+    this.closeHandoff();
+    if (this.child) super.abort();
+  }
+
+  private closeHandoff(): void {
+    if (this.handoff !== undefined) fs.closeSync(this.handoff);
+    this.handoff = undefined;
   }
 }
 

@@ -22,6 +22,8 @@ export interface ContainerState {
   monitorStartTime?: number;
   startedAt?: string;
   exit?: ExitInfo;
+  /** Set when a checkpoint stopped the container: `restore` continues from it. */
+  checkpoint?: string;
 }
 
 interface ExitFile { pid: number; exitCode?: number; signal?: number; finishedAt?: number }

@@ -33,11 +33,27 @@ export interface CriuHooks {
   onNotify?(script: string, ctx: NotifyContext): Promise<void> | void;
 }
 
-interface Exit {
+export interface SwrkExit {
   code?: number | null;
   signal?: NodeJS.Signals | null;
   error?: Error;
 }
+
+/** A running `criu swrk`, however it was started. */
+export interface SwrkProcess {
+  pid?: number;
+  /** Resolves once it exited (its log is then complete). */
+  exited: Promise<SwrkExit>;
+  /** The end of what it wrote to stderr, for errors. */
+  stderrTail(): string;
+}
+
+/**
+ * Starts `criu swrk 3` with `criuEnd` as its fd 3 and `inherited` as fds 4...
+ * The default spawns it from this process; restore uses one that makes the
+ * container's new monitor its parent, so the restored tree is the monitor's child.
+ */
+export type SwrkLauncher = (criuEnd: number, inherited: number[]) => SwrkProcess;
 
 /**
  * CRIU over its RPC protocol: every call runs its own `criu swrk`, which
@@ -45,6 +61,18 @@ interface Exit {
  */
 export class CriuClient {
   constructor(readonly criuPath: string = criuBinary()) {}
+
+  private spawnSwrk(criuEnd: number, inherited: number[]): SwrkProcess {
+    const child = spawn(this.criuPath, ['swrk', String(RPC_FD)], { stdio: ['ignore', 'pipe', 'pipe', criuEnd, ...inherited] });
+    let stderr = '';
+    child.stdout!.resume();
+    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
+    const exited = new Promise<SwrkExit>((resolve) => {
+      child.on('error', (error) => resolve({ error }));
+      child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+    return { pid: child.pid, exited, stderrTail: () => stderr };
+  }
 
   async version(): Promise<CriuVersion> {
     const { version: v } = await this.call('version', { type: 'VERSION' });
@@ -80,14 +108,14 @@ export class CriuClient {
    * root's host pid. inheritFd entries name fds open in this process: the
    * client passes them to CRIU.
    */
-  async restore(opts: CriuOpts, hooks: CriuHooks = {}): Promise<number> {
-    const resp = await this.call('restore', { type: 'RESTORE', opts }, hooks);
+  async restore(opts: CriuOpts, hooks: CriuHooks = {}, launcher?: SwrkLauncher): Promise<number> {
+    const resp = await this.call('restore', { type: 'RESTORE', opts }, hooks, launcher);
     if (!resp.restore) throw new CriuError('restore', { detail: 'CRIU reported success without a pid' });
     return resp.restore.pid;
   }
 
   /** One request on a fresh `criu swrk`; the log defaults to <operation>.log in the work dir. */
-  private async call(operation: string, request: CriuRequest, hooks: CriuHooks = {}): Promise<CriuResponse> {
+  private async call(operation: string, request: CriuRequest, hooks: CriuHooks = {}, launcher?: SwrkLauncher): Promise<CriuResponse> {
     const passed = request.opts?.inheritFd?.map((i) => i.fd) ?? [];
     const opts = request.opts && {
       logFile: `${operation}.log`,
@@ -99,9 +127,9 @@ export class CriuClient {
     const logPath = opts && logPathOf(opts.workDirFd ?? opts.imagesDirFd, opts.logFile);
 
     const [sock, criuEnd] = socketpair();
-    let child: ChildProcess;
+    let swrk: SwrkProcess;
     try {
-      child = spawn(this.criuPath, ['swrk', String(RPC_FD)], { stdio: ['ignore', 'pipe', 'pipe', criuEnd, ...passed] });
+      swrk = (launcher ?? ((end, inherited) => this.spawnSwrk(end, inherited)))(criuEnd, passed);
     } catch (err) {
       fs.closeSync(sock);
       throw err;
@@ -109,14 +137,8 @@ export class CriuClient {
       // CRIU has its own copy now; ours would keep the socket open after CRIU dies, so we'd never see EOF.
       fs.closeSync(criuEnd);
     }
-    let stderr = '';
-    child.stdout!.resume();
-    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
-    const exited = new Promise<Exit>((resolve) => {
-      child.on('error', (error) => resolve({ error }));
-      child.on('exit', (code, signal) => resolve({ code, signal }));
-    });
-    if (child.pid === undefined) {
+    const exited = swrk.exited;
+    if (swrk.pid === undefined) {
       fs.closeSync(sock);
       throw spawnError(this.criuPath, (await exited).error);
     }
@@ -133,7 +155,7 @@ export class CriuClient {
     if (!resp) {
       const exit = await exited;
       const how = exit.signal ? `killed by ${exit.signal}` : `exit ${exit.code}`;
-      const said = stderr.trim().split('\n').pop();
+      const said = swrk.stderrTail().trim().split('\n').pop();
       throw new CriuError(operation, { logPath, detail: `criu swrk ended without an answer (${how})${said ? `: ${said}` : ''}` });
     }
     if (!resp.success) {

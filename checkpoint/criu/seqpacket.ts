@@ -35,6 +35,7 @@ interface Libc {
   socketpair(domain: number, type: number, protocol: number, sv: number[]): number;
   send(fd: number, buf: Uint8Array, len: number, flags: number): number;
   recvmsg(fd: number, msg: Record<string, unknown>, flags: number): number;
+  sendmsg(fd: number, msg: Record<string, unknown>, flags: number): number;
   poll: { async(fds: Buffer, nfds: number, timeout: number, cb: (err: unknown, res: number) => void): void };
   errno(): number;
 }
@@ -56,6 +57,7 @@ function bind(): Libc {
       socketpair: lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
       send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
       recvmsg: lib.func('recvmsg', 'intptr_t', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
+      sendmsg: lib.func('sendmsg', 'intptr_t', ['int', koffi.pointer(msghdr), 'int']),
       poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
       errno: () => koffi.errno(),
     };
@@ -84,6 +86,27 @@ export function sendPacket(fd: number, data: Uint8Array): void {
     if (n >= 0) throw new SystemError(`send: wrote ${n} of ${data.length} bytes`);
     const errno = c.errno();
     if (errno !== EINTR) throw failed('send', errno);
+  }
+}
+
+/** Sends one packet carrying `passFd` (SCM_RIGHTS); the receiver gets its own copy of the fd. */
+export function sendPacketWithFd(fd: number, data: Uint8Array, passFd: number): void {
+  const c = bind();
+  const control = Buffer.alloc(24); // CMSG_SPACE(sizeof(int)): {size_t len; int level; int type} + int + padding
+  control.writeBigUInt64LE(20n, 0); // CMSG_LEN(sizeof(int))
+  control.writeInt32LE(SOL_SOCKET, 8);
+  control.writeInt32LE(SCM_RIGHTS, 12);
+  control.writeInt32LE(passFd, 16);
+  const msg = {
+    msg_name: null, msg_namelen: 0, msg_iov: [{ iov_base: Buffer.from(data), iov_len: data.length }], msg_iovlen: 1,
+    msg_control: control, msg_controllen: control.length, msg_flags: 0,
+  };
+  for (;;) {
+    const n = c.sendmsg(fd, msg, MSG_NOSIGNAL);
+    if (n === data.length) return;
+    if (n >= 0) throw new SystemError(`sendmsg: wrote ${n} of ${data.length} bytes`);
+    const errno = c.errno();
+    if (errno !== EINTR) throw failed('sendmsg', errno);
   }
 }
 

@@ -1,0 +1,81 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
+import type { Container } from '../runtime/container';
+import { NotFoundError } from '../runtime/errors';
+import { validateName } from '../runtime/names';
+
+/** What `checkpoint list` shows; stored beside the images as checkpoint.json. */
+export interface CheckpointMeta {
+  id: string;
+  container: string;
+  createdAt: string;
+  criuVersion: string;
+  kernel: string;
+  /** The container kept running after the dump. */
+  leaveRunning: boolean;
+  tcpEstablished: boolean;
+  /** Wall time of the dump, ms (the container was frozen for at most this long). */
+  dumpMs: number;
+  /** Bytes of image files. */
+  sizeBytes: number;
+}
+
+const META = 'checkpoint.json';
+
+/** Checkpoints live in the container's directory: checkpoints/<id>/ holds CRIU's images, its logs and the metadata. */
+export class CheckpointCatalog {
+  constructor(private readonly container: Container) {}
+
+  get root(): string {
+    return path.join(this.container.paths.dir, 'checkpoints');
+  }
+
+  dir(id: string): string {
+    return path.join(this.root, validateName(id, 'checkpoint'));
+  }
+
+  /** Complete checkpoints, oldest first (a dump in progress has no metadata yet). */
+  list(): CheckpointMeta[] {
+    let ids: string[];
+    try { ids = fs.readdirSync(this.root); } catch { return []; }
+    return ids
+      .map((id) => readJsonIfExists<CheckpointMeta>(path.join(this.root, id, META)))
+      .filter((m): m is CheckpointMeta => m !== undefined)
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  get(id?: string): CheckpointMeta {
+    if (id === undefined) {
+      const all = this.list();
+      if (all.length === 0) throw new NotFoundError(`container ${this.container.name} has no checkpoint`, `take one with \`tsvz checkpoint ${this.container.name}\``);
+      return all[all.length - 1];
+    }
+    const meta = readJsonIfExists<CheckpointMeta>(path.join(this.dir(id), META));
+    if (!meta) throw new NotFoundError(`container ${this.container.name} has no checkpoint "${id}"`, `see \`tsvz checkpoint list ${this.container.name}\``);
+    return meta;
+  }
+
+  save(meta: CheckpointMeta): void {
+    writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
+  }
+
+  remove(id: string): void {
+    this.get(id);
+    fs.rmSync(this.dir(id), { recursive: true, force: true });
+  }
+}
+
+/** A new checkpoint id: sortable, readable, valid as a name (e.g. 20261123-153000-123). */
+export function newCheckpointId(now = new Date()): string {
+  return now.toISOString().replace(/[-:]/g, '').replace('T', '-').replace('.', '-').replace('Z', '');
+}
+
+export function directorySize(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    total += e.isDirectory() ? directorySize(p) : fs.lstatSync(p).size;
+  }
+  return total;
+}

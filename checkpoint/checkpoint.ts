@@ -1,0 +1,89 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import type { Container } from '../runtime/container';
+import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { findMonitorPids } from '../runtime/monitor';
+import { reconcile } from '../runtime/ops/release';
+import { sleep } from '../runtime/proc';
+import { writeState } from '../runtime/state';
+import { withUndo } from '../runtime/undo';
+import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
+import { CriuClient } from './criu/client';
+import { formatVersion, requireCriu } from './criu/version';
+import { freezerFor, thawAll } from './freezer';
+
+export interface CheckpointOptions {
+  name?: string;
+  leaveRunning?: boolean;
+  tcpEstablished?: boolean;
+}
+
+/**
+ * Dump a running container with CRIU (vzctl chkpnt): frozen through its
+ * freezer cgroup, its whole tree written to checkpoints/<id>/. Without
+ * leaveRunning the container is stopped and `restore` continues it. A failed
+ * dump leaves the container running (CRIU resumes it; we thaw) and removes
+ * the partial images.
+ */
+export async function checkpointContainer(c: Container, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
+  const catalog = new CheckpointCatalog(c);
+  const id = opts.name ?? newCheckpointId();
+  const dir = catalog.dir(id);
+  return c.locked(async () => {
+    const state = reconcile(c);
+    if (state.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
+    if (c.config.net.mode === 'bridge') {
+      throw new NotSupportedError('checkpoint of a --net bridge container is not supported yet', 'use --net none');
+    }
+    if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
+    const criu = new CriuClient();
+    const version = await requireCriu('4.1', criu);
+    const cg = c.cgroups();
+    const freezer = cg.mode === 'v2' ? freezerFor(cg, 'v2') : freezerFor(cg, 'v1');
+
+    const meta = await withUndo(async (undo) => {
+      fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
+      fs.mkdirSync(dir, { mode: 0o700 });
+      undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
+      undo.add('thaw', () => thawAll(cg));
+      const imagesFd = fs.openSync(dir, 'r');
+      const started = process.hrtime.bigint();
+      try {
+        await criu.dump({
+          imagesDirFd: imagesFd,
+          pid: state.initPid,
+          leaveRunning: opts.leaveRunning === true,
+          freezeCgroup: freezer.path,
+          // The console's master is held by the monitor: a new one is made on restore.
+          orphanPtsMaster: true,
+          manageCgroups: true,
+          manageCgroupsMode: 'SOFT',
+          fileLocks: true,
+          tcpEstablished: opts.tcpEstablished === true,
+        });
+      } finally {
+        fs.closeSync(imagesFd);
+      }
+      const meta: CheckpointMeta = {
+        id,
+        container: c.name,
+        createdAt: new Date().toISOString(),
+        criuVersion: formatVersion(version),
+        kernel: os.release(),
+        leaveRunning: opts.leaveRunning === true,
+        tcpEstablished: opts.tcpEstablished === true,
+        dumpMs: Number(process.hrtime.bigint() - started) / 1e6,
+        sizeBytes: directorySize(dir),
+      };
+      catalog.save(meta);
+      return meta;
+    });
+
+    if (!meta.leaveRunning) {
+      // CRIU killed the tree; the monitor records that and exits.
+      for (let i = 0; i < 200 && findMonitorPids(c.paths.dir).length > 0; i++) await sleep(10);
+      writeState(c.paths, { ...reconcile(c), checkpoint: id });
+    }
+    return meta;
+  });
+}

@@ -1,0 +1,86 @@
+import * as fs from 'node:fs';
+import type { Container } from '../runtime/container';
+import { criuBinary } from '../runtime/doctor';
+import { InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { MonitorRestore } from '../runtime/monitor';
+import { reconcile, releaseHostResources } from '../runtime/ops/release';
+import { processStartTime } from '../runtime/proc';
+import { ContainerState, writeState } from '../runtime/state';
+import { withUndo } from '../runtime/undo';
+import { CheckpointCatalog } from './catalog';
+import { CriuClient } from './criu/client';
+import { compareVersions, parseVersion, requireCriu } from './criu/version';
+
+/**
+ * Continue a container from a checkpoint (the newest when no id is given):
+ * its cgroups are made again, CRIU restores the tree under a new monitor,
+ * and the console CRIU re-creates is handed to that monitor, so logs, exec
+ * and console work as before. A failed restore leaves the checkpoint intact
+ * and the container stopped and restorable.
+ */
+export async function restoreContainer(c: Container, id?: string): Promise<ContainerState> {
+  const catalog = new CheckpointCatalog(c);
+  return c.locked(async () => {
+    const current = reconcile(c);
+    if (current.status === 'running' || current.status === 'starting') {
+      throw new InvalidStateError(`container ${c.name} is running`, 'stop it (or checkpoint it) first');
+    }
+    const meta = catalog.get(id ?? current.checkpoint);
+    if (meta.container !== c.name) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);
+    const criu = new CriuClient();
+    const version = await requireCriu('4.1', criu);
+    if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
+      throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's`, 'restore it on a host with that CRIU or newer');
+    }
+    const cfg = c.config;
+
+    return withUndo(async (undo) => {
+      for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
+      writeState(c.paths, { status: 'starting' });
+      undo.add('record stopped', () => writeState(c.paths, current));
+      undo.add('release host resources', () => { releaseHostResources(c); });
+      c.cgroups().create(cfg.limits);
+
+      const monitor = new MonitorRestore(c.paths.dir, criuBinary());
+      undo.add('stop monitor', () => monitor.abort());
+      let ptyMaster: number | undefined;
+      undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
+      const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
+      let pid: number;
+      try {
+        pid = await criu.restore(
+          {
+            imagesDirFd: imagesFd,
+            root: c.paths.rootfs,
+            rstSibling: true,
+            orphanPtsMaster: true,
+            manageCgroups: true,
+            manageCgroupsMode: 'SOFT',
+            fileLocks: true,
+            tcpEstablished: meta.tcpEstablished,
+            notifyScripts: true,
+          },
+          { onNotify: (script, ctx) => { if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd; } },
+          monitor.launcher,
+        );
+      } finally {
+        fs.closeSync(imagesFd);
+      }
+      if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
+      await monitor.handOver(pid, ptyMaster);
+      fs.closeSync(ptyMaster);
+      ptyMaster = undefined;
+
+      const state: ContainerState = {
+        status: 'running',
+        initPid: pid,
+        initStartTime: processStartTime(pid),
+        monitorPid: monitor.child.pid,
+        monitorStartTime: monitor.child.pid ? processStartTime(monitor.child.pid) : undefined,
+        startedAt: new Date().toISOString(),
+      };
+      writeState(c.paths, state);
+      return state;
+    });
+  });
+}
