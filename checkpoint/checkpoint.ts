@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { faultPause } from '../runtime/fault';
 import { findMonitorPids } from '../runtime/monitor';
 import { reconcile } from '../runtime/ops/release';
 import { sleep } from '../runtime/proc';
@@ -60,7 +61,8 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
           manageCgroupsMode: 'SOFT',
           fileLocks: true,
           tcpEstablished: opts.tcpEstablished === true,
-        });
+          notifyScripts: true,
+        }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
       } finally {
         fs.closeSync(imagesFd);
       }

@@ -10,3 +10,14 @@ export function faultPoint(name: string): void {
   process.stderr.write(`tsvz: fault point ${name} reached\n`);
   for (;;) sleepSync(1000);
 }
+
+/**
+ * Fault injection that pauses instead of stopping: when TSVZ_FAULT names this
+ * point, wait TSVZ_FAULT_MS (default 3000) ms, so a test can break something
+ * (e.g. kill CRIU) while the operation is in the middle of a step.
+ */
+export async function faultPause(name: string): Promise<void> {
+  if (process.env.TSVZ_FAULT !== name) return;
+  process.stderr.write(`tsvz: fault point ${name} reached\n`);
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.TSVZ_FAULT_MS ?? 3000)));
+}

@@ -199,7 +199,11 @@ async function converse(sock: number, req: CriuRequest, hooks: CriuHooks): Promi
     } else if (packet.fd !== undefined) {
       fs.closeSync(packet.fd);
     }
-    sendPacket(sock, encodeRequest({ type: 'NOTIFY', notifySuccess: ok }));
+    try {
+      sendPacket(sock, encodeRequest({ type: 'NOTIFY', notifySuccess: ok }));
+    } catch {
+      return { resp: null, hookFailure }; // CRIU went away: its exit status says how
+    }
   }
 }
 

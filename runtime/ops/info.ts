@@ -16,6 +16,8 @@ export interface ContainerInfo {
   pool: string;
   template: string;
   exit?: ExitInfo;
+  /** The checkpoint that stopped it: `tsvz restore` continues from there. */
+  checkpoint?: string;
   cgroup?: CgroupUsage;
   config: ContainerConfig;
 }
@@ -33,7 +35,8 @@ export function containerInfo(c: Container, withUsage = true): ContainerInfo {
     startedAt: state.startedAt,
     pool: cfg.pool,
     template: cfg.template,
-    exit: state.status === 'stopped' ? state.exit : undefined,
+    exit: state.status === 'stopped' && !state.checkpoint ? state.exit : undefined,
+    checkpoint: state.status === 'stopped' ? state.checkpoint : undefined,
     config: cfg,
   };
   if (withUsage && state.status === 'running') info.cgroup = c.cgroups().usage();

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { eventually, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
+import { installMemhog, readHex } from '../helpers/memhog';
+
+const skip = rootSkipReason() ?? (spawnSync('cc', ['--version']).status !== 0 ? 'no C compiler for the memhog fixture' : undefined);
+if (skip) console.log(`# skipped checkpoint tests: ${skip}`);
+
+describe('checkpoint and restore (real CRIU)', { skip }, () => {
+  const t = new TestRoot();
+  const rootfs = (name: string) => path.join(t.dir, 'containers', name, 'rootfs');
+  const count = (name: string) => parseInt(readHex(path.join(rootfs(name), 'memhog.count')) ?? '-1', 16);
+
+  /** A container whose init holds `mib` MiB of distinct memory. */
+  function memhogContainer(name: string, mib: number): void {
+    t.ok(['create', name, '--init', `/usr/bin/memhog ${mib}`]);
+    installMemhog(rootfs(name));
+    t.ok(['start', name]);
+  }
+
+  before(() => memhogContainer('m1', 200));
+  after(() => t.cleanup());
+
+  test('200 MiB of memory come back bit-identical and the counter continues', async () => {
+    assert.ok(await eventually(() => count('m1') >= 20, 20_000), 'memhog is counting');
+    const sum = readHex(path.join(rootfs('m1'), 'memhog.sum'));
+    assert.ok(sum);
+    const id = t.ok(['checkpoint', 'm1']).trim();
+    assert.match(id, /^\d{8}-\d{6}-\d{3}$/);
+    const info = t.info('m1');
+    assert.equal(info.state, 'stopped');
+    assert.equal(info.checkpoint, id);
+    const atDump = count('m1');
+    await sleep(300);
+    assert.equal(count('m1'), atDump, 'nothing runs while checkpointed');
+
+    t.ok(['restore', 'm1']);
+    assert.equal(t.info('m1').state, 'running');
+    assert.ok(count('m1') >= atDump, 'no reset: the counter goes on from the dump');
+    assert.ok(await eventually(() => count('m1') > atDump), 'and keeps counting');
+    fs.writeFileSync(path.join(rootfs('m1'), 'memhog.ask'), '');
+    assert.ok(await eventually(() => readHex(path.join(rootfs('m1'), 'memhog.now')) !== undefined, 10_000));
+    assert.equal(readHex(path.join(rootfs('m1'), 'memhog.now')), sum, 'memory checksum after restore');
+  });
+
+  test('checkpoint list shows the checkpoint with CRIU version, kernel and size', () => {
+    const list = JSON.parse(t.ok(['checkpoint', 'list', 'm1', '--json']));
+    assert.equal(list.length, 1);
+    assert.equal(list[0].container, 'm1');
+    assert.match(list[0].criuVersion, /^4\./);
+    assert.ok(list[0].sizeBytes > 200 * 1024 * 1024, 'the images hold the memory');
+    t.ok(['checkpoint', 'rm', 'm1', list[0].id]);
+    assert.deepEqual(JSON.parse(t.ok(['checkpoint', 'list', 'm1', '--json'])), []);
+  });
+
+  test('--leave-running keeps the container running', () => {
+    const before = t.info('m1').initPid;
+    const id = t.ok(['checkpoint', 'm1', '--leave-running', '--name', 'keep']).trim();
+    assert.equal(id, 'keep');
+    assert.equal(t.info('m1').state, 'running');
+    assert.equal(t.info('m1').initPid, before);
+    t.ok(['checkpoint', 'rm', 'm1', 'keep']);
+  });
+
+  test('a busybox system container: console log, exec, tmpfs and 20 cycles', async () => {
+    t.ok(['create', 'sys1', '--memory', '128M']);
+    t.ok(['start', 'sys1']);
+    t.ok(['exec', 'sys1', '--', 'sh', '-c', 'echo kept-in-tmpfs > /tmp/note; echo before-checkpoint > /dev/console']);
+    for (let i = 0; i < 20; i++) {
+      t.ok(['checkpoint', 'sys1']);
+      t.ok(['restore', 'sys1']);
+    }
+    assert.equal(t.ok(['exec', 'sys1', '--', 'cat', '/tmp/note']).trim(), 'kept-in-tmpfs');
+    assert.equal(t.ok(['exec', 'sys1', '--', 'cat', '/proc/1/comm']).trim(), 'init');
+    t.ok(['exec', 'sys1', '--', 'sh', '-c', 'echo after-restore > /dev/console']);
+    assert.ok(await eventually(() => /before-checkpoint[\s\S]*after-restore/.test(t.ok(['logs', 'sys1']))), 'logs keep flowing through the new monitor');
+    assert.equal(JSON.parse(t.ok(['checkpoint', 'list', 'sys1', '--json'])).length, 20);
+    assert.ok(t.info('sys1').cgroup.memoryBytes > 0, 'back in its cgroups');
+    t.ok(['stop', 'sys1', '--timeout', '5']);
+    assert.equal(t.info('sys1').state, 'stopped');
+  });
+
+  test('refusals: wrong state, unknown or malformed id', () => {
+    t.ok(['create', 'idle']);
+    assert.match(t.run(['checkpoint', 'idle']).stderr, /^tsvz: container idle is not running$/m);
+    assert.match(t.run(['restore', 'idle']).stderr, /has no checkpoint/);
+    assert.match(t.run(['restore', 'm1']).stderr, /container m1 is running/);
+    t.ok(['stop', 'm1', '--timeout', '1']);
+    assert.match(t.run(['restore', 'm1', 'no-such-id']).stderr, /has no checkpoint "no-such-id"/);
+    assert.match(t.run(['restore', 'm1', '../etc']).stderr, /invalid|\.\./);
+    t.ok(['start', 'm1']);
+  });
+
+  test('CRIU killed mid-dump: the container is thawed and running, no partial images', async () => {
+    const p = t.spawn(['checkpoint', 'm1'], { TSVZ_FAULT: 'checkpoint:frozen', TSVZ_FAULT_MS: '1500' });
+    let err = '';
+    p.stderr!.on('data', (d) => { err += d; });
+    assert.ok(await eventually(() => err.includes('fault point'), 20_000), err);
+    const criu = spawnSync('pgrep', ['-P', String(p.pid), 'criu'], { encoding: 'utf8' }).stdout.trim();
+    assert.ok(criu, 'criu swrk is a child of the CLI');
+    process.kill(Number(criu), 'SIGKILL');
+    const code = await new Promise<number | null>((res) => p.on('exit', res));
+    assert.notEqual(code, 0);
+    assert.match(err, /criu dump failed/);
+    const info = t.info('m1');
+    assert.equal(info.state, 'running', 'thawed and running');
+    const c = count('m1');
+    assert.ok(await eventually(() => count('m1') > c), 'still counting');
+    assert.deepEqual(JSON.parse(t.ok(['checkpoint', 'list', 'm1', '--json'])), []);
+    assert.deepEqual(fs.readdirSync(path.join(t.dir, 'containers', 'm1', 'checkpoints')), []);
+  });
+
+  test('disk full during the dump: CRIU says so, the container keeps running, partial images removed', async () => {
+    const dir = path.join(t.dir, 'containers', 'm1', 'checkpoints');
+    fs.mkdirSync(dir, { recursive: true });
+    assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tsvz-test-full', dir]).status, 0);
+    try {
+      const r = t.run(['checkpoint', 'm1']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /criu dump failed: .*(No space left|Error)/);
+      assert.match(r.stderr, /dump\.log/);
+      assert.equal(t.info('m1').state, 'running');
+      assert.deepEqual(fs.readdirSync(dir), []);
+    } finally {
+      spawnSync('umount', ['-l', dir]);
+    }
+    const c = count('m1');
+    assert.ok(await eventually(() => count('m1') > c), 'still counting');
+  });
+
+  test('a failed restore keeps the checkpoint and the container restorable', () => {
+    const id = t.ok(['checkpoint', 'm1']).trim();
+    const exe = path.join(rootfs('m1'), 'usr/bin/memhog');
+    fs.renameSync(exe, `${exe}.moved`);
+    const r = t.run(['restore', 'm1']);
+    fs.renameSync(`${exe}.moved`, exe);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /criu restore failed/);
+    assert.equal(t.info('m1').state, 'stopped');
+    assert.equal(t.info('m1').checkpoint, id);
+    t.ok(['restore', 'm1']);
+    assert.equal(t.info('m1').state, 'running');
+  });
+});
