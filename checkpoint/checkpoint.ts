@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { Container } from '../runtime/container';
-import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { AlreadyExistsError, InvalidStateError } from '../runtime/errors';
 import { faultPause } from '../runtime/fault';
 import { findMonitorPids } from '../runtime/monitor';
 import { reconcile } from '../runtime/ops/release';
@@ -12,6 +12,7 @@ import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } fro
 import { CriuClient } from './criu/client';
 import { formatVersion, requireCriu } from './criu/version';
 import { freezerFor, thawAll } from './freezer';
+import { readDumpStats } from './images';
 
 export interface CheckpointOptions {
   name?: string;
@@ -33,9 +34,6 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
   return c.locked(async () => {
     const state = reconcile(c);
     if (state.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
-    if (c.config.net.mode === 'bridge') {
-      throw new NotSupportedError('checkpoint of a --net bridge container is not supported yet', 'use --net none');
-    }
     if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
     const criu = new CriuClient();
     const version = await requireCriu('4.1', criu);
@@ -76,6 +74,7 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
         tcpEstablished: opts.tcpEstablished === true,
         dumpMs: Number(process.hrtime.bigint() - started) / 1e6,
         sizeBytes: directorySize(dir),
+        ...dumpStats(dir),
       };
       catalog.save(meta);
       return meta;
@@ -88,4 +87,15 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
     }
     return meta;
   });
+}
+
+/** CRIU's statistics for `checkpoint list`; a dump is not failed over unreadable statistics. */
+function dumpStats(dir: string): Partial<CheckpointMeta> {
+  try {
+    const s = readDumpStats(dir);
+    if (!s) return {};
+    return { frozenMs: s.frozenUs / 1000, memdumpMs: s.memdumpUs / 1000, memwriteMs: s.memwriteUs / 1000, pagesWritten: s.pagesWritten };
+  } catch {
+    return {};
+  }
 }

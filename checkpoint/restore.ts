@@ -40,6 +40,8 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
       undo.add('record stopped', () => writeState(c.paths, current));
       undo.add('release host resources', () => { releaseHostResources(c); });
       c.cgroups().create(cfg.limits);
+      const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
+      if (cfg.net.mode === 'bridge') network!.ensureBridge(cfg.net);
 
       const monitor = new MonitorRestore(c.paths.dir, criuBinary());
       undo.add('stop monitor', () => monitor.abort());
@@ -59,6 +61,7 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
             fileLocks: true,
             tcpEstablished: meta.tcpEstablished,
             notifyScripts: true,
+            external: cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : [],
           },
           { onNotify: (script, ctx) => { if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd; } },
           monitor.launcher,
@@ -67,6 +70,7 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
         fs.closeSync(imagesFd);
       }
       if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
+      if (cfg.net.mode === 'bridge') network!.hostVethUp(c.key);
       await monitor.handOver(pid, ptyMaster);
       fs.closeSync(ptyMaster);
       ptyMaster = undefined;

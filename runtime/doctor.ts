@@ -9,8 +9,9 @@ export interface Check {
   detail: string;
 }
 
-/** Where tsvz looks for CRIU: the one setup-host builds first, then PATH. */
+/** Where tsvz looks for CRIU: $TSVZ_CRIU, then the one setup-host builds, then PATH. */
 export function criuBinary(): string {
+  if (process.env.TSVZ_CRIU) return process.env.TSVZ_CRIU;
   return fs.existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu';
 }
 

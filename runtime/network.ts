@@ -236,6 +236,19 @@ function assertOwnNetns(pid: number): void {
 }
 
 /**
+ * How CRIU re-creates a container's eth0 on restore: the host end named as
+ * connectContainer names it, plugged into the container's bridge.
+ */
+export function criuExternalVeth(key: string, cfg: BridgeNetConfig): string {
+  return `veth[${CONTAINER_IFNAME}]:${hostVethName(key)}@${bridgeName(cfg)}`;
+}
+
+/** Bring the host end of a container's veth up (CRIU creates it down). */
+export function hostVethUp(key: string): void {
+  run('ip', ['link', 'set', 'dev', hostVethName(key), 'up']);
+}
+
+/**
  * Remove the host veth if it still exists (when the container's netns dies
  * the pair vanishes by itself; this is for cleanup after crashes). Idempotent.
  */
