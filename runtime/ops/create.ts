@@ -5,6 +5,7 @@ import { writeJsonAtomic } from '../atomic-file';
 import type { CgroupLimits } from '../cgroups';
 import { ContainerConfig, DEFAULT_ENV, NetConfig } from '../config';
 import { Container } from '../container';
+import { mergeEnv } from '../env';
 import { AlreadyExistsError, InvalidArgumentError } from '../errors';
 import { faultPoint } from '../fault';
 import { validateName } from '../names';
@@ -93,11 +94,4 @@ function validateEnv(env: string[]): string[] {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e) || e.includes('\0')) throw new InvalidArgumentError(`invalid environment entry "${e}"`, 'use NAME=value');
   }
   return env;
-}
-
-/** Later entries override earlier ones with the same NAME. */
-export function mergeEnv(base: string[], extra: string[]): string[] {
-  const byName = new Map<string, string>();
-  for (const e of [...base, ...extra]) byName.set(e.slice(0, e.indexOf('=')), e);
-  return [...byName.values()];
 }

@@ -5,7 +5,7 @@ import { Container } from '../container';
 import { InvalidArgumentError, InvalidStateError, LaunchError } from '../errors';
 import { nativeBinary } from '../paths';
 import { isSameProcess } from '../proc';
-import { mergeEnv } from './create';
+import { mergeEnv } from '../env';
 
 export interface ExecOptions {
   tty?: boolean;
