@@ -51,7 +51,8 @@ export function runDoctor(): Check[] {
   const version = run(criu, ['--version']);
   const v = parseCriuVersion(version.out);
   const recent = v !== undefined && (v[0] > 4 || (v[0] === 4 && v[1] >= 1));
-  checks.push({ name: 'criu', ok: recent, detail: v ? `${v.join('.')} (${criu})${recent ? '' : ': need >= 4.1'}` : 'not installed: run scripts/setup-host' });
+  const full = /Version:\s*(\S+)/.exec(version.out)?.[1];
+  checks.push({ name: 'criu', ok: recent, detail: v ? `${full} (${criu})${recent ? '' : ': need >= 4.1'}` : 'not installed: run scripts/setup-host' });
   if (v) {
     const check = run(criu, ['check']);
     checks.push({ name: 'criu check', ok: check.status === 0, detail: check.out.split('\n').pop() ?? '' });
@@ -60,14 +61,12 @@ export function runDoctor(): Check[] {
     const dirty = run(criu, ['check', '--feature', 'mem_dirty_track']);
     checks.push({ name: 'soft-dirty (pre-copy)', ok: dirty.status === 0, detail: dirty.status === 0 ? 'available' : 'unavailable on this kernel' });
   }
-  const filesystems = fs.readFileSync('/proc/filesystems', 'utf8');
-  const btrfs = tool('btrfs');
-  checks.push({ ...btrfs, name: 'btrfs', detail: `${btrfs.detail}${filesystems.includes('btrfs') ? '' : ' (kernel module missing)'}` });
-  const zfs = run('zpool', ['list', '-H']);
-  checks.push({ name: 'zfs', ok: zfs.status === 0, detail: zfs.status === 0 ? 'zpool answers' : /not found|ENOENT/i.test(zfs.out) || zfs.status === null ? 'not installed' : `daemon not answering: ${zfs.out.split('\n')[0]}` });
-  const lvm = run('lvm', ['version']);
-  const dm = fs.existsSync('/dev/mapper/control');
-  checks.push({ name: 'lvm', ok: lvm.status === 0 && dm, detail: lvm.status !== 0 ? 'not installed' : dm ? 'lvm2 + device-mapper' : 'lvm2 installed, no device-mapper in this kernel' });
+  // Storage drivers say themselves what they miss (tools, kernel support).
+  const { driverReport } = require('./storage/registry') as typeof import('./storage/registry');
+  for (const d of driverReport()) {
+    const caps = [d.capabilities.atomicSnapshot && 'atomic snapshot', d.capabilities.cowClone && 'cow clone', d.capabilities.incrementalSend && 'incremental send'].filter(Boolean).join(', ');
+    checks.push({ name: `storage ${d.name}`, ok: d.missing.length === 0, detail: d.missing.length === 0 ? `${caps || 'copies'}; sends ${d.capabilities.sendFormats.join('/')}` : d.missing.join('; ') });
+  }
   checks.push(tool('ip', ['-V']));
   checks.push(tool('runc', ['--version']));
   return checks;

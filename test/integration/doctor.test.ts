@@ -10,7 +10,7 @@ describe('tsvz doctor', { skip }, () => {
     try {
       const checks: { name: string; ok: boolean; detail: string }[] = JSON.parse(t.ok(['doctor', '--json']));
       const byName = new Map(checks.map((c) => [c.name, c]));
-      for (const name of ['cgroups', 'freezer', 'criu', 'criu check', 'btrfs', 'zfs', 'lvm', 'soft-dirty (pre-copy)', 'userfaultfd (post-copy)']) {
+      for (const name of ['cgroups', 'freezer', 'criu', 'criu check', 'storage dir', 'storage btrfs', 'storage zfs', 'storage lvm', 'soft-dirty (pre-copy)', 'userfaultfd (post-copy)']) {
         assert.ok(byName.has(name), `doctor reports ${name}`);
       }
       // set-up (scripts/setup-host) guarantees these on every machine of this kind
@@ -18,6 +18,8 @@ describe('tsvz doctor', { skip }, () => {
       assert.match(byName.get('criu')!.detail, /^4\.\d+/);
       assert.equal(byName.get('criu check')!.ok, true);
       assert.equal(byName.get('tsvz-monitor')!.ok, true);
+      assert.equal(byName.get('storage btrfs')!.ok, true, byName.get('storage btrfs')!.detail);
+      assert.equal(byName.get('storage zfs')!.ok, true, byName.get('storage zfs')!.detail);
       assert.match(t.ok(['doctor']), /criu/);
     } finally {
       t.cleanup();
