@@ -132,6 +132,20 @@ describe('lifecycle', { skip }, () => {
     t.ok(['destroy', 'hog']);
   });
 
+  test('logs -f follows live output and ends when the container stops', async () => {
+    t.ok(['create', 'f1']);
+    t.ok(['start', 'f1']);
+    const follower = t.spawn(['logs', '-f', 'f1']);
+    let out = '';
+    follower.stdout!.on('data', (d) => { out += d; });
+    const ended = new Promise<number | null>((res) => follower.on('exit', res));
+    t.ok(['exec', 'f1', '--', 'sh', '-c', 'echo live-$((20+3)) > /dev/console']);
+    assert.ok(await eventually(() => out.includes('live-23')), `follow shows new output: ${out}`);
+    t.ok(['stop', 'f1', '--timeout', '3']);
+    assert.equal(await ended, 0, 'logs -f exits once the container stopped');
+    t.ok(['destroy', 'f1']);
+  });
+
   test('kill sends a signal; the state catches up', async () => {
     t.ok(['create', 'k1']);
     t.ok(['start', 'k1']);
