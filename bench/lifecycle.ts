@@ -20,9 +20,15 @@
  * Writes bench/results/lifecycle-<ISO date>.json and prints a markdown table.
  * Needs root, runc and /bin/busybox; uses only local resources.
  *
- * Usage: node dist/bench/lifecycle.js [--iterations N] [--warmup N] [--check] [--keep]
- *   --check  exit 1 when a target is missed (default: report only)
- *   --keep   leave the temporary directory behind (containers are still removed)
+ * Every command runs with this process's environment minus the variables in
+ * SCRUBBED_ENV: NODE_EXTRA_CA_CERTS makes every node process parse a CA
+ * bundle at startup (~40 ms here, twice what node itself needs), which would
+ * swamp what is measured and differs between machines. --inherit-env keeps them.
+ *
+ * Usage: node dist/bench/lifecycle.js [--iterations N] [--warmup N] [--check] [--keep] [--inherit-env]
+ *   --check        exit 1 when a target is missed (default: report only)
+ *   --keep         leave the temporary directory behind (containers are still removed)
+ *   --inherit-env  do not scrub SCRUBBED_ENV from the commands' environment
  */
 import { spawnSync, SpawnSyncOptions, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -34,7 +40,11 @@ const REPO = path.resolve(__dirname, '..', '..');
 const TSVZ_BIN = path.join(REPO, 'bin', 'tsvz');
 const NODE = process.execPath;
 
-interface Options { iterations: number; warmup: number; check: boolean; keep: boolean }
+interface Options { iterations: number; warmup: number; check: boolean; keep: boolean; inheritEnv: boolean }
+
+/** Removed from every measured command's environment (see the header). */
+const SCRUBBED_ENV = ['NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS', 'TSVZ_ROOT'];
+let childEnv: NodeJS.ProcessEnv = process.env;
 
 export interface Stats { samples: number[]; median: number; min: number; p90: number }
 
@@ -54,7 +64,7 @@ class Interrupted extends Error {}
 // ---------------------------------------------------------------- helpers
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { iterations: 10, warmup: 1, check: false, keep: false };
+  const o: Options = { iterations: 10, warmup: 1, check: false, keep: false, inheritEnv: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -66,8 +76,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--warmup') o.warmup = num();
     else if (a === '--check') o.check = true;
     else if (a === '--keep') o.keep = true;
+    else if (a === '--inherit-env') o.inheritEnv = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: lifecycle [--iterations N] [--warmup N] [--check] [--keep]\n');
+      process.stdout.write('usage: lifecycle [--iterations N] [--warmup N] [--check] [--keep] [--inherit-env]\n');
       process.exit(0);
     } else throw new Error(`unknown argument "${a}"`);
   }
@@ -97,7 +108,7 @@ async function checkpoint(): Promise<void> {
 }
 
 function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, ...opts }) as SpawnSyncReturns<string>;
+  return spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000, env: childEnv, ...opts }) as SpawnSyncReturns<string>;
 }
 
 function must(r: SpawnSyncReturns<string>, what: string): SpawnSyncReturns<string> {
@@ -282,6 +293,9 @@ function hostInfo(): Record<string, unknown> {
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
   const opts = parseArgs(argv);
+  const scrubbed = opts.inheritEnv ? [] : SCRUBBED_ENV.filter((k) => process.env[k] !== undefined);
+  childEnv = { ...process.env };
+  for (const k of scrubbed) delete childEnv[k];
   preflight();
   const onSigint = (): void => { interrupted = true; };
   process.on('SIGINT', onSigint);
@@ -358,6 +372,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       warmup: opts.warmup,
       unit: 'ms',
       host: hostInfo(),
+      envScrubbed: scrubbed,
       rows,
       allMet: rows.every((r) => r.met),
     };
@@ -368,7 +383,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
 
     const fmt = (n: number): string => n.toFixed(1);
     const lines = [
-      `Lifecycle: tsvz vs runc on the same busybox rootfs (median of ${opts.iterations}, ${opts.warmup} warm-up; ${result.host.runc}, node ${process.version})`,
+      `Lifecycle: tsvz vs runc on the same busybox rootfs (median of ${opts.iterations}, ${opts.warmup} warm-up; ${result.host.runc}, node ${process.version}` +
+        `${scrubbed.length ? `; without ${scrubbed.join(', ')}` : ''})`,
       '',
       '| operation | tsvz median ms | runc median ms | ratio | target | met |',
       '| --- | ---: | ---: | ---: | ---: | :---: |',
