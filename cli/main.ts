@@ -6,7 +6,25 @@ const COMMANDS = [
   'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'logs', 'doctor', 'freeze', 'unfreeze', 'checkpoint', 'restore',
 ] as const;
 
-function buildProgram(): Command {
+const ALIASES: Record<string, string> = { ls: 'list' };
+
+/**
+ * The command files to load: only the one being run (loading all of them
+ * costs more than the work of `tsvz list`), or all for help and errors.
+ */
+export function commandsFor(argv: string[]): readonly string[] {
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--root') { i++; continue; }
+    if (a.startsWith('--root=') || a === '--debug') continue;
+    const name = ALIASES[a] ?? a;
+    return (COMMANDS as readonly string[]).includes(name) ? [name] : COMMANDS;
+  }
+  return COMMANDS;
+}
+
+function buildProgram(commands: readonly string[]): Command {
   const program = new Command('tsvz')
     .description('System containers whose whole state can be frozen, saved, restored and moved.')
     .option('--root <dir>', 'directory holding all state (env TSVZ_ROOT)', undefined)
@@ -15,7 +33,7 @@ function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`tsvz: ${text.replace(/^error: /, '').trim()}\n`) });
   program.addHelpText('after', '\nRun `tsvz COMMAND --help` for the options of a command.');
-  for (const name of COMMANDS) {
+  for (const name of commands) {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     (require(`./commands/${name}`) as { register(p: Command): void }).register(program);
   }
@@ -24,7 +42,9 @@ function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  // `tsvz list | head`: a reader that went away is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });
+  const program = buildProgram(commandsFor(argv));
   try {
     await program.parseAsync(argv);
     return process.exitCode === undefined ? 0 : Number(process.exitCode);

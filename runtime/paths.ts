@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from './errors';
+import { shortHash } from './hash';
 
 export const DEFAULT_ROOT = '/var/lib/tsvz';
 
@@ -18,11 +19,7 @@ export class Root {
 
   /** Short id of this root, mixed into host-global names (cgroups, veths); empty for the default root. */
   get id(): string {
-    if (this.cachedId === undefined) {
-      // Loaded here, not at the top: `list` and `logs` never need it.
-      const { createHash } = require('node:crypto') as typeof import('node:crypto');
-      this.cachedId = this.dir === DEFAULT_ROOT ? '' : createHash('sha1').update(this.dir).digest('hex').slice(0, 8);
-    }
+    if (this.cachedId === undefined) this.cachedId = this.dir === DEFAULT_ROOT ? '' : shortHash(this.dir);
     return this.cachedId;
   }
 

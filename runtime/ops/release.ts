@@ -1,6 +1,5 @@
 import type { Container } from '../container';
 import { findMonitorPids } from '../monitor';
-import { disconnectContainer } from '../network';
 import { ContainerState, ExitInfo, writeState } from '../state';
 
 /**
@@ -19,7 +18,7 @@ export function releaseHostResources(c: Container): { oomKilled: boolean } {
     try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
   }
   if (cg.exists()) cg.remove();
-  if (c.config.net.mode === 'bridge') disconnectContainer(c.key);
+  if (c.config.net.mode === 'bridge') (require('../network') as typeof import('../network')).disconnectContainer(c.key);
   return { oomKilled };
 }
 

@@ -2,6 +2,7 @@ import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Root } from '../../runtime/paths';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const TSVZ = path.join(REPO, 'bin', 'tsvz');
@@ -64,7 +65,7 @@ export class TestRoot {
 
 /** Every cgroup directory named after this root's containers still on the host. */
 export function leftoverCgroups(rootDir: string): string[] {
-  const id = require('node:crypto').createHash('sha1').update(path.resolve(rootDir)).digest('hex').slice(0, 8);
+  const id = new Root(rootDir).id;
   const found: string[] = [];
   for (const base of fs.readdirSync('/sys/fs/cgroup')) {
     const parent = path.join('/sys/fs/cgroup', base, 'tsvz');
