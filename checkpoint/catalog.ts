@@ -19,6 +19,14 @@ export interface CheckpointMeta {
   dumpMs: number;
   /** Bytes of image files. */
   sizeBytes: number;
+  /** From CRIU's stats-dump: how long the tree was frozen, dumped and written, ms. */
+  frozenMs?: number;
+  memdumpMs?: number;
+  memwriteMs?: number;
+  /** Pages CRIU wrote to the images. */
+  pagesWritten?: number;
+  /** Set when the checkpoint came in through `restore --import` (container names the source). */
+  importedFrom?: { archive: string; importedAt: string };
 }
 
 const META = 'checkpoint.json';

@@ -8,6 +8,7 @@ import { processStartTime } from '../runtime/proc';
 import { ContainerState, writeState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog } from './catalog';
+import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { compareVersions, parseVersion, requireCriu } from './criu/version';
 
@@ -26,7 +27,8 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
       throw new InvalidStateError(`container ${c.name} is running`, 'stop it (or checkpoint it) first');
     }
     const meta = catalog.get(id ?? current.checkpoint);
-    if (meta.container !== c.name) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);
+    // An imported checkpoint (restore --import) may come from a container of another name or root.
+    if (meta.container !== c.name && !meta.importedFrom) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);
     const criu = new CriuClient();
     const version = await requireCriu('4.1', criu);
     if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
@@ -61,6 +63,8 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
             fileLocks: true,
             tcpEstablished: meta.tcpEstablished,
             notifyScripts: true,
+            // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
+            cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
             external: cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : [],
           },
           { onNotify: (script, ctx) => { if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd; } },

@@ -4,7 +4,7 @@ import { printJson, printTable, rootOf } from '../context';
 export function register(program: Command): void {
   const checkpoint = program
     .command('checkpoint')
-    .description('dump a running container with CRIU (stops it unless --leave-running); list and remove checkpoints');
+    .description('dump a running container with CRIU (stops it unless --leave-running); list, inspect, export and remove checkpoints');
 
   checkpoint
     .command('create', { isDefault: true })
@@ -35,10 +35,63 @@ export function register(program: Command): void {
       const { formatBytes } = await import('../../runtime/units');
       const all = new CheckpointCatalog(Container.open(rootOf(cmd), name)).list();
       if (o.json) return printJson(all);
+      const ms = (v?: number) => (v === undefined ? '-' : v.toFixed(0));
       printTable([
-        ['ID', 'CREATED', 'CRIU', 'KERNEL', 'SIZE', 'DUMP MS', 'RUNNING AFTER'],
-        ...all.map((m) => [m.id, m.createdAt, m.criuVersion, m.kernel, formatBytes(m.sizeBytes), m.dumpMs.toFixed(0), m.leaveRunning ? 'yes' : 'no']),
+        ['ID', 'CREATED', 'CRIU', 'KERNEL', 'MEMORY WRITTEN', 'FROZEN MS', 'DUMP MS', 'SIZE', 'RUNNING AFTER'],
+        ...all.map((m) => [
+          m.id, m.createdAt, m.criuVersion, m.kernel,
+          m.pagesWritten === undefined ? '-' : formatBytes(m.pagesWritten * 4096),
+          ms(m.frozenMs), ms(m.dumpMs), formatBytes(m.sizeBytes), m.leaveRunning ? 'yes' : 'no',
+        ]),
       ]);
+    });
+
+  checkpoint
+    .command('inspect')
+    .description("what a checkpoint holds, read from CRIU's images: processes, memory, open files, sockets")
+    .argument('<name>', 'container name')
+    .argument('[id]', 'checkpoint id (default: the newest)')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, id: string | undefined, o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { CheckpointCatalog } = await import('../../checkpoint/catalog');
+      const { inspectCheckpoint } = await import('../../checkpoint/images');
+      const { formatBytes } = await import('../../runtime/units');
+      const catalog = new CheckpointCatalog(Container.open(rootOf(cmd), name));
+      const meta = catalog.get(id);
+      const r = inspectCheckpoint(catalog.dir(meta.id));
+      if (o.json) return printJson({ checkpoint: meta, ...r });
+      const out = (text: string) => process.stdout.write(text);
+      out(`checkpoint ${meta.id} of ${meta.container}, ${meta.createdAt}, CRIU ${meta.criuVersion}\n\n`);
+      printTable([
+        ['PID', 'PPID', 'THREADS', 'COMM', 'STATE', 'VMAS', 'MAPPED', 'WRITTEN'],
+        ...r.processes.map((p) => [String(p.pid), String(p.ppid), String(p.threads), p.comm ?? '?', p.state ?? '?', String(p.vmas), formatBytes(p.vmaBytes), formatBytes(p.dumpedBytes)]),
+      ]);
+      out(`\nmemory: ${r.memory.vmas} mappings, ${formatBytes(r.memory.bytes)} mapped, ${formatBytes(r.memory.bytesWritten)} written (${r.memory.pagesWritten} pages)\n\n`);
+      printTable([['PID', 'FD', 'TYPE', 'PATH'], ...r.files.map((f) => [String(f.pid), String(f.fd), f.type, f.path ?? ''])]);
+      if (r.sockets.length > 0) {
+        out('\n');
+        printTable([
+          ['PID', 'FD', 'PROTO', 'STATE', 'LOCAL', 'REMOTE'],
+          ...r.sockets.map((k) => {
+            const addr = (a: string, port: number) => (k.family === 'inet6' ? `[${a}]:${port}` : `${a}:${port}`);
+            return [String(k.pid), String(k.fd), `${k.proto}${k.family === 'inet6' ? '6' : ''}`, k.state, addr(k.src, k.srcPort), addr(k.dst, k.dstPort)];
+          }),
+        ]);
+      }
+    });
+
+  checkpoint
+    .command('export')
+    .description('write a checkpoint (images, metadata, config, checksums) to one archive; FILE.tar.zst compresses')
+    .argument('<name>', 'container name')
+    .argument('<id>', 'checkpoint id')
+    .argument('<file>', 'archive to write: FILE.tar or FILE.tar.zst')
+    .action(async (name: string, id: string, file: string, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { exportCheckpoint } = await import('../../checkpoint/import');
+      const m = await exportCheckpoint(Container.open(rootOf(cmd), name), id, file);
+      process.stdout.write(`exported ${m.checkpoint.id} of ${name} to ${file} (${m.files.length} files)\n`);
     });
 
   checkpoint

@@ -7,7 +7,16 @@ export function register(program: Command): void {
     .description('continue a container from a checkpoint (the newest when no id is given)')
     .argument('<name>', 'container name')
     .argument('[id]', 'checkpoint id')
-    .action(async (name: string, id: string | undefined, _o, cmd: Command) => {
+    .option('--import <file>', 'restore from an archive made by `tsvz checkpoint export` (creates the container from its template if missing)')
+    .action(async (name: string, id: string | undefined, o, cmd: Command) => {
+      if (o.import !== undefined) {
+        const { InvalidArgumentError } = await import('../../runtime/errors');
+        if (id !== undefined) throw new InvalidArgumentError('--import takes no checkpoint id', 'the archive holds one checkpoint');
+        const { restoreImported } = await import('../../checkpoint/import');
+        const { state, imported } = await restoreImported(rootOf(cmd), name, o.import);
+        process.stdout.write(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id} (init pid ${state.initPid})\n`);
+        return;
+      }
       const { Container } = await import('../../runtime/container');
       const { restoreContainer } = await import('../../checkpoint/restore');
       const state = await restoreContainer(Container.open(rootOf(cmd), name), id);

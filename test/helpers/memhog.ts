@@ -9,7 +9,9 @@ let built: string | undefined;
 /** test/fixtures/memhog.c built statically (once per process), to copy into a rootfs. */
 export function memhogBinary(): string {
   if (built) return built;
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-memhog-')), 'memhog');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-memhog-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const out = path.join(dir, 'memhog');
   const r = spawnSync('cc', ['-O2', '-static', '-o', out, path.join(REPO, 'test', 'fixtures', 'memhog.c')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cannot build memhog: ${r.stderr}`);
   built = out;
