@@ -10,8 +10,11 @@ import { writeState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
 import { CriuClient } from './criu/client';
+import { CriuError } from './criu/errors';
+import { CriuLogs } from './criu-logs';
 import { formatVersion, requireCriu } from './criu/version';
 import { freezerFor, thawAll } from './freezer';
+import { findUndumpable } from './undumpable';
 import { readDumpStats } from './images';
 
 export interface CheckpointOptions {
@@ -46,10 +49,14 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
       undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
       undo.add('thaw', () => thawAll(cg));
       const imagesFd = fs.openSync(dir, 'r');
+      const logs = new CriuLogs(c.paths.dir);
+      const logsFd = logs.open();
       const started = process.hrtime.bigint();
       try {
         await criu.dump({
           imagesDirFd: imagesFd,
+          workDirFd: logsFd,
+          logFile: logs.fileName('dump', id),
           pid: state.initPid,
           leaveRunning: opts.leaveRunning === true,
           freezeCgroup: freezer.path,
@@ -61,9 +68,13 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
           tcpEstablished: opts.tcpEstablished === true,
           notifyScripts: true,
         }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
+      } catch (err) {
+        throw explainDumpFailure(err, cg.pids());
       } finally {
         fs.closeSync(imagesFd);
+        fs.closeSync(logsFd);
       }
+      logs.discard('dump', id);
       const meta: CheckpointMeta = {
         id,
         container: c.name,
@@ -98,4 +109,17 @@ function dumpStats(dir: string): Partial<CheckpointMeta> {
   } catch {
     return {};
   }
+}
+
+/** CRIU's reason for objects it can't dump is cryptic: name them when we see them. */
+function explainDumpFailure(err: unknown, pids: number[]): unknown {
+  if (!(err instanceof CriuError)) return err;
+  const undumpable = findUndumpable(pids);
+  if (undumpable.length === 0) return err;
+  return new CriuError('dump', {
+    logPath: err.logPath,
+    detail: `${undumpable.join('; ')}, which CRIU cannot checkpoint`,
+    hint: 'stop that program (or make it close that fd) before checkpointing',
+    cause: err,
+  });
 }

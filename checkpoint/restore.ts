@@ -10,6 +10,7 @@ import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog } from './catalog';
 import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
+import { CriuLogs } from './criu-logs';
 import { compareVersions, parseVersion, requireCriu } from './criu/version';
 
 /**
@@ -50,11 +51,15 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
       let ptyMaster: number | undefined;
       undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
       const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
+      const logs = new CriuLogs(c.paths.dir);
+      const logsFd = logs.open();
       let pid: number;
       try {
         pid = await criu.restore(
           {
             imagesDirFd: imagesFd,
+            workDirFd: logsFd,
+            logFile: logs.fileName('restore', meta.id),
             root: c.paths.rootfs,
             rstSibling: true,
             orphanPtsMaster: true,
@@ -72,7 +77,9 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
         );
       } finally {
         fs.closeSync(imagesFd);
+        fs.closeSync(logsFd);
       }
+      logs.discard('restore', meta.id);
       if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
       if (cfg.net.mode === 'bridge') network!.hostVethUp(c.key);
       await monitor.handOver(pid, ptyMaster);

@@ -33,6 +33,8 @@ export interface CriuFailure {
   logPath?: string;
   /** Overrides the log as the explanation, e.g. the notify hook that failed. */
   detail?: string;
+  /** What the user can do about it. */
+  hint?: string;
   cause?: unknown;
 }
 
@@ -49,7 +51,7 @@ export class CriuError extends TsvzError {
     const crErrmsg = failure.crErrmsg?.trim();
     const reason = failure.detail ?? errorLines[0] ?? crErrmsg ?? (failure.crErrno ? `errno ${failure.crErrno}` : 'no reason given');
     super('ECRIU', `criu ${operation} failed: ${reason}${failure.logPath ? ` (log: ${failure.logPath})` : ''}`, {
-      hint: failure.logPath ? `all of CRIU's Error lines and its trace are in ${failure.logPath}` : undefined,
+      hint: failure.hint,
       cause: failure.cause,
       errno: failure.crErrno,
     });

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eventually, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
-import { installMemhog, readHex } from '../helpers/memhog';
+import { installFixture, installMemhog, readHex } from '../helpers/memhog';
 
 const skip = rootSkipReason() ?? (spawnSync('cc', ['--version']).status !== 0 ? 'no C compiler for the memhog fixture' : undefined);
 if (skip) console.log(`# skipped checkpoint tests: ${skip}`);
@@ -121,7 +121,7 @@ describe('checkpoint and restore (real CRIU)', { skip }, () => {
       const r = t.run(['checkpoint', 'm1']);
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /criu dump failed: .*(No space left|Error)/);
-      assert.match(r.stderr, /dump\.log/);
+      assert.match(r.stderr, /dump-\S+\.log/);
       assert.equal(t.info('m1').state, 'running');
       assert.deepEqual(fs.readdirSync(dir), []);
     } finally {
@@ -129,6 +129,20 @@ describe('checkpoint and restore (real CRIU)', { skip }, () => {
     }
     const c = count('m1');
     assert.ok(await eventually(() => count('m1') > c), 'still counting');
+  });
+
+  test("a process CRIU cannot dump (an io_uring) is named in the error; the container keeps running", () => {
+    t.ok(['create', 'uring', '--init', '/usr/bin/uring']);
+    installFixture(rootfs('uring'), 'uring');
+    t.ok(['start', 'uring']);
+    const r = t.run(['checkpoint', 'uring']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /^tsvz: criu dump failed: process 1 \(uring\) holds an io_uring \(fd \d+\), which CRIU cannot checkpoint \(log: \S+dump-\S+\.log\)/);
+    const log = /\(log: (\S+)\)/.exec(r.stderr)![1];
+    assert.ok(fs.existsSync(log), 'the log the error names is kept');
+    assert.equal(t.info('uring').state, 'running');
+    assert.deepEqual(JSON.parse(t.ok(['checkpoint', 'list', 'uring', '--json'])), []);
+    t.ok(['destroy', '--force', 'uring']);
   });
 
   test('a failed restore keeps the checkpoint and the container restorable', () => {
