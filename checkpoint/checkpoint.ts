@@ -74,6 +74,7 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
         fs.closeSync(imagesFd);
         fs.closeSync(logsFd);
       }
+      logs.keepDumpStats(dir);
       logs.discard('dump', id);
       const meta: CheckpointMeta = {
         id,

@@ -24,7 +24,18 @@ export class CriuLogs {
     return `${operation}-${id}.log`;
   }
 
+  /** Forget a successful operation's log and statistics image (CRIU writes stats-* into its work dir). */
   discard(operation: 'dump' | 'restore', id: string): void {
     fs.rmSync(path.join(this.dir, this.fileName(operation, id)), { force: true });
+    fs.rmSync(path.join(this.dir, `stats-${operation}`), { force: true });
+  }
+
+  /** Move CRIU's stats-dump image beside the checkpoint's images, where `checkpoint list` reads it. */
+  keepDumpStats(imagesDir: string): void {
+    try {
+      fs.renameSync(path.join(this.dir, 'stats-dump'), path.join(imagesDir, 'stats-dump'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 }
