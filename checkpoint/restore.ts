@@ -3,6 +3,7 @@ import type { Container } from '../runtime/container';
 import { criuBinary } from '../runtime/doctor';
 import { InvalidStateError, NotSupportedError } from '../runtime/errors';
 import { MonitorRestore } from '../runtime/monitor';
+import { openPoolOf } from '../runtime/pool-open';
 import { reconcile, releaseHostResources } from '../runtime/ops/release';
 import { processStartTime } from '../runtime/proc';
 import { ContainerState, writeState } from '../runtime/state';
@@ -36,6 +37,7 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
       throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's`, 'restore it on a host with that CRIU or newer');
     }
     const cfg = c.config;
+    await openPoolOf(c);
 
     return withUndo(async (undo) => {
       for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });

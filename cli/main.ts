@@ -3,7 +3,7 @@ import { describeError, TsvzError } from '../runtime/errors';
 
 // One file per command; each only parses and calls into runtime/.
 const COMMANDS = [
-  'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'logs', 'doctor', 'freeze', 'unfreeze', 'checkpoint', 'restore',
+  'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'logs', 'doctor', 'freeze', 'unfreeze', 'checkpoint', 'restore', 'pool', 'snapshot', 'clone',
 ] as const;
 
 const ALIASES: Record<string, string> = { ls: 'list' };

@@ -17,8 +17,11 @@ export interface ContainerConfig {
   env: string[];
   limits: CgroupLimits;
   net: NetConfig;
+  /** Storage pool holding the rootfs ('default': a plain directory, ROOT/containers/NAME/rootfs). */
   pool: string;
   createdAt: string;
+  /** Set on a clone: what it was made from (its snapshot can't be removed while the clone exists). */
+  origin?: { container: string; snapshot?: string };
 }
 
 export const DEFAULT_ENV = [

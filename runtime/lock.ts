@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { BusyError, SystemError } from './errors';
 import { sleepSync } from './proc';
 
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const EWOULDBLOCK = 11;
@@ -35,8 +36,14 @@ export function withLock<T>(lockFile: string, what: string, waitMs: number, body
   }
 }
 
-export async function withLockAsync<T>(lockFile: string, what: string, waitMs: number, body: () => Promise<T>): Promise<T> {
-  const fd = acquire(lockFile, what, waitMs);
+/**
+ * `shared`: many holders at once, none while an exclusive holder has it (pool
+ * operations: volume work shares a pool's lock, creating or removing the pool
+ * takes it alone). Never take an exclusive lock on a file this process
+ * already holds: flock would wait on ourselves.
+ */
+export async function withLockAsync<T>(lockFile: string, what: string, waitMs: number, body: () => Promise<T>, opts: { shared?: boolean } = {}): Promise<T> {
+  const fd = acquire(lockFile, what, waitMs, opts.shared === true);
   try {
     return await body();
   } finally {
@@ -45,11 +52,11 @@ export async function withLockAsync<T>(lockFile: string, what: string, waitMs: n
 }
 
 // Node opens files close-on-exec, so a lock is never inherited by a spawned monitor.
-function acquire(lockFile: string, what: string, waitMs: number): number {
+function acquire(lockFile: string, what: string, waitMs: number, shared = false): number {
   const fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (flock(fd, LOCK_EX | LOCK_NB) === 0) return fd;
+    if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) === 0) return fd;
     const errno = errnoFn!();
     if (errno !== EWOULDBLOCK) {
       fs.closeSync(fd);

@@ -17,6 +17,7 @@ export function register(program: Command): void {
     .option('--bridge <name>', 'host bridge with --net bridge', 'tsvzbr0')
     .option('-e, --env <NAME=value...>', 'environment for init and exec')
     .option('--stop-signal <signal>', 'signal `tsvz stop` sends to init')
+    .option('--pool <name>', 'storage pool for the rootfs (see `tsvz pool list`)', 'default')
     .action(async (name: string, o, cmd: Command) => {
       const { InvalidArgumentError } = await import('../../runtime/errors');
       const { parseSize, parseCpus, parsePositiveInt } = await import('../../runtime/units');
@@ -44,6 +45,7 @@ export function register(program: Command): void {
         net,
         env: o.env,
         stopSignal: o.stopSignal,
+        pool: o.pool,
       });
       process.stdout.write(`created ${name}\n`);
     });

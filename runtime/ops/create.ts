@@ -15,6 +15,8 @@ import { splitCommandLine } from '../shell-words';
 import { writeState } from '../state';
 import { resolveTemplate } from '../templates';
 import { withUndo } from '../undo';
+import { DEFAULT_POOL } from '../pools';
+import { withStore } from '../volumes';
 
 export interface CreateOptions {
   template: string;
@@ -24,6 +26,8 @@ export interface CreateOptions {
   net: { mode: 'none' } | { mode: 'bridge'; ip: string; bridge?: string };
   env?: string[];
   stopSignal?: string;
+  /** Storage pool for the rootfs (default: "default", a directory under the root). */
+  pool?: string;
 }
 
 /** Prefix of the directory a container is built in before it is renamed into place. */
@@ -32,10 +36,11 @@ export function creatingPrefix(name: string): string {
 }
 
 /**
- * Create a container: its root filesystem from a template, its config and
- * state. Built in a hidden directory and renamed into place at the end, so a
- * container is either fully created or absent (a CLI killed half-way leaves
- * only a hidden directory that `destroy --force` removes).
+ * Create a container: its root filesystem from a template (in a volume of
+ * its pool), its config and state. Built in a hidden directory and renamed
+ * into place at the end, so a container is either fully created or absent
+ * (a failure deletes the volume; a CLI killed half-way leaves a hidden
+ * directory, and maybe a volume, that `destroy --force` removes).
  */
 export async function createContainer(root: Root, name: string, opts: CreateOptions): Promise<ContainerConfig> {
   validateName(name);
@@ -51,16 +56,16 @@ export async function createContainer(root: Root, name: string, opts: CreateOpti
   root.ensure();
   const c = new Container(root, name);
 
+  const pool = opts.pool ?? DEFAULT_POOL;
+  validateName(pool, 'pool');
+
   return c.locked(async () => {
     if (c.exists()) throw new AlreadyExistsError(`container ${name} already exists`);
-    return withUndo(async (undo) => {
+    return withStore(root, pool, (store) => withUndo(async (undo) => {
       const building = path.join(root.containersDir, `${creatingPrefix(name)}${crypto.randomBytes(4).toString('hex')}`);
       fs.mkdirSync(building, { mode: 0o700 });
       undo.add('remove partial container', () => fs.rmSync(building, { recursive: true, force: true }));
       const paths = new ContainerPaths(building);
-      fs.mkdirSync(paths.rootfs, { mode: 0o755 });
-      await template.populate(paths.rootfs, { root, hostname });
-      faultPoint('create:populated');
       const config: ContainerConfig = {
         version: 1,
         name,
@@ -71,18 +76,22 @@ export async function createContainer(root: Root, name: string, opts: CreateOpti
         env: mergeEnv(DEFAULT_ENV, env),
         limits: opts.limits,
         net,
-        pool: 'default',
+        pool,
         createdAt: new Date().toISOString(),
       };
+      // Written first: it names the pool, so `destroy --force` of a half-created container finds its volume.
       writeJsonAtomic(paths.config, config);
+      const rootfs = await store.createRootfs(name, building, undo);
+      await template.populate(rootfs, { root, hostname });
+      faultPoint('create:populated');
       writeState(paths, { status: 'created' });
       fs.renameSync(building, c.paths.dir);
       return config;
-    });
+    }));
   });
 }
 
-async function resolveNet(net: CreateOptions['net']): Promise<NetConfig> {
+export async function resolveNet(net: CreateOptions['net']): Promise<NetConfig> {
   if (net.mode === 'none') return { mode: 'none' };
   const { parseContainerAddress } = await import('../network');
   const parsed = parseContainerAddress(net.ip);

@@ -4,6 +4,7 @@ import { Container } from '../container';
 import { InvalidStateError } from '../errors';
 import { faultPoint } from '../fault';
 import { MonitorLaunch } from '../monitor';
+import { openPoolOf } from '../pool-open';
 import { processStartTime } from '../proc';
 import { ContainerState, writeState } from '../state';
 import { withUndo } from '../undo';
@@ -22,6 +23,7 @@ export async function startContainer(c: Container): Promise<ContainerState> {
       throw new InvalidStateError(`container ${c.name} is already running`);
     }
     const cfg = c.config;
+    await openPoolOf(c);
     return withUndo(async (undo) => {
       for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
       // Recorded first: a CLI killed from here on leaves a container that

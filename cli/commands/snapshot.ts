@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { printJson, printTable, rootOf } from '../context';
+
+export function register(program: Command): void {
+  const snapshot = program
+    .command('snapshot')
+    .description("snapshots of a container's rootfs: create (the default), list, rollback, rm");
+
+  snapshot
+    .command('create', { isDefault: true })
+    .description('snapshot the rootfs, running or not (the default: `tsvz snapshot p1 [NAME]`)')
+    .argument('<name>', 'container name')
+    .argument('[snapshot]', 'snapshot name (default: a timestamp)')
+    .action(async (name: string, snap: string | undefined, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { createSnapshot } = await import('../../runtime/ops/snapshot');
+      const rec = await createSnapshot(Container.open(rootOf(cmd), name), snap);
+      process.stdout.write(`${rec.name}\n`);
+    });
+
+  snapshot
+    .command('list')
+    .alias('ls')
+    .description("a container's snapshots, checked against the storage (MISSING: deleted behind tsvz's back)")
+    .argument('<name>', 'container name')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { listSnapshots } = await import('../../runtime/ops/snapshot');
+      const { formatBytes } = await import('../../runtime/units');
+      const all = await listSnapshots(Container.open(rootOf(cmd), name));
+      if (o.json) return printJson(all);
+      const bytes = (n?: number) => (n === undefined ? '-' : formatBytes(n));
+      printTable([
+        ['NAME', 'CREATED', 'SIZE', 'REFERENCED', 'STATUS'],
+        ...all.map((s) => [s.name, s.createdAt, bytes(s.sizeBytes), bytes(s.referencedBytes), s.status === 'missing' ? `MISSING (gone from pool ${s.pool} since ${s.missingSince})` : s.adopted ? 'ok (found in the pool)' : 'ok']),
+      ]);
+    });
+
+  snapshot
+    .command('rollback')
+    .description('make the rootfs the snapshot again (the container must be stopped, or --force)')
+    .argument('<name>', 'container name')
+    .argument('<snapshot>', 'snapshot name')
+    .option('-f, --force', 'stop a running container, roll back, start it again')
+    .action(async (name: string, snap: string, o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { rollbackSnapshot } = await import('../../runtime/ops/snapshot');
+      const r = await rollbackSnapshot(Container.open(rootOf(cmd), name), snap, { force: o.force === true });
+      process.stdout.write(`rolled back ${name} to ${snap}${r.restarted ? ' (restarted)' : ''}\n`);
+    });
+
+  snapshot
+    .command('rm')
+    .description('remove a snapshot (refused while a clone was made from it)')
+    .argument('<name>', 'container name')
+    .argument('<snapshot>', 'snapshot name')
+    .action(async (name: string, snap: string, _o, cmd: Command) => {
+      const { Container } = await import('../../runtime/container');
+      const { removeSnapshot } = await import('../../runtime/ops/snapshot');
+      const r = await removeSnapshot(Container.open(rootOf(cmd), name), snap);
+      process.stdout.write(`removed ${snap}${r.wasMissing ? ' (it was already gone from the pool)' : ''}\n`);
+    });
+}

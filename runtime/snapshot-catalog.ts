@@ -1,0 +1,57 @@
+import * as path from 'node:path';
+import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
+import type { ContainerPaths } from './paths';
+
+/** What tsvz knows of one snapshot of a container's rootfs. */
+export interface SnapshotRecord {
+  name: string;
+  /** ISO 8601 */
+  createdAt: string;
+  pool: string;
+  /** Where the driver keeps it: a path, a dataset@snap, an LV. */
+  handle: string;
+  /** Found in the storage without having been recorded (made by an older tsvz, or by hand). */
+  adopted?: boolean;
+  /** The storage no longer holds it (deleted behind tsvz's back): first noticed then. */
+  missingSince?: string;
+}
+
+interface CatalogFile {
+  version: 1;
+  snapshots: SnapshotRecord[];
+}
+
+/**
+ * A container's snapshots: snapshots.json beside config.json, written
+ * atomically, oldest first. Read and written under the container's lock.
+ * The storage is the truth about what exists; `snapshot list` reconciles
+ * this file with it (runtime/ops/snapshot.ts).
+ */
+export class SnapshotCatalog {
+  constructor(private readonly paths: ContainerPaths) {}
+
+  get file(): string {
+    return path.join(this.paths.dir, 'snapshots.json');
+  }
+
+  list(): SnapshotRecord[] {
+    return readJsonIfExists<CatalogFile>(this.file)?.snapshots ?? [];
+  }
+
+  find(name: string): SnapshotRecord | undefined {
+    return this.list().find((s) => s.name === name);
+  }
+
+  save(snapshots: SnapshotRecord[]): void {
+    const sorted = [...snapshots].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+    writeJsonAtomic(this.file, { version: 1, snapshots: sorted } satisfies CatalogFile);
+  }
+
+  add(record: SnapshotRecord): void {
+    this.save([...this.list().filter((s) => s.name !== record.name), record]);
+  }
+
+  remove(name: string): void {
+    this.save(this.list().filter((s) => s.name !== name));
+  }
+}
