@@ -33,10 +33,11 @@ const META = 'checkpoint.json';
 
 /** Checkpoints live in the container's directory: checkpoints/<id>/ holds CRIU's images, its logs and the metadata. */
 export class CheckpointCatalog {
-  constructor(private readonly container: Container) {}
+  /** `subdir`: checkpoints/ for `tsvz checkpoint`; snapshot-state/ holds the memory of stateful snapshots. */
+  constructor(private readonly container: Container, private readonly subdir = 'checkpoints') {}
 
   get root(): string {
-    return path.join(this.container.paths.dir, 'checkpoints');
+    return path.join(this.container.paths.dir, this.subdir);
   }
 
   dir(id: string): string {

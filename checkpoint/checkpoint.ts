@@ -6,14 +6,14 @@ import { faultPause } from '../runtime/fault';
 import { findMonitorPids } from '../runtime/monitor';
 import { reconcile } from '../runtime/ops/release';
 import { sleep } from '../runtime/proc';
-import { writeState } from '../runtime/state';
+import { ContainerState, writeState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
 import { CriuClient } from './criu/client';
 import { CriuError } from './criu/errors';
 import { CriuLogs } from './criu-logs';
 import { formatVersion, requireCriu } from './criu/version';
-import { freezerFor, thawAll } from './freezer';
+import { criuFreezer, isFrozen, moveFreezeTo, thawAll } from './freezer';
 import { findUndumpable } from './undumpable';
 import { readDumpStats } from './images';
 
@@ -31,74 +31,85 @@ export interface CheckpointOptions {
  * the partial images.
  */
 export async function checkpointContainer(c: Container, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
-  const catalog = new CheckpointCatalog(c);
-  const id = opts.name ?? newCheckpointId();
-  const dir = catalog.dir(id);
   return c.locked(async () => {
     const state = reconcile(c);
     if (state.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
-    if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
-    const criu = new CriuClient();
-    const version = await requireCriu('4.1', criu);
-    const cg = c.cgroups();
-    const freezer = cg.mode === 'v2' ? freezerFor(cg, 'v2') : freezerFor(cg, 'v1');
+    return dumpContainer(c, state, new CheckpointCatalog(c), opts);
+  });
+}
 
-    const meta = await withUndo(async (undo) => {
-      fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
-      fs.mkdirSync(dir, { mode: 0o700 });
-      undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
-      undo.add('thaw', () => thawAll(cg));
-      const imagesFd = fs.openSync(dir, 'r');
-      const logs = new CriuLogs(c.paths.dir);
-      const logsFd = logs.open();
-      const started = process.hrtime.bigint();
-      try {
-        await criu.dump({
-          imagesDirFd: imagesFd,
-          workDirFd: logsFd,
-          logFile: logs.fileName('dump', id),
-          pid: state.initPid,
-          leaveRunning: opts.leaveRunning === true,
-          freezeCgroup: freezer.path,
-          // The console's master is held by the monitor: a new one is made on restore.
-          orphanPtsMaster: true,
-          manageCgroups: true,
-          manageCgroupsMode: 'SOFT',
-          fileLocks: true,
-          tcpEstablished: opts.tcpEstablished === true,
-          notifyScripts: true,
-        }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
-      } catch (err) {
-        throw explainDumpFailure(err, cg.pids());
-      } finally {
-        fs.closeSync(imagesFd);
-        fs.closeSync(logsFd);
-      }
-      logs.keepDumpStats(dir);
-      logs.discard('dump', id);
-      const meta: CheckpointMeta = {
-        id,
-        container: c.name,
-        createdAt: new Date().toISOString(),
-        criuVersion: formatVersion(version),
-        kernel: os.release(),
+/**
+ * The dump itself, for a caller that holds the container's lock and has
+ * checked it runs (checkpoint, stateful snapshot). If the container is
+ * frozen already, CRIU leaves it frozen.
+ */
+export async function dumpContainer(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
+  const id = opts.name ?? newCheckpointId();
+  const dir = catalog.dir(id);
+  if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
+  const criu = new CriuClient();
+  const version = await requireCriu('4.1', criu);
+  const cg = c.cgroups();
+  const freezer = criuFreezer(cg);
+  const wasFrozen = isFrozen(cg);
+  // Frozen by `tsvz freeze` (or a stateful snapshot): by CRIU's freezer only, or CRIU would wait forever.
+  if (wasFrozen) moveFreezeTo(freezer);
+
+  const meta = await withUndo(async (undo) => {
+    fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(dir, { mode: 0o700 });
+    undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
+    if (!wasFrozen) undo.add('thaw', () => thawAll(cg));
+    const imagesFd = fs.openSync(dir, 'r');
+    const logs = new CriuLogs(c.paths.dir);
+    const logsFd = logs.open();
+    const started = process.hrtime.bigint();
+    try {
+      await criu.dump({
+        imagesDirFd: imagesFd,
+        workDirFd: logsFd,
+        logFile: logs.fileName('dump', id),
+        pid: state.initPid,
         leaveRunning: opts.leaveRunning === true,
+        freezeCgroup: freezer.path,
+        // The console's master is held by the monitor: a new one is made on restore.
+        orphanPtsMaster: true,
+        manageCgroups: true,
+        manageCgroupsMode: 'SOFT',
+        fileLocks: true,
         tcpEstablished: opts.tcpEstablished === true,
-        dumpMs: Number(process.hrtime.bigint() - started) / 1e6,
-        sizeBytes: directorySize(dir),
-        ...dumpStats(dir),
-      };
-      catalog.save(meta);
-      return meta;
-    });
-
-    if (!meta.leaveRunning) {
-      // CRIU killed the tree; the monitor records that and exits.
-      for (let i = 0; i < 200 && findMonitorPids(c.paths.dir).length > 0; i++) await sleep(10);
-      writeState(c.paths, { ...reconcile(c), checkpoint: id });
+        notifyScripts: true,
+      }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
+    } catch (err) {
+      throw explainDumpFailure(err, cg.pids());
+    } finally {
+      fs.closeSync(imagesFd);
+      fs.closeSync(logsFd);
     }
+    logs.keepDumpStats(dir);
+    logs.discard('dump', id);
+    const meta: CheckpointMeta = {
+      id,
+      container: c.name,
+      createdAt: new Date().toISOString(),
+      criuVersion: formatVersion(version),
+      kernel: os.release(),
+      leaveRunning: opts.leaveRunning === true,
+      tcpEstablished: opts.tcpEstablished === true,
+      dumpMs: Number(process.hrtime.bigint() - started) / 1e6,
+      sizeBytes: directorySize(dir),
+      ...dumpStats(dir),
+    };
+    catalog.save(meta);
     return meta;
   });
+
+  if (!meta.leaveRunning) {
+    // CRIU killed the tree; the monitor records that and exits.
+    for (let i = 0; i < 200 && findMonitorPids(c.paths.dir).length > 0; i++) await sleep(10);
+    writeState(c.paths, { ...reconcile(c), checkpoint: id });
+  }
+  return meta;
 }
 
 /** CRIU's statistics for `checkpoint list`; a dump is not failed over unreadable statistics. */

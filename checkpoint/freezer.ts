@@ -108,6 +108,30 @@ export function thaw(f: Freezer): void {
   }
 }
 
+/**
+ * The freezer CRIU is told to use (freeze_cgroup): v1 where it is mounted,
+ * v2 on pure-v2 hosts. Whoever freezes a container before CRIU runs must use
+ * this one: CRIU checks only it, and seizing tasks another freezer holds
+ * would wait forever.
+ */
+export function criuFreezer(cg: ContainerCgroups): Freezer {
+  return hasV1(cg.freezerPath()) ? freezerFor(cg, 'v1') : freezerFor(cg, 'v2');
+}
+
+/**
+ * Hand a frozen container over to freezer `f`: freeze with it, then release
+ * the other one. The processes never run in between.
+ */
+export function moveFreezeTo(f: Freezer, timeoutMs = DEFAULT_TIMEOUT_MS): void {
+  freeze(f, timeoutMs);
+  if (!f.sibling) return;
+  const other: FreezerKind = f.kind === 'v1' ? 'v2' : 'v1';
+  request(other, f.sibling, false);
+  if (!waitFor(() => reportsThawed(other, f.sibling!), THAW_TIMEOUT_MS)) {
+    throw new TsvzError('ETIMEDOUT', `cgroup ${f.sibling} still frozen ${THAW_TIMEOUT_MS} ms after thawing it`);
+  }
+}
+
 /** Thaw whatever freezer this container has (none is fine): for stop and kill. */
 export function thawAll(cg: ContainerCgroups): void {
   const v1 = cg.freezerPath();

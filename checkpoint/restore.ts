@@ -8,7 +8,7 @@ import { reconcile, releaseHostResources } from '../runtime/ops/release';
 import { processStartTime } from '../runtime/proc';
 import { ContainerState, writeState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
-import { CheckpointCatalog } from './catalog';
+import { CheckpointCatalog, CheckpointMeta } from './catalog';
 import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
@@ -31,73 +31,81 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
     const meta = catalog.get(id ?? current.checkpoint);
     // An imported checkpoint (restore --import) may come from a container of another name or root.
     if (meta.container !== c.name && !meta.importedFrom) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);
-    const criu = new CriuClient();
-    const version = await requireCriu('4.1', criu);
-    if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
-      throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's`, 'restore it on a host with that CRIU or newer');
+    return restoreFrom(c, current, catalog, meta);
+  });
+}
+
+/**
+ * The restore itself, for a caller that holds the container's lock and has
+ * checked it is not running (restore, stateful snapshot rollback).
+ */
+export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta): Promise<ContainerState> {
+  const criu = new CriuClient();
+  const version = await requireCriu('4.1', criu);
+  if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
+    throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's`, 'restore it on a host with that CRIU or newer');
+  }
+  const cfg = c.config;
+  await openPoolOf(c);
+
+  return withUndo(async (undo) => {
+    for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
+    writeState(c.paths, { status: 'starting' });
+    undo.add('record stopped', () => writeState(c.paths, current));
+    undo.add('release host resources', () => { releaseHostResources(c); });
+    c.cgroups().create(cfg.limits);
+    const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
+    if (cfg.net.mode === 'bridge') network!.ensureBridge(cfg.net);
+
+    const monitor = new MonitorRestore(c.paths.dir, criuBinary());
+    undo.add('stop monitor', () => monitor.abort());
+    let ptyMaster: number | undefined;
+    undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
+    const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
+    const logs = new CriuLogs(c.paths.dir);
+    const logsFd = logs.open();
+    let pid: number;
+    try {
+      pid = await criu.restore(
+        {
+          imagesDirFd: imagesFd,
+          workDirFd: logsFd,
+          logFile: logs.fileName('restore', meta.id),
+          root: c.paths.rootfs,
+          rstSibling: true,
+          orphanPtsMaster: true,
+          manageCgroups: true,
+          manageCgroupsMode: 'SOFT',
+          fileLocks: true,
+          tcpEstablished: meta.tcpEstablished,
+          notifyScripts: true,
+          // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
+          cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
+          external: cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : [],
+        },
+        { onNotify: (script, ctx) => { if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd; } },
+        monitor.launcher,
+      );
+    } finally {
+      fs.closeSync(imagesFd);
+      fs.closeSync(logsFd);
     }
-    const cfg = c.config;
-    await openPoolOf(c);
+    logs.discard('restore', meta.id);
+    if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
+    if (cfg.net.mode === 'bridge') network!.hostVethUp(c.key);
+    await monitor.handOver(pid, ptyMaster);
+    fs.closeSync(ptyMaster);
+    ptyMaster = undefined;
 
-    return withUndo(async (undo) => {
-      for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
-      writeState(c.paths, { status: 'starting' });
-      undo.add('record stopped', () => writeState(c.paths, current));
-      undo.add('release host resources', () => { releaseHostResources(c); });
-      c.cgroups().create(cfg.limits);
-      const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
-      if (cfg.net.mode === 'bridge') network!.ensureBridge(cfg.net);
-
-      const monitor = new MonitorRestore(c.paths.dir, criuBinary());
-      undo.add('stop monitor', () => monitor.abort());
-      let ptyMaster: number | undefined;
-      undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
-      const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
-      const logs = new CriuLogs(c.paths.dir);
-      const logsFd = logs.open();
-      let pid: number;
-      try {
-        pid = await criu.restore(
-          {
-            imagesDirFd: imagesFd,
-            workDirFd: logsFd,
-            logFile: logs.fileName('restore', meta.id),
-            root: c.paths.rootfs,
-            rstSibling: true,
-            orphanPtsMaster: true,
-            manageCgroups: true,
-            manageCgroupsMode: 'SOFT',
-            fileLocks: true,
-            tcpEstablished: meta.tcpEstablished,
-            notifyScripts: true,
-            // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
-            cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
-            external: cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : [],
-          },
-          { onNotify: (script, ctx) => { if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd; } },
-          monitor.launcher,
-        );
-      } finally {
-        fs.closeSync(imagesFd);
-        fs.closeSync(logsFd);
-      }
-      logs.discard('restore', meta.id);
-      if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
-      if (cfg.net.mode === 'bridge') network!.hostVethUp(c.key);
-      await monitor.handOver(pid, ptyMaster);
-      fs.closeSync(ptyMaster);
-      ptyMaster = undefined;
-
-      const state: ContainerState = {
-        status: 'running',
-        initPid: pid,
-        initStartTime: processStartTime(pid),
-        monitorPid: monitor.child.pid,
-        monitorStartTime: monitor.child.pid ? processStartTime(monitor.child.pid) : undefined,
-        startedAt: new Date().toISOString(),
-      };
-      writeState(c.paths, state);
-      return state;
-    });
+    const state: ContainerState = {
+      status: 'running',
+      initPid: pid,
+      initStartTime: processStartTime(pid),
+      monitorPid: monitor.child.pid,
+      monitorStartTime: monitor.child.pid ? processStartTime(monitor.child.pid) : undefined,
+      startedAt: new Date().toISOString(),
+    };
+    writeState(c.paths, state);
+    return state;
   });
 }

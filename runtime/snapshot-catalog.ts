@@ -10,6 +10,8 @@ export interface SnapshotRecord {
   pool: string;
   /** Where the driver keeps it: a path, a dataset@snap, an LV. */
   handle: string;
+  /** Memory too: CRIU images in snapshot-state/<name>, taken at the same frozen instant. */
+  stateful?: boolean;
   /** Found in the storage without having been recorded (made by an older tsvz, or by hand). */
   adopted?: boolean;
   /** The storage no longer holds it (deleted behind tsvz's back): first noticed then. */

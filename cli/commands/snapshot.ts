@@ -11,10 +11,11 @@ export function register(program: Command): void {
     .description('snapshot the rootfs, running or not (the default: `tsvz snapshot p1 [NAME]`)')
     .argument('<name>', 'container name')
     .argument('[snapshot]', 'snapshot name (default: a timestamp)')
-    .action(async (name: string, snap: string | undefined, _o, cmd: Command) => {
+    .option('--stateful', 'memory too (CRIU, the container keeps running): rollback brings it back running')
+    .action(async (name: string, snap: string | undefined, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
       const { createSnapshot } = await import('../../runtime/ops/snapshot');
-      const rec = await createSnapshot(Container.open(rootOf(cmd), name), snap);
+      const rec = await createSnapshot(Container.open(rootOf(cmd), name), snap, { stateful: o.stateful === true });
       process.stdout.write(`${rec.name}\n`);
     });
 
@@ -32,8 +33,8 @@ export function register(program: Command): void {
       if (o.json) return printJson(all);
       const bytes = (n?: number) => (n === undefined ? '-' : formatBytes(n));
       printTable([
-        ['NAME', 'CREATED', 'SIZE', 'REFERENCED', 'STATUS'],
-        ...all.map((s) => [s.name, s.createdAt, bytes(s.sizeBytes), bytes(s.referencedBytes), s.status === 'missing' ? `MISSING (gone from pool ${s.pool} since ${s.missingSince})` : s.adopted ? 'ok (found in the pool)' : 'ok']),
+        ['NAME', 'CREATED', 'STATEFUL', 'SIZE', 'REFERENCED', 'STATUS'],
+        ...all.map((s) => [s.name, s.createdAt, s.stateful ? 'yes' : 'no', bytes(s.sizeBytes), bytes(s.referencedBytes), s.status === 'missing' ? `MISSING (gone from pool ${s.pool} since ${s.missingSince})` : s.adopted ? 'ok (found in the pool)' : 'ok']),
       ]);
     });
 

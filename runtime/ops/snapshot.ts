@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import { Container } from '../container';
 import { AlreadyExistsError, InvalidStateError, NotFoundError } from '../errors';
 import { SnapshotCatalog, SnapshotRecord } from '../snapshot-catalog';
@@ -32,23 +33,55 @@ export function newSnapshotName(now = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '-').replace('.', '-').replace('Z', '');
 }
 
-export async function createSnapshot(c: Container, name?: string): Promise<SnapshotRecord> {
+export async function createSnapshot(c: Container, name?: string, opts: { stateful?: boolean } = {}): Promise<SnapshotRecord> {
   const snap = validateSnapshotName(name ?? newSnapshotName());
   return c.locked(async () => {
-    const running = reconcile(c).status === 'running';
+    const state = reconcile(c);
+    const running = state.status === 'running';
+    if (opts.stateful && !running) {
+      throw new InvalidStateError(`container ${c.name} is not running`, 'a stateful snapshot saves memory too: start it, or take a plain snapshot');
+    }
     const catalog = new SnapshotCatalog(c.paths);
     if (catalog.find(snap)) {
       throw new AlreadyExistsError(`container ${c.name} already has a snapshot "${snap}"`, `pick another name, or remove it with \`tsvz snapshot rm ${c.name} ${snap}\``);
     }
     return withStore(c.root, c.config.pool, (store) => withUndo(async (undo) => {
       const createdAt = new Date().toISOString();
-      await consistently(c, store, running, () => store.snapshot(c.name, snap));
-      undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
-      const record: SnapshotRecord = { name: snap, createdAt, pool: store.pool, handle: store.snapshotHandle(c.name, snap) };
+      if (opts.stateful) {
+        await statefully(c, async () => {
+          await store.snapshot(c.name, snap);
+          undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
+          const { dumpContainer } = await import('../../checkpoint/checkpoint');
+          await dumpContainer(c, state, snapshotState(c), { name: snap, leaveRunning: true });
+          undo.add(`remove the memory of ${snap}`, () => snapshotState(c).remove(snap));
+        });
+      } else {
+        await consistently(c, store, running, () => store.snapshot(c.name, snap));
+        undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
+      }
+      const record: SnapshotRecord = { name: snap, createdAt, pool: store.pool, handle: store.snapshotHandle(c.name, snap), ...(opts.stateful ? { stateful: true } : {}) };
       catalog.add(record);
       return record;
     }));
   });
+}
+
+/**
+ * Files and memory at one instant: the whole tree frozen while the storage
+ * snapshots the rootfs and CRIU dumps the processes (leaving them running,
+ * and frozen, since they were), then thawed, even on failure.
+ */
+async function statefully(c: Container, body: () => Promise<void>): Promise<void> {
+  const { criuFreezer, isFrozen, withFrozen } = await import('../../checkpoint/freezer');
+  const cg = c.cgroups();
+  if (isFrozen(cg)) return body(); // frozen by `tsvz freeze`: it stays so (the dump moves it to CRIU's freezer)
+  await withFrozen(criuFreezer(cg), body);
+}
+
+/** Where stateful snapshots keep their CRIU images: a checkpoint catalog of its own. */
+function snapshotState(c: Container) {
+  const { CheckpointCatalog } = require('../../checkpoint/catalog') as typeof import('../../checkpoint/catalog');
+  return new CheckpointCatalog(c, 'snapshot-state');
 }
 
 /**
@@ -108,6 +141,7 @@ export async function removeSnapshot(c: Container, snap: string): Promise<{ wasM
       });
     }
     if (exists) await store.deleteSnapshot(c.name, snap);
+    if (catalog.find(snap)?.stateful) fs.rmSync(snapshotState(c).dir(snap), { recursive: true, force: true });
     if (recorded) catalog.remove(snap);
     return { wasMissing: !exists };
   }));
@@ -134,25 +168,37 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
         });
       }
     });
+    if (new SnapshotCatalog(c.paths).find(snap)?.stateful) snapshotState(c).get(snap); // its memory must be there too
     if (running && !opts.force) {
       throw new InvalidStateError(`container ${c.name} is running`, 'stop it first, or use --force to stop it, roll back and start it again');
     }
     return running;
   });
   if (wasRunning) await stopContainer(c);
+  const stateful = new SnapshotCatalog(c.paths).find(snap)?.stateful === true;
   let failure: unknown;
+  let rolledBack = false;
   try {
     await c.locked(async () => {
-      const status = reconcile(c).status;
-      if (status === 'running' || status === 'starting') throw new InvalidStateError(`container ${c.name} was started again meanwhile`, 'stop it and retry');
+      const current = reconcile(c);
+      if (current.status === 'running' || current.status === 'starting') throw new InvalidStateError(`container ${c.name} was started again meanwhile`, 'stop it and retry');
       await withStore(c.root, c.config.pool, async (store) => {
         if (!(await hasSnapshot(store, c.name, snap))) throw noSuchSnapshot(c, snap);
         await store.rollback(c.name, snap);
       });
+      rolledBack = true;
+      if (stateful) {
+        // The memory of that instant, over the files of that instant: it comes back running.
+        const { restoreFrom } = await import('../../checkpoint/restore');
+        const state = snapshotState(c);
+        await restoreFrom(c, reconcile(c), state, state.get(snap));
+      }
     });
   } catch (err) {
+    if (rolledBack) throw err; // files rolled back, memory not: stopped, and the error says why
     failure = err;
   }
+  if (stateful) return { restarted: true };
   if (wasRunning) {
     try {
       await startContainer(c);

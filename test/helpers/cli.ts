@@ -58,6 +58,15 @@ export class TestRoot {
       for (const e of fs.readdirSync(dir)) names.add(e.replace(/^\.creating-(.*)-[0-9a-f]{8}$/, '$1'));
     } catch { /* nothing created */ }
     for (const n of names) this.run(['destroy', '--force', n]);
+    // Pools (loop images, zpools, mounts) made under this root, then any loop device still backed by a file here.
+    try {
+      for (const p of JSON.parse(this.run(['pool', 'list', '--json']).stdout) as { name: string }[]) {
+        if (p.name !== 'default') this.run(['pool', 'rm', '--force', p.name]);
+      }
+    } catch { /* no pools */ }
+    for (const line of (spawnSync('losetup', ['-a'], { encoding: 'utf8' }).stdout ?? '').split('\n')) {
+      if (line.includes(this.dir)) spawnSync('losetup', ['-d', line.split(':')[0]], { stdio: 'ignore' });
+    }
     spawnSync('umount', ['-R', '-l', this.dir], { stdio: 'ignore' });
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
