@@ -21,7 +21,7 @@ import { freeze, freezerFor, FreezerKind, thaw } from '../checkpoint/freezer';
 import { ContainerCgroups } from '../runtime/cgroups';
 import { Root } from '../runtime/paths';
 import { sleepSync } from '../runtime/proc';
-import { stats, Stats } from './lifecycle';
+import { stats, Stats } from './common';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const TSVZ_BIN = path.join(REPO, 'bin', 'tsvz');
