@@ -3,10 +3,9 @@ import * as os from 'node:os';
 import type { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError } from '../runtime/errors';
 import { faultPause } from '../runtime/fault';
-import { findMonitorPids } from '../runtime/monitor';
 import { reconcile } from '../runtime/ops/release';
-import { sleep } from '../runtime/proc';
-import { ContainerState, writeState } from '../runtime/state';
+import { isSameProcess, sleep } from '../runtime/proc';
+import type { ContainerState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
 import { CriuClient } from './criu/client';
@@ -48,7 +47,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   const dir = catalog.dir(id);
   if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
   const criu = new CriuClient();
-  const version = await requireCriu('4.1', criu);
+  const version = await requireCriu('4.1', criu, c.root.cacheDir);
   const cg = c.cgroups();
   const freezer = criuFreezer(cg);
   const wasFrozen = isFrozen(cg);
@@ -78,6 +77,8 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         manageCgroupsMode: 'SOFT',
         fileLocks: true,
         tcpEstablished: opts.tcpEstablished === true,
+        // A --net none container has only loopback: nothing to lock out (saves CRIU's iptables runs).
+        networkLock: c.config.net.mode === 'none' ? 'SKIP' : undefined,
         notifyScripts: true,
       }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
     } catch (err) {
@@ -106,8 +107,8 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
 
   if (!meta.leaveRunning) {
     // CRIU killed the tree; the monitor records that and exits.
-    for (let i = 0; i < 200 && findMonitorPids(c.paths.dir).length > 0; i++) await sleep(10);
-    writeState(c.paths, { ...reconcile(c), checkpoint: id });
+    for (let i = 0; i < 400 && isSameProcess(state.monitorPid, state.monitorStartTime); i++) await sleep(5);
+    reconcile(c, { checkpoint: id });
   }
   return meta;
 }

@@ -41,7 +41,7 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
  */
 export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta): Promise<ContainerState> {
   const criu = new CriuClient();
-  const version = await requireCriu('4.1', criu);
+  const version = await requireCriu('4.1', criu, c.root.cacheDir);
   if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
     throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's`, 'restore it on a host with that CRIU or newer');
   }

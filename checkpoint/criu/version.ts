@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readJsonIfExists, writeJsonAtomic } from '../../runtime/atomic-file';
 import { InvalidArgumentError, NotSupportedError } from '../../runtime/errors';
 import { CriuClient } from './client';
 
@@ -30,13 +33,35 @@ export function formatVersion(v: CriuVersion): string {
  * PATH) and fails unless it is at least `min`. Debian's 3.17 can't dump on
  * kernels ≥ 6.13; 4.1 can.
  */
-export async function requireCriu(min = '4.1', client = new CriuClient()): Promise<CriuVersion> {
-  const version = await client.version();
+export async function requireCriu(min = '4.1', client = new CriuClient(), cacheDir?: string): Promise<CriuVersion> {
+  const version = cacheDir ? await cachedVersion(client, cacheDir) : await client.version();
   if (compareVersions(version, parseVersion(min)) < 0) {
     throw new NotSupportedError(
       `CRIU ${formatVersion(version)} is too old: tsvz needs ${min} or newer (${client.criuPath})`,
       'run scripts/setup-host to build a recent CRIU',
     );
   }
+  return version;
+}
+
+/**
+ * The version of this CRIU binary, asked over RPC once and remembered in
+ * `cacheDir` keyed by the binary's path, size and mtime: a version request is
+ * a whole `criu swrk` (~20 ms) on every checkpoint and restore otherwise.
+ */
+async function cachedVersion(client: CriuClient, cacheDir: string): Promise<CriuVersion> {
+  let key: string | undefined;
+  try {
+    const st = fs.statSync(client.criuPath);
+    key = `${client.criuPath}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return client.version(); // found on PATH, or missing: let CRIU answer (or fail)
+  }
+  const file = path.join(cacheDir, 'criu-version.json');
+  const cached = readJsonIfExists<{ key: string; version: CriuVersion }>(file);
+  if (cached?.key === key) return cached.version;
+  const version = await client.version();
+  fs.mkdirSync(cacheDir, { recursive: true });
+  writeJsonAtomic(file, { key, version });
   return version;
 }

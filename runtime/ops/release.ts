@@ -24,16 +24,17 @@ export function releaseHostResources(c: Container): { oomKilled: boolean } {
 
 /**
  * Under the lock: if the record says running but init is gone, release the
- * host resources and record "stopped" with how it ended. Returns the truth.
+ * host resources and record "stopped" with how it ended (and, after a
+ * checkpoint, which one). Returns the truth.
  */
-export function reconcile(c: Container): ContainerState {
+export function reconcile(c: Container, stoppedBy?: { checkpoint: string }): ContainerState {
   const recorded = c.recordedState();
   const observed = c.state();
-  if (recorded.status === observed.status) return observed;
+  if (recorded.status === observed.status && !stoppedBy) return observed;
   const { oomKilled } = releaseHostResources(c);
   const exit: ExitInfo = { ...observed.exit };
   if (oomKilled) exit.oomKilled = true;
-  const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit };
+  const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit, ...stoppedBy };
   writeState(c.paths, next);
   return next;
 }
