@@ -15,6 +15,8 @@ export interface CheckpointMeta {
   /** The container kept running after the dump. */
   leaveRunning: boolean;
   tcpEstablished: boolean;
+  /** The network namespace was not dumped (a --net none container: loopback only); restore makes it anew. */
+  emptyNetns?: boolean;
   /** Wall time of the dump, ms (the container was frozen for at most this long). */
   dumpMs: number;
   /** Bytes of image files. */

@@ -16,6 +16,8 @@ import { criuFreezer, isFrozen, moveFreezeTo, thawAll } from './freezer';
 import { findUndumpable } from './undumpable';
 import { readDumpStats } from './images';
 
+export const CLONE_NEWNET = 0x40000000;
+
 export interface CheckpointOptions {
   name?: string;
   leaveRunning?: boolean;
@@ -51,6 +53,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   const cg = c.cgroups();
   const freezer = criuFreezer(cg);
   const wasFrozen = isFrozen(cg);
+  const loopbackOnly = c.config.net.mode === 'none';
   // Frozen by `tsvz freeze` (or a stateful snapshot): by CRIU's freezer only, or CRIU would wait forever.
   if (wasFrozen) moveFreezeTo(freezer);
 
@@ -77,8 +80,10 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         manageCgroupsMode: 'SOFT',
         fileLocks: true,
         tcpEstablished: opts.tcpEstablished === true,
-        // A --net none container has only loopback: nothing to lock out (saves CRIU's iptables runs).
-        networkLock: c.config.net.mode === 'none' ? 'SKIP' : undefined,
+        // A --net none container has only loopback: nothing to lock out, nothing
+        // to save (CRIU's ip/iptables runs, inside the frozen window); restore makes it anew.
+        networkLock: loopbackOnly ? 'SKIP' : undefined,
+        emptyNs: loopbackOnly ? CLONE_NEWNET : undefined,
         notifyScripts: true,
       }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
     } catch (err) {
@@ -97,6 +102,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
       kernel: os.release(),
       leaveRunning: opts.leaveRunning === true,
       tcpEstablished: opts.tcpEstablished === true,
+      ...(loopbackOnly ? { emptyNetns: true } : {}),
       dumpMs: Number(process.hrtime.bigint() - started) / 1e6,
       sizeBytes: directorySize(dir),
       ...dumpStats(dir),

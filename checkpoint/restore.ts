@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Container } from '../runtime/container';
 import { criuBinary } from '../runtime/doctor';
-import { InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { CommandError, InvalidStateError, NotSupportedError } from '../runtime/errors';
 import { MonitorRestore } from '../runtime/monitor';
 import { openPoolOf } from '../runtime/pool-open';
 import { reconcile, releaseHostResources } from '../runtime/ops/release';
@@ -9,6 +10,7 @@ import { processStartTime } from '../runtime/proc';
 import { ContainerState, writeState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog, CheckpointMeta } from './catalog';
+import { CLONE_NEWNET } from './checkpoint';
 import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
@@ -83,7 +85,13 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
           cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
           external: cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : [],
         },
-        { onNotify: (script, ctx) => { if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd; } },
+        {
+          onNotify: (script, ctx) => {
+            if (script === 'orphan-pts-master' && ctx.fd !== undefined) ptyMaster = ctx.fd;
+            // A network namespace made anew has its loopback down: up before any socket is restored.
+            if (script === 'setup-namespaces' && meta.emptyNetns && ctx.pid) loopbackUp(ctx.pid);
+          },
+        },
         monitor.launcher,
       );
     } finally {
@@ -108,4 +116,9 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     writeState(c.paths, state);
     return state;
   });
+}
+
+function loopbackUp(pid: number): void {
+  const r = spawnSync('nsenter', ['-t', String(pid), '-n', 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new CommandError('nsenter ip link set lo up', r.status, r.stderr ?? '');
 }

@@ -64,6 +64,8 @@ export interface CriuOpts {
   autoDedup?: boolean;
   lazyPages?: boolean;
   statusFd?: number;
+  /** Namespaces (CLONE_* bits) CRIU creates empty on restore instead of dumping their contents. */
+  emptyNs?: number;
 }
 
 export interface CriuFeatures {

@@ -264,7 +264,7 @@ describe('CRIU RPC client against the real CRIU', { skip, timeout: 120_000 }, ()
       assert.match(err.message, /^criu dump failed: Error \([^)]+\): .+ \(log: \/tmp\/tsvz-test-[0-9a-f]+\/img-missing\/dump\.log\)$/);
       assert.ok(err.errorLines.length > 0 && err.message.includes(err.errorLines[0]));
       assert.ok(!err.message.includes('RLIMIT_NOFILE'), err.message);
-      assert.match(err.hint ?? '', /img-missing\/dump\.log/);
+      assert.equal(err.message.split('dump.log').length, 2, 'the log path is named once');
     });
   });
 
