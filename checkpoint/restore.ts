@@ -6,8 +6,7 @@ import { CommandError, InvalidStateError, NotSupportedError } from '../runtime/e
 import { MonitorRestore } from '../runtime/monitor';
 import { openPoolOf } from '../runtime/pool-open';
 import { reconcile, releaseHostResources } from '../runtime/ops/release';
-import { processStartTime } from '../runtime/proc';
-import { ContainerState, writeState } from '../runtime/state';
+import { ContainerState, writeRunning, writeState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog, CheckpointMeta } from './catalog';
 import { CLONE_NEWNET } from './checkpoint';
@@ -105,16 +104,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     fs.closeSync(ptyMaster);
     ptyMaster = undefined;
 
-    const state: ContainerState = {
-      status: 'running',
-      initPid: pid,
-      initStartTime: processStartTime(pid),
-      monitorPid: monitor.child.pid,
-      monitorStartTime: monitor.child.pid ? processStartTime(monitor.child.pid) : undefined,
-      startedAt: new Date().toISOString(),
-    };
-    writeState(c.paths, state);
-    return state;
+    return writeRunning(c.paths, pid, monitor.child.pid);
   });
 }
 

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
 import { ContainerPaths } from './paths';
-import { isSameProcess, signalName } from './proc';
+import { isSameProcess, processStartTime, signalName } from './proc';
 
 export type Status = 'created' | 'starting' | 'running' | 'stopped';
 
@@ -52,6 +52,20 @@ export function observeState(paths: ContainerPaths, recorded: ContainerState = r
     if (exitFile.finishedAt) exit.finishedAt = new Date(exitFile.finishedAt).toISOString();
   }
   return { status: 'stopped', startedAt: recorded.startedAt, exit };
+}
+
+/** Record a container as running: init and its monitor, each with its start time. */
+export function writeRunning(paths: ContainerPaths, initPid: number, monitorPid: number | undefined): ContainerState {
+  const state: ContainerState = {
+    status: 'running',
+    initPid,
+    initStartTime: processStartTime(initPid),
+    monitorPid,
+    monitorStartTime: monitorPid ? processStartTime(monitorPid) : undefined,
+    startedAt: new Date().toISOString(),
+  };
+  writeState(paths, state);
+  return state;
 }
 
 export function containerExists(paths: ContainerPaths): boolean {

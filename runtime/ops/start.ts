@@ -5,8 +5,7 @@ import { InvalidStateError } from '../errors';
 import { faultPoint } from '../fault';
 import { MonitorLaunch } from '../monitor';
 import { openPoolOf } from '../pool-open';
-import { processStartTime } from '../proc';
-import { ContainerState, writeState } from '../state';
+import { ContainerState, writeRunning, writeState } from '../state';
 import { withUndo } from '../undo';
 import { reconcile, releaseHostResources } from './release';
 
@@ -52,16 +51,7 @@ export async function startContainer(c: Container): Promise<ContainerState> {
       faultPoint('start:before-go');
       await launch.go();
 
-      const state: ContainerState = {
-        status: 'running',
-        initPid: pid,
-        initStartTime: processStartTime(pid),
-        monitorPid: launch.child.pid,
-        monitorStartTime: launch.child.pid ? processStartTime(launch.child.pid) : undefined,
-        startedAt: new Date().toISOString(),
-      };
-      writeState(c.paths, state);
-      return state;
+      return writeRunning(c.paths, pid, launch.child.pid);
     });
   });
 }
