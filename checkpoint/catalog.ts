@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
 import type { Container } from '../runtime/container';
-import { NotFoundError } from '../runtime/errors';
+import { InvalidStateError, NotFoundError } from '../runtime/errors';
 import { validateName } from '../runtime/names';
 
 /** What `checkpoint list` shows; stored beside the images as checkpoint.json. */
@@ -73,6 +73,9 @@ export class CheckpointCatalog {
 
   remove(id: string): void {
     this.get(id);
+    if (this.subdir === 'checkpoints' && this.container.recordedState().checkpoint === id) {
+      throw new InvalidStateError(`checkpoint ${id} is where container ${this.container.name} stopped`, `restore it first (\`tsvz restore ${this.container.name}\`), or destroy the container`);
+    }
     fs.rmSync(this.dir(id), { recursive: true, force: true });
   }
 }

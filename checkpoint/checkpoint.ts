@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { Container } from '../runtime/container';
-import { AlreadyExistsError, InvalidStateError } from '../runtime/errors';
+import { AlreadyExistsError, InvalidStateError, SystemError } from '../runtime/errors';
 import { faultPause } from '../runtime/fault';
 import { reconcile } from '../runtime/ops/release';
 import { isSameProcess, sleep } from '../runtime/proc';
@@ -54,16 +54,19 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   const freezer = criuFreezer(cg);
   const wasFrozen = isFrozen(cg);
   const loopbackOnly = c.config.net.mode === 'none';
+  const logs = new CriuLogs(c.paths.dir);
   // Frozen by `tsvz freeze` (or a stateful snapshot): by CRIU's freezer only, or CRIU would wait forever.
   if (wasFrozen) moveFreezeTo(freezer);
 
-  const meta = await withUndo(async (undo) => {
+  // Undo covers the dump only: once CRIU succeeded (and, without
+  // leaveRunning, killed the tree) the images are the container; nothing
+  // after this point may remove them.
+  const dumpMs = await withUndo(async (undo) => {
     fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
     fs.mkdirSync(dir, { mode: 0o700 });
     undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
     if (!wasFrozen) undo.add('thaw', () => thawAll(cg));
     const imagesFd = fs.openSync(dir, 'r');
-    const logs = new CriuLogs(c.paths.dir);
     const logsFd = logs.open();
     const started = process.hrtime.bigint();
     try {
@@ -92,24 +95,30 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);
     }
+    return Number(process.hrtime.bigint() - started) / 1e6;
+  });
+
+  const meta: CheckpointMeta = {
+    id,
+    container: c.name,
+    createdAt: new Date().toISOString(),
+    criuVersion: formatVersion(version),
+    kernel: os.release(),
+    leaveRunning: opts.leaveRunning === true,
+    tcpEstablished: opts.tcpEstablished === true,
+    ...(loopbackOnly ? { emptyNetns: true } : {}),
+    dumpMs,
+    sizeBytes: 0,
+  };
+  try {
     logs.keepDumpStats(dir);
     logs.discard('dump', id);
-    const meta: CheckpointMeta = {
-      id,
-      container: c.name,
-      createdAt: new Date().toISOString(),
-      criuVersion: formatVersion(version),
-      kernel: os.release(),
-      leaveRunning: opts.leaveRunning === true,
-      tcpEstablished: opts.tcpEstablished === true,
-      ...(loopbackOnly ? { emptyNetns: true } : {}),
-      dumpMs: Number(process.hrtime.bigint() - started) / 1e6,
-      sizeBytes: directorySize(dir),
-      ...dumpStats(dir),
-    };
+    Object.assign(meta, { sizeBytes: directorySize(dir), ...dumpStats(dir) });
     catalog.save(meta);
-    return meta;
-  });
+  } catch (err) {
+    if (!meta.leaveRunning) reconcile(c, { checkpoint: id });
+    throw new SystemError(`checkpoint ${id} of ${c.name} was taken (images in ${dir}) but its record could not be written`, err);
+  }
 
   if (!meta.leaveRunning) {
     // CRIU killed the tree; the monitor records that and exits.

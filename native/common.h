@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define MAX_LIST 32
+#define MAX_LIST 256
 
 /* Write the whole buffer, retrying on EINTR and short writes. */
 static inline int write_all(int fd, const void *buf, size_t len) {

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,7 +24,7 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-	fprintf(stderr, "usage: tsvz-exec --pid PID [--cgroup PROCS]... [--env K=V]... [--cwd DIR] [--tty] -- CMD [ARGS...]\n");
+	fprintf(stderr, "usage: tsvz-exec --pid PID [--cgroup PROCS]... [--env K=V]... [--cap-drop N]... [--cwd DIR] [--tty] -- CMD [ARGS...]\n");
 	exit(125);
 }
 
@@ -94,7 +95,7 @@ int main(int argc, char **argv) {
 	pid_t target = 0;
 	const char *cgroups[MAX_LIST], *cwd = "/";
 	char *env[MAX_LIST + 1] = { 0 };
-	int ncg = 0, nenv = 0, tty = 0, i;
+	int ncg = 0, nenv = 0, tty = 0, i, caps[64], ncaps = 0;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--")) { i++; break; }
@@ -104,6 +105,7 @@ int main(int argc, char **argv) {
 		else if (!strcmp(a, "--cgroup") && ncg < MAX_LIST) cgroups[ncg++] = argv[++i];
 		else if (!strcmp(a, "--env") && nenv < MAX_LIST) env[nenv++] = argv[++i];
 		else if (!strcmp(a, "--cwd")) cwd = argv[++i];
+		else if (!strcmp(a, "--cap-drop") && ncaps < 64) caps[ncaps++] = atoi(argv[++i]);
 		else usage();
 	}
 	if (target <= 0 || i >= argc) usage();
@@ -148,6 +150,9 @@ int main(int argc, char **argv) {
 			for (int fd = 0; fd < 3; fd++) dup2(slave, fd);
 			if (slave > 2) close(slave);
 		}
+		/* The same bounding set as init: exec must not hand out what the container was denied. */
+		for (int k = 0; k < ncaps; k++)
+			if (prctl(PR_CAPBSET_DROP, caps[k], 0, 0, 0) < 0 && errno != EINVAL) die("drop capability");
 		syscall(SYS_close_range, 3, ~0U, 0);
 		execvpe(cmd[0], cmd, env);
 		fprintf(stderr, "tsvz-exec: %s: %s\n", cmd[0], strerror(errno));

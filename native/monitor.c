@@ -482,6 +482,7 @@ int main(int argc, char **argv) {
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
 	int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0) abort_start(0, "signalfd: %s", strerror(errno));
 
 	int master = -1, early_status = -1;
 	pid_t init = s.criu ? restore_init(&s, sigfd, &master, &early_status) : launch_init(&s, &master);

@@ -98,7 +98,11 @@ export async function resolveNet(net: CreateOptions['net']): Promise<NetConfig> 
   return { mode: 'bridge', bridge: net.bridge ?? 'tsvzbr0', address: `${parsed.address}/${parsed.prefix}`, gateway: parsed.gateway };
 }
 
+/** The native helpers take at most 256 list arguments; the defaults use a few. */
+const MAX_ENV = 200;
+
 function validateEnv(env: string[]): string[] {
+  if (env.length > MAX_ENV) throw new InvalidArgumentError(`too many environment entries (${env.length}, at most ${MAX_ENV})`);
   for (const e of env) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e) || e.includes('\0')) throw new InvalidArgumentError(`invalid environment entry "${e}"`, 'use NAME=value');
   }

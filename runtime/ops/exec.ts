@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { DROPPED_CAPABILITIES } from '../config';
 import { isFrozen } from '../../checkpoint/freezer';
 import { Container } from '../container';
 import { InvalidArgumentError, InvalidStateError, LaunchError } from '../errors';
@@ -32,10 +34,12 @@ export function execInContainer(c: Container, argv: string[], opts: ExecOptions 
   const args = ['--pid', String(state.initPid)];
   for (const f of c.cgroups().procsFiles()) args.push('--cgroup', f);
   for (const e of env) args.push('--env', e);
+  for (const cap of Object.values(DROPPED_CAPABILITIES)) args.push('--cap-drop', String(cap));
   if (opts.cwd) args.push('--cwd', opts.cwd);
   if (opts.tty) args.push('--tty');
   args.push('--', ...argv);
   const r = spawnSync(bin, args, { stdio: 'inherit' });
   if (r.error) throw new LaunchError(`cannot run ${bin}: ${r.error.message}`);
-  return r.status ?? 128 + (r.signal ? 9 : 0);
+  // Killed by a signal itself: the shell's convention, 128 + its number.
+  return r.status ?? 128 + (r.signal ? os.constants.signals[r.signal] : 0);
 }

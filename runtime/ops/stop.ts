@@ -21,7 +21,9 @@ export async function stopContainer(c: Container, timeoutSec = 10): Promise<Cont
     signalInit(c, current, SIGNALS[c.config.stopSignal] ?? SIGNALS.SIGTERM);
     if (!(await waitGone(pid, current.initStartTime, timeoutSec * 1000))) {
       c.cgroups().killAll();
-      await waitGone(pid, current.initStartTime, 5000);
+      if (!(await waitGone(pid, current.initStartTime, 5000))) {
+        throw new InvalidStateError(`container ${c.name}'s init (pid ${pid}) survived SIGKILL for 5 s`, 'it may be stuck in the kernel (state D); try again later');
+      }
     }
     // The monitor writes exit.json right after reaping init.
     await waitFor(() => findMonitorPids(c.paths.dir).length === 0, 2000);

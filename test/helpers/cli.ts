@@ -35,7 +35,7 @@ export class TestRoot {
   }
 
   /** Run and insist on success; returns stdout. */
-  ok(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): string {
+  ok(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): string {
     const r = this.run(args, opts);
     if (r.status !== 0) throw new Error(`tsvz ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
     return r.stdout;

@@ -26,7 +26,7 @@ describe('checkpoint of networked containers (real CRIU)', { skip }, () => {
     t.ok(['create', 'cli', '--net', 'bridge', '--ip', '198.18.79.10/24', '--bridge', bridge,
       '--init', 'sh -c "i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done | nc 198.18.79.11 5000"']);
     t.ok(['start', 'srv']);
-    await sleep(300);
+    assert.ok(await eventually(() => /:5000 .*LISTEN/.test(t.run(['exec', 'srv', '--', 'netstat', '-ltn']).stdout), 10_000), 'the server listens');
     t.ok(['start', 'cli']);
     assert.ok(await eventually(() => received().length >= 10, 10_000), 'data flows before the checkpoint');
 

@@ -12,7 +12,7 @@ describe('debian template (debootstrap minbase from the host mirror)', { skip },
   after(() => t.cleanup());
 
   test('builds once, is cached, and boots', () => {
-    t.ok(['create', 'deb1', '--template', 'debian']);
+    t.ok(['create', 'deb1', '--template', 'debian'], { timeoutMs: 600_000 }); // debootstrap: ~40 s here, more on a slow mirror
     assert.ok(fs.existsSync(path.join(t.dir, 'cache', 'debian-bookworm', 'etc', 'debian_version')));
     const started = Date.now();
     t.ok(['create', 'deb2', '--template', 'debian']);

@@ -46,6 +46,13 @@ describe('a running busybox container', { skip }, () => {
     assert.match(mounts, /^devpts \/dev\/pts devpts /m);
   });
 
+  test('exec gets the bounding set init got (dangerous capabilities dropped)', () => {
+    const bnd = (pid: string) => /CapBnd:\s+([0-9a-f]+)/.exec(t.ok(['exec', 'p1', '--', 'cat', `/proc/${pid}/status`]))![1];
+    assert.equal(bnd('self'), bnd('1'));
+    const CAP_SYS_MODULE = 16n;
+    assert.equal((BigInt(`0x${bnd('self')}`) >> CAP_SYS_MODULE) & 1n, 0n, 'CAP_SYS_MODULE dropped');
+  });
+
   test('exec returns the exit code of the command', () => {
     assert.equal(t.run(['exec', 'p1', '--', 'sh', '-c', 'exit 7']).status, 7);
     assert.equal(t.run(['exec', 'p1', '--', 'no-such-command']).status, 127);

@@ -43,7 +43,8 @@ describe('stateful snapshots: files and memory at one instant (real CRIU)', { sk
       const after = fs.realpathSync(path.join(t.dir, 'containers', name, 'rootfs'));
       assert.equal(fs.readFileSync(path.join(after, 'note'), 'utf8'), 'at the snapshot');
       const resumed = parseInt(readHex(path.join(after, 'memhog.count')) ?? '-1', 16);
-      assert.ok(resumed >= atSnapshot && resumed < atSnapshot + 10, `the counter resumes from the snapshot (${atSnapshot}), saw ${resumed}`);
+      // Before the rollback it had gone past atSnapshot + 10: back near the snapshot's value means memory came back.
+      assert.ok(resumed >= atSnapshot - 5 && resumed < atSnapshot + 10, `the counter resumes from the snapshot (~${atSnapshot}), saw ${resumed}`);
       fs.writeFileSync(path.join(after, 'memhog.ask'), '');
       assert.ok(await eventually(() => readHex(path.join(after, 'memhog.now')) !== undefined, 10_000));
       assert.equal(readHex(path.join(after, 'memhog.now')), sum, 'memory as it was');
