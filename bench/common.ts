@@ -169,7 +169,13 @@ export class RuncCli {
     return (JSON.parse(r.stdout) as { status: string }).status;
   }
 
-  destroy(): void { this.cmd(['delete', '--force', this.id]); }
+  /** Delete the container, then the cgroup dirs runc 1.1.5 leaves in some v1 controllers on hybrid hosts. */
+  destroy(): void {
+    this.cmd(['delete', '--force', this.id]);
+    for (const ctrl of fs.readdirSync('/sys/fs/cgroup')) {
+      try { fs.rmdirSync(path.join('/sys/fs/cgroup', ctrl, this.id)); } catch { /* not there, or busy */ }
+    }
+  }
 }
 
 const CAP_NAMES = [
