@@ -6,11 +6,8 @@ import { StorageError } from '../storage/errors';
 import { validateSnapshotName } from '../storage/validate';
 import { withUndo } from '../undo';
 import { RootfsStore, withStore } from '../volumes';
-import { clonesOf } from './clone';
 import { consistently } from './consistent';
 import { reconcile } from './release';
-import { startContainer } from './start';
-import { stopContainer } from './stop';
 
 /**
  * Snapshots of a container's rootfs: made by its pool's driver, recorded in
@@ -132,6 +129,7 @@ export async function removeSnapshot(c: Container, snap: string): Promise<{ wasM
     const recorded = catalog.find(snap) !== undefined;
     const exists = await hasSnapshot(store, c.name, snap);
     if (!recorded && !exists) throw noSuchSnapshot(c, snap);
+    const { clonesOf } = await import('./clone');
     const clones = clonesOf(c.root, c.name, snap);
     if (clones.length > 0) {
       const which = clones.length === 1 ? `clone ${clones[0]}` : `clones ${clones.join(', ')}`;
@@ -174,7 +172,7 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
     }
     return running;
   });
-  if (wasRunning) await stopContainer(c);
+  if (wasRunning) await (await import('./stop')).stopContainer(c);
   const stateful = new SnapshotCatalog(c.paths).find(snap)?.stateful === true;
   let failure: unknown;
   let rolledBack = false;
@@ -201,7 +199,7 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
   if (stateful) return { restarted: true };
   if (wasRunning) {
     try {
-      await startContainer(c);
+      await (await import('./start')).startContainer(c);
     } catch (err) {
       const why = (err as Error).message;
       if (failure instanceof Error) failure.message += ` (starting ${c.name} again failed too: ${why})`;

@@ -1,34 +1,36 @@
 import { InvalidArgumentError } from '../errors';
-import { btrfsDriver } from './btrfs';
-import { dirDriver } from './dir';
 import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, StorageDriver } from './driver';
-import { lvmDriver } from './lvm';
-import { zfsDriver } from './zfs';
 
-/** Storage drivers by name; only those whose tools and kernel support are here are offered. */
-
-const DRIVERS: ReadonlyMap<string, StorageDriver> = new Map(
-  [dirDriver, btrfsDriver, zfsDriver, lvmDriver].map((d) => [d.name, d] as [string, StorageDriver]),
-);
+/**
+ * Storage drivers by name, each loaded on first use: a command on a btrfs
+ * pool need not load zfs, lvm, or tar-stream. Only drivers whose tools and
+ * kernel support are here are offered.
+ */
+const LOADERS: Record<string, () => StorageDriver> = {
+  dir: () => (require('./dir') as typeof import('./dir')).dirDriver,
+  btrfs: () => (require('./btrfs') as typeof import('./btrfs')).btrfsDriver,
+  zfs: () => (require('./zfs') as typeof import('./zfs')).zfsDriver,
+  lvm: () => (require('./lvm') as typeof import('./lvm')).lvmDriver,
+};
 
 export function driverNames(): string[] {
-  return [...DRIVERS.keys()];
+  return Object.keys(LOADERS);
 }
 
 export function getDriver(name: string): StorageDriver {
-  const driver = DRIVERS.get(name);
-  if (!driver) throw new InvalidArgumentError(`unknown storage driver ${JSON.stringify(name)} (${driverNames().join(', ')})`);
-  return driver;
+  const load = Object.prototype.hasOwnProperty.call(LOADERS, name) ? LOADERS[name] : undefined;
+  if (!load) throw new InvalidArgumentError(`unknown storage driver ${JSON.stringify(name)} (${driverNames().join(', ')})`);
+  return load();
 }
 
 /** Drivers usable on this host. */
 export function availableDrivers(): StorageDriver[] {
-  return [...DRIVERS.values()].filter((d) => d.missing().length === 0);
+  return driverNames().map(getDriver).filter((d) => d.missing().length === 0);
 }
 
 /** For `tsvz doctor`: every driver, what it can do, and what it lacks here. */
 export function driverReport(): { name: string; capabilities: DriverCapabilities; missing: string[] }[] {
-  return [...DRIVERS.values()].map((d) => ({ name: d.name, capabilities: d.capabilities, missing: d.missing() }));
+  return driverNames().map(getDriver).map((d) => ({ name: d.name, capabilities: d.capabilities, missing: d.missing() }));
 }
 
 /** Create a pool with the driver the spec names (refused when that driver can't work here). */
