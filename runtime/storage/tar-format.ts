@@ -2,12 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { finished } from 'node:stream/promises';
 import { PassThrough, Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { SystemError } from '../errors';
 import { findCommand } from '../host-command';
 import { StorageError } from './errors';
-import { readXattrs, setXattr, ERRNO_ENOTSUP } from './libc';
+import { readXattrs, setTimesNs, setXattr, ERRNO_ENOTSUP } from './libc';
 
 /**
  * The universal send format: a pax tar stream of a whole tree, which any two
@@ -40,35 +41,51 @@ type Header = Partial<tar.Header> & { name: string; pax?: Record<string, string>
 type Entry = tar.ExtractEvents['entry'][1];
 
 /**
- * A tar stream of `dir` (the root itself is the entry "."). `onClose` runs
- * when the stream has ended or failed (e.g. to unmount a snapshot).
+ * A tar stream of `dir` (the root itself is the entry "."). `onClose` (e.g.
+ * unmount a snapshot) runs as soon as nothing more is read from `dir`: when the
+ * last file is packed (before the reader has all of it), or at once when the
+ * reader destroys the stream or packing fails. A reader that goes away has
+ * `dir` released before destroy() returns, unless a file under it is still
+ * open: then onClose fails and is run again once the packer has let go. So
+ * onClose must be idempotent.
  */
 export function packTree(dir: string, opts: { onClose?: () => void | Promise<void> } = {}): Readable {
   const pack = tar.pack();
-  const out = new PassThrough();
-  pack.pipe(out as unknown as NodeJS.WritableStream);
-  let closed = false;
-  const close = async (err?: Error) => {
-    if (closed) return;
-    closed = true;
-    try {
-      await opts.onClose?.();
-    } catch (cleanupErr) {
-      err ??= cleanupErr as Error;
-    }
-    if (err) {
-      pack.destroy(err);
-      out.destroy(err);
-    }
+  let running: Promise<void> = Promise.resolve();
+  let cleanup: Promise<void> | undefined;
+  const finish = (err?: Error): Promise<void> => {
+    if (err) pack.destroy(err);
+    return (cleanup ??= (async () => {
+      try {
+        await opts.onClose?.(); // a synchronous onClose has run when this returns
+      } catch {
+        await running.catch(() => undefined); // the packer may still hold a file under dir
+        await opts.onClose?.();
+      }
+    })().catch((cleanupErr: Error) => void out.destroy(err ?? cleanupErr)));
   };
-  pack.on('error', (err: Error) => void close(err));
-  out.on('close', () => {
-    if (!closed) void close(new Error('tar stream closed by its reader'));
+  const out = new PassThrough({
+    destroy(err, cb) {
+      void finish(err ?? new Error('tar stream closed by its reader'));
+      cb(err);
+    },
   });
-  out.on('end', () => void close());
-  new Packer(dir, pack).run().then(
-    () => pack.finalize(),
-    (err) => void close(err instanceof Error ? err : new Error(String(err))),
+  pack.pipe(out as unknown as NodeJS.WritableStream);
+  pack.on('error', (err: Error) => {
+    void finish(err);
+    out.destroy(err);
+  });
+  running = new Packer(dir, pack).run();
+  running.then(
+    () => {
+      pack.finalize();
+      void finish();
+    },
+    (err) => {
+      const e = err instanceof Error ? err : new Error(String(err));
+      void finish(e);
+      out.destroy(e);
+    },
   );
   return out;
 }
@@ -145,8 +162,24 @@ class Packer {
         }
       })();
     });
-    await done;
+    try {
+      await done;
+    } finally {
+      // Done with the file only once it is closed (packTree's onClose may unmount dir next).
+      if (body) {
+        body.destroy();
+        await finished(body).catch(() => undefined);
+      }
+    }
   }
+}
+
+/** A pax time ("1700000000.123456789", fewer digits, or none) as nanoseconds. */
+function parseNs(text: string): bigint {
+  const m = /^(-?)(\d+)(?:\.(\d{1,9})\d*)?$/.exec(text);
+  if (!m) throw new StorageError(`bad pax time ${JSON.stringify(text)}`);
+  const ns = BigInt(m[2]) * 1_000_000_000n + BigInt((m[3] ?? '').padEnd(9, '0'));
+  return m[1] ? -ns : ns;
 }
 
 function formatNs(ns: bigint): string {
@@ -172,7 +205,8 @@ interface Attributes {
   mode: number;
   uid: number;
   gid: number;
-  mtime: number;
+  /** Nanoseconds since the epoch. */
+  mtime: bigint;
   xattrs: [string, Buffer][];
 }
 
@@ -223,7 +257,7 @@ class Unpacker {
       mode: (h.mode ?? 0o644) & 0o7777,
       uid: pax.uid !== undefined ? Number(pax.uid) : h.uid ?? 0,
       gid: pax.gid !== undefined ? Number(pax.gid) : h.gid ?? 0,
-      mtime: pax.mtime !== undefined ? Number(pax.mtime) : (h.mtime?.getTime() ?? Date.now()) / 1000,
+      mtime: pax.mtime !== undefined ? parseNs(pax.mtime) : BigInt(h.mtime?.getTime() ?? Date.now()) * 1_000_000n,
       xattrs: Object.entries(pax)
         .filter(([k]) => k.startsWith(XATTR_PREFIX))
         .map(([k, v]) => [k.slice(XATTR_PREFIX.length), Buffer.from(v, 'base64')]),
@@ -284,7 +318,7 @@ class Unpacker {
         throw err;
       }
     }
-    fs.lutimesSync(a.abs, a.mtime, a.mtime);
+    setTimesNs(a.abs, a.mtime);
   }
 
   finish(): void {

@@ -596,6 +596,14 @@ function strayNames(driver: DriverName, rec: PoolRecord): string[] {
     const out = spawnSync('zfs', ['list', '-H', '-o', 'name', '-t', 'all', '-r', base], { encoding: 'utf8' }).stdout;
     return out.split('\n').filter(Boolean).filter((n) => ![base, `${base}/volumes`, `${base}/tmp`].includes(n));
   }
+  if (driver === 'lvm') {
+    // LVs that are neither volumes, snapshots nor the pool (rollback temporaries), and leftovers in the mountpoint dirs.
+    const out = spawnSync('lvs', ['--noheadings', '-o', 'lv_name', rec.vg as string], { encoding: 'utf8' }).stdout ?? '';
+    const lvs = out.split('\n').map((l) => l.trim()).filter((n) => n && n !== rec.thinpool && !/^[vs]\+/.test(n));
+    const dir = rec.dir as string;
+    const hiddenVolumes = fs.readdirSync(path.join(dir, 'volumes')).filter((e) => e.startsWith('.')).map((e) => path.join(dir, 'volumes', e));
+    return [...lvs, ...hiddenVolumes, ...fs.readdirSync(path.join(dir, 'tmp')).map((e) => path.join(dir, 'tmp', e))];
+  }
   const top = driver === 'dir' ? (rec.path as string) : (rec.mountpoint as string);
   const hidden: string[] = [];
   const walk = (d: string, depth: number) => {
