@@ -61,6 +61,7 @@ import { MAGIC, parseImage, readDumpStats } from '../checkpoint/images';
 import {
   buildBundle, configureChildEnv, currentChildEnv, hostInfo, intArg, Interrupted, must, NODE, parseCommonArgs,
   pollInterrupt, REPO, round, run, RuncCli, stats, Stats, timed, TSVZ_BIN, waitUntil, watchSignals, writeResult,
+  runAsScript,
 } from './common';
 
 const TARGET = 1.1;
@@ -459,12 +460,4 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   }
 }
 
-if (require.main === module) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`checkpoint: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(err instanceof Interrupted ? 130 : 1);
-    },
-  );
-}
+if (require.main === module) runAsScript('checkpoint', () => main());

@@ -69,6 +69,17 @@ export function sleepSync(ms: number): void {
 
 export class Interrupted extends Error {}
 
+/** Run a benchmark's main when its file is the script: exit with its code, 130 if interrupted, 1 with a one-line error otherwise. */
+export function runAsScript(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(err instanceof Interrupted ? 130 : 1);
+    },
+  );
+}
+
 /**
  * SIGINT/SIGTERM set a flag instead of killing the benchmark, so its finally
  * blocks still remove containers; pollInterrupt() between synchronous steps

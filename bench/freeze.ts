@@ -21,7 +21,7 @@ import { freeze, freezerFor, FreezerKind, thaw } from '../checkpoint/freezer';
 import { ContainerCgroups } from '../runtime/cgroups';
 import { Root } from '../runtime/paths';
 import { sleepSync } from '../runtime/proc';
-import { stats, Stats } from './common';
+import { runAsScript, stats, Stats } from './common';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const TSVZ_BIN = path.join(REPO, 'bin', 'tsvz');
@@ -141,12 +141,4 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   }
 }
 
-if (require.main === module) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`freeze: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runAsScript('freeze', () => main());

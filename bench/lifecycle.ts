@@ -37,6 +37,7 @@ import * as path from 'node:path';
 import {
   buildBundle, configureChildEnv, hostInfo, Interrupted, must, NODE, parseCommonArgs, pollInterrupt, REPO, run, RuncCli,
   stats, Stats, timed, TSVZ_BIN, waitUntil, watchSignals, writeResult,
+  runAsScript,
 } from './common';
 
 export { stats, Stats } from './common';
@@ -233,12 +234,4 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   }
 }
 
-if (require.main === module) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`lifecycle: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(err instanceof Interrupted ? 130 : 1);
-    },
-  );
-}
+if (require.main === module) runAsScript('lifecycle', () => main());

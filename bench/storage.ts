@@ -74,6 +74,7 @@ import { getDriver } from '../runtime/storage/registry';
 import {
   configureChildEnv, hostInfo, intArg, Interrupted, must, NODE, parseCommonArgs, pollInterrupt, REPO, round, run,
   sleepSync, stats, Stats, timed, TSVZ_BIN, watchSignals, writeResult,
+  runAsScript,
 } from './common';
 
 type Driver = 'btrfs' | 'zfs' | 'dir' | 'lvm';
@@ -710,12 +711,4 @@ function report(
   return lines.filter((l, i, a) => l !== '' || (i > 0 && a[i - 1] !== ''));
 }
 
-if (require.main === module) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`storage: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(err instanceof Interrupted ? 130 : 1);
-    },
-  );
-}
+if (require.main === module) runAsScript('storage', () => main());
