@@ -11,6 +11,7 @@ import { mountsUnder } from '../../runtime/mounts';
 import type { Pool, PoolRecord, PoolSpec } from '../../runtime/storage/driver';
 import { StorageError } from '../../runtime/storage/errors';
 import { readXattrs, setXattr } from '../../runtime/storage/libc';
+import { xattrsWork } from '../helpers/xattr';
 import { negotiateFormat } from '../../runtime/storage/negotiate';
 import { createPool, destroyPool, getDriver, openPool } from '../../runtime/storage/registry';
 
@@ -58,20 +59,6 @@ async function newPool(driver: DriverName, size?: number, extra: Partial<PoolSpe
 }
 
 // ---------------------------------------------------------------- trees
-
-/** Can this filesystem hold user and trusted xattrs? (zfs-fuse can't.) */
-function xattrsWork(dir: string): boolean {
-  const probe = path.join(dir, '.xattr-probe');
-  fs.writeFileSync(probe, '');
-  try {
-    setXattr(probe, 'user.probe', Buffer.from('1'));
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(probe);
-  }
-}
 
 /** Does the pool's filesystem hold xattrs? Probed in a throwaway volume. */
 async function poolHasXattrs(pool: Pool): Promise<boolean> {

@@ -8,6 +8,7 @@ import { after, test } from 'node:test';
 import * as tar from 'tar-stream';
 import { StorageError } from '../../runtime/storage/errors';
 import { readXattrs, setXattr } from '../../runtime/storage/libc';
+import { xattrsWork } from '../helpers/xattr';
 import { packTree, unpackTree } from '../../runtime/storage/tar-format';
 
 /** The universal send format without root: files owned by whoever runs the tests. */
@@ -21,19 +22,6 @@ const fresh = () => {
   fs.mkdirSync(d);
   return d;
 };
-
-function xattrsWork(dir: string): boolean {
-  const probe = path.join(dir, '.probe');
-  fs.writeFileSync(probe, '');
-  try {
-    setXattr(probe, 'user.probe', Buffer.from('1'));
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(probe);
-  }
-}
 
 function describeTree(root: string): string[] {
   const out: string[] = [];
