@@ -15,6 +15,7 @@ import { formatVersion, requireCriu } from './criu/version';
 import { criuFreezer, isFrozen, moveFreezeTo, thawAll } from './freezer';
 import { findUndumpable } from './undumpable';
 import { readDumpStats } from './images';
+import { trace } from '../runtime/trace';
 
 export const CLONE_NEWNET = 0x40000000;
 
@@ -45,6 +46,7 @@ export async function checkpointContainer(c: Container, opts: CheckpointOptions 
  * frozen already, CRIU leaves it frozen.
  */
 export async function dumpContainer(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
+  trace('checkpoint: locked');
   const id = opts.name ?? newCheckpointId();
   const dir = catalog.dir(id);
   if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
@@ -98,6 +100,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     return Number(process.hrtime.bigint() - started) / 1e6;
   });
 
+  trace('checkpoint: dumped');
   const meta: CheckpointMeta = {
     id,
     container: c.name,
@@ -120,9 +123,10 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     throw new SystemError(`checkpoint ${id} of ${c.name} was taken (images in ${dir}) but its record could not be written`, err);
   }
 
+  trace('checkpoint: recorded');
   if (!meta.leaveRunning) {
     // CRIU killed the tree; the monitor records that and exits.
-    for (let i = 0; i < 400 && isSameProcess(state.monitorPid, state.monitorStartTime); i++) await sleep(5);
+    for (let i = 0; i < 2000 && isSameProcess(state.monitorPid, state.monitorStartTime); i++) await sleep(1);
     reconcile(c, { checkpoint: id });
   }
   return meta;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as protobuf from 'protobufjs';
 import { InvalidArgumentError } from '../runtime/errors';
+import type { StaticMessage } from './static-message';
 
 /**
  * Reading CRIU's image files (what `crit decode` does, for the few images we
@@ -9,9 +9,6 @@ import { InvalidArgumentError } from '../runtime/errors';
  * inventory.img has only its own), then entries, each a 4-byte little-endian
  * size and a protobuf message of that size.
  */
-
-/** dist/checkpoint/images.js → <repo>/proto/criu-images.proto */
-export const IMAGES_PROTO = path.resolve(__dirname, '../../proto/criu-images.proto');
 
 /** criu/include/magic.h */
 export const MAGIC = {
@@ -32,10 +29,13 @@ export const MAGIC = {
 /** CRIU's pages are the dumping host's; 4 KiB on x86-64. */
 const PAGE_SIZE = 4096;
 
-let root: protobuf.Root | undefined;
-function type(name: string): protobuf.Type {
-  root ??= protobuf.parse(fs.readFileSync(IMAGES_PROTO, 'utf8')).root;
-  return root.lookupType(`tsvz.criu.images.${name}`);
+/** A message of proto/criu-images.proto, from the code generated at build time (scripts/build). */
+function type(name: string): StaticMessage {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const messages = (require('../proto/criu-images') as { tsvz: { criu: { images: Record<string, StaticMessage> } } }).tsvz.criu.images;
+  const t = messages[name];
+  if (!t) throw new Error(`no message ${name} in criu-images.proto`);
+  return t;
 }
 
 function corrupt(file: string, why: string): InvalidArgumentError {

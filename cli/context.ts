@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Root } from '../runtime/paths';
+import { print } from './output';
 
 /** The global options every command sees. */
 export interface GlobalOptions {
@@ -15,11 +16,11 @@ export function rootOf(cmd: Command): Root {
 
 /** Print JSON or a table. */
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  print(JSON.stringify(value, null, 2) + '\n');
 }
 
 export function printTable(rows: string[][]): void {
   if (rows.length === 0) return;
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  for (const row of rows) process.stdout.write(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ') + '\n');
+  for (const row of rows) print(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ') + '\n');
 }

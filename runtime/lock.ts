@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { BusyError, SystemError } from './errors';
 import { sleepSync } from './proc';
+import { loadKoffi } from './koffi';
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
@@ -13,8 +14,7 @@ let errnoFn: (() => number) | undefined;
 /** flock(2) through koffi, bound on first use so commands that never lock don't pay for it. */
 function flock(fd: number, op: number): number {
   if (!flockFn) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const koffi = require('koffi');
+    const koffi = loadKoffi();
     const libc = koffi.load('libc.so.6');
     flockFn = libc.func('int flock(int fd, int op)');
     errnoFn = () => koffi.errno();

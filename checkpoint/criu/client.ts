@@ -8,6 +8,7 @@ import { CriuError } from './errors';
 import { CriuFeatures, CriuOpts, CriuRequest, CriuResponse, decodeResponse, encodeRequest } from './proto';
 import { recvPacket, sendPacket, socketpair } from './seqpacket';
 import type { CriuVersion } from './version';
+import { trace } from '../../runtime/trace';
 
 export type { CriuOpts, CriuFeatures, CriuResponse } from './proto';
 
@@ -74,6 +75,19 @@ export class CriuClient {
     return { pid: child.pid, exited, stderrTail: () => stderr };
   }
 
+  private spawnFor(launcher: SwrkLauncher | undefined, passed: number[]): { sock: number; swrk: SwrkProcess } {
+    const [sock, criuEnd] = socketpair();
+    try {
+      return { sock, swrk: (launcher ?? ((end, inherited) => this.spawnSwrk(end, inherited)))(criuEnd, passed) };
+    } catch (err) {
+      fs.closeSync(sock);
+      throw err;
+    } finally {
+      // CRIU has its own copy now; ours would keep the socket open after CRIU dies, so we'd never see EOF.
+      fs.closeSync(criuEnd);
+    }
+  }
+
   async version(): Promise<CriuVersion> {
     const { version: v } = await this.call('version', { type: 'VERSION' });
     if (!v) throw new CriuError('version', { detail: 'CRIU reported success without a version' });
@@ -126,17 +140,8 @@ export class CriuClient {
     const req: CriuRequest = { ...request, opts };
     const logPath = opts && logPathOf(opts.workDirFd ?? opts.imagesDirFd, opts.logFile);
 
-    const [sock, criuEnd] = socketpair();
-    let swrk: SwrkProcess;
-    try {
-      swrk = (launcher ?? ((end, inherited) => this.spawnSwrk(end, inherited)))(criuEnd, passed);
-    } catch (err) {
-      fs.closeSync(sock);
-      throw err;
-    } finally {
-      // CRIU has its own copy now; ours would keep the socket open after CRIU dies, so we'd never see EOF.
-      fs.closeSync(criuEnd);
-    }
+    const { sock, swrk } = this.spawnFor(launcher, passed);
+    trace(`criu ${operation}: request`);
     const exited = swrk.exited;
     if (swrk.pid === undefined) {
       fs.closeSync(sock);
@@ -146,9 +151,11 @@ export class CriuClient {
     let answer: Answer;
     try {
       answer = await converse(sock, req, hooks);
+      trace(`criu ${operation}: answered`);
     } finally {
       fs.closeSync(sock);
       await exited; // reaped, and its log complete
+      trace(`criu ${operation}: exited`);
     }
 
     const { resp, hookFailure } = answer;

@@ -1,9 +1,4 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import * as protobuf from 'protobufjs';
-
-/** dist/checkpoint/criu/proto.js → <repo>/proto/criu-rpc.proto */
-export const PROTO_PATH = path.resolve(__dirname, '../../../proto/criu-rpc.proto');
+import type { StaticMessage } from '../static-message';
 
 /*
  * TypeScript views of the messages. protobufjs turns the .proto's snake_case
@@ -106,12 +101,18 @@ export interface CriuResponse {
   status?: number;
 }
 
-let messages: { req: protobuf.Type; resp: protobuf.Type } | undefined;
+/*
+ * Encoders and decoders generated from proto/criu-rpc.proto at build time
+ * (scripts/build, pbjs static-module): no parsing or code generation when a
+ * checkpoint runs.
+ */
+let messages: { req: StaticMessage; resp: StaticMessage } | undefined;
 
-function load(): { req: protobuf.Type; resp: protobuf.Type } {
+function load(): { req: StaticMessage; resp: StaticMessage } {
   if (!messages) {
-    const { root } = protobuf.parse(fs.readFileSync(PROTO_PATH, 'utf8'));
-    messages = { req: root.lookupType('criu_req'), resp: root.lookupType('criu_resp') };
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const root = require('../../proto/criu-rpc') as Record<string, StaticMessage>;
+    messages = { req: root.criu_req, resp: root.criu_resp };
   }
   return messages;
 }

@@ -1,6 +1,7 @@
 import { getSystemErrorName } from 'node:util';
 import * as fs from 'node:fs';
 import { SystemError } from '../../runtime/errors';
+import { loadKoffi } from '../../runtime/koffi';
 
 /*
  * SOCK_SEQPACKET sockets through libc (Node's net module refuses them).
@@ -45,8 +46,7 @@ let libc: Libc | undefined;
 /** Bound on first use, like runtime/lock.ts: commands that never checkpoint don't load koffi. */
 function bind(): Libc {
   if (!libc) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const koffi: typeof import('koffi') = require('koffi');
+    const koffi = loadKoffi();
     const lib = koffi.load('libc.so.6');
     const iovec = koffi.struct({ iov_base: 'void *', iov_len: 'size_t' });
     const msghdr = koffi.struct({

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   const checkpoint = program
@@ -21,7 +22,7 @@ export function register(program: Command): void {
         leaveRunning: o.leaveRunning,
         tcpEstablished: o.tcpEstablished,
       });
-      process.stdout.write(`${meta.id}\n`);
+      print(`${meta.id}\n`);
     });
 
   checkpoint
@@ -61,7 +62,7 @@ export function register(program: Command): void {
       const meta = catalog.get(id);
       const r = inspectCheckpoint(catalog.dir(meta.id));
       if (o.json) return printJson({ checkpoint: meta, ...r });
-      const out = (text: string) => process.stdout.write(text);
+      const out = (text: string) => print(text);
       out(`checkpoint ${meta.id} of ${meta.container}, ${meta.createdAt}, CRIU ${meta.criuVersion}\n\n`);
       printTable([
         ['PID', 'PPID', 'THREADS', 'COMM', 'STATE', 'VMAS', 'MAPPED', 'WRITTEN'],
@@ -91,7 +92,7 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { exportCheckpoint } = await import('../../checkpoint/import');
       const m = await exportCheckpoint(Container.open(rootOf(cmd), name), id, file);
-      process.stdout.write(`exported ${m.checkpoint.id} of ${name} to ${file} (${m.files.length} files)\n`);
+      print(`exported ${m.checkpoint.id} of ${name} to ${file} (${m.files.length} files)\n`);
     });
 
   checkpoint
@@ -104,6 +105,6 @@ export function register(program: Command): void {
       const { CheckpointCatalog } = await import('../../checkpoint/catalog');
       const c = Container.open(rootOf(cmd), name);
       await c.locked(async () => new CheckpointCatalog(c).remove(id));
-      process.stdout.write(`removed ${id}\n`);
+      print(`removed ${id}\n`);
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -12,6 +13,6 @@ export function register(program: Command): void {
     .action(async (source: string, name: string, o, cmd: Command) => {
       const { cloneContainer } = await import('../../runtime/ops/clone');
       await cloneContainer(rootOf(cmd), source, name, { snapshot: o.snapshot, ip: o.ip });
-      process.stdout.write(`created ${name}\n`);
+      print(`created ${name}\n`);
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -47,6 +48,6 @@ export function register(program: Command): void {
         stopSignal: o.stopSignal,
         pool: o.pool,
       });
-      process.stdout.write(`created ${name}\n`);
+      print(`created ${name}\n`);
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -10,6 +11,6 @@ export function register(program: Command): void {
     .action(async (name: string, o, cmd: Command) => {
       const { destroyContainer } = await import('../../runtime/ops/destroy');
       await destroyContainer(rootOf(cmd), name, o.force === true);
-      process.stdout.write(`destroyed ${name}\n`);
+      print(`destroyed ${name}\n`);
     });
 }

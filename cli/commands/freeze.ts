@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -15,6 +16,6 @@ export function register(program: Command): void {
       if (o.v1 && o.v2) throw new InvalidArgumentError('--v1 and --v2 exclude each other');
       const prefer = o.v1 ? 'v1' : o.v2 ? 'v2' : undefined;
       const { ms } = await freezeContainer(Container.open(rootOf(cmd), name), { prefer });
-      process.stdout.write(`frozen ${name} in ${ms.toFixed(1)} ms\n`);
+      print(`frozen ${name} in ${ms.toFixed(1)} ms\n`);
     });
 }

@@ -13,6 +13,8 @@ export function register(program: Command): void {
       const { streamLogs } = await import('../../runtime/ops/logs');
       const { parsePositiveInt } = await import('../../runtime/units');
       const tail = o.tail !== undefined ? (o.tail === '0' ? 0 : parsePositiveInt(o.tail, '--tail')) : undefined;
+      // `tsvz logs p1 | head`: a reader that went away is not an error.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });
       await streamLogs(Container.open(rootOf(cmd), name), process.stdout, { follow: o.follow, tail });
     });
 }

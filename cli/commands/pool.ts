@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   const pool = program
@@ -18,7 +19,7 @@ export function register(program: Command): void {
       const { createStoragePool } = await import('../../runtime/ops/pool');
       const size = o.size !== undefined ? parseSize(o.size, '--size') : undefined;
       await createStoragePool(rootOf(cmd), name, { driver: o.driver, source: o.source, size });
-      process.stdout.write(`created pool ${name}\n`);
+      print(`created pool ${name}\n`);
     });
 
   pool
@@ -72,6 +73,6 @@ export function register(program: Command): void {
     .action(async (name: string, o, cmd: Command) => {
       const { removeStoragePool } = await import('../../runtime/ops/pool');
       await removeStoragePool(rootOf(cmd), name, { force: o.force === true });
-      process.stdout.write(`removed pool ${name}\n`);
+      print(`removed pool ${name}\n`);
     });
 }

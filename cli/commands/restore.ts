@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -14,12 +15,12 @@ export function register(program: Command): void {
         if (id !== undefined) throw new InvalidArgumentError('--import takes no checkpoint id', 'the archive holds one checkpoint');
         const { restoreImported } = await import('../../checkpoint/import');
         const { state, imported } = await restoreImported(rootOf(cmd), name, o.import);
-        process.stdout.write(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id} (init pid ${state.initPid})\n`);
+        print(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id} (init pid ${state.initPid})\n`);
         return;
       }
       const { Container } = await import('../../runtime/container');
       const { restoreContainer } = await import('../../checkpoint/restore');
       const state = await restoreContainer(Container.open(rootOf(cmd), name), id);
-      process.stdout.write(`restored ${name} (init pid ${state.initPid})\n`);
+      print(`restored ${name} (init pid ${state.initPid})\n`);
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   const snapshot = program
@@ -16,7 +17,7 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { createSnapshot } = await import('../../runtime/ops/snapshot');
       const rec = await createSnapshot(Container.open(rootOf(cmd), name), snap, { stateful: o.stateful === true });
-      process.stdout.write(`${rec.name}\n`);
+      print(`${rec.name}\n`);
     });
 
   snapshot
@@ -48,7 +49,7 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { rollbackSnapshot } = await import('../../runtime/ops/snapshot');
       const r = await rollbackSnapshot(Container.open(rootOf(cmd), name), snap, { force: o.force === true });
-      process.stdout.write(`rolled back ${name} to ${snap}${r.restarted ? ' (restarted)' : ''}\n`);
+      print(`rolled back ${name} to ${snap}${r.restarted ? ' (restarted)' : ''}\n`);
     });
 
   snapshot
@@ -60,6 +61,6 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { removeSnapshot } = await import('../../runtime/ops/snapshot');
       const r = await removeSnapshot(Container.open(rootOf(cmd), name), snap);
-      process.stdout.write(`removed ${snap}${r.wasMissing ? ' (it was already gone from the pool)' : ''}\n`);
+      print(`removed ${snap}${r.wasMissing ? ' (it was already gone from the pool)' : ''}\n`);
     });
 }

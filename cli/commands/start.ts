@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -10,6 +11,6 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { startContainer } = await import('../../runtime/ops/start');
       const state = await startContainer(Container.open(rootOf(cmd), name));
-      process.stdout.write(`started ${name} (init pid ${state.initPid})\n`);
+      print(`started ${name} (init pid ${state.initPid})\n`);
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -14,6 +15,6 @@ export function register(program: Command): void {
       const timeout = Number(o.timeout);
       if (!/^\d+(\.\d+)?$/.test(o.timeout)) throw new InvalidArgumentError(`invalid --timeout "${o.timeout}"`);
       await stopContainer(Container.open(rootOf(cmd), name), timeout);
-      process.stdout.write(`stopped ${name}\n`);
+      print(`stopped ${name}\n`);
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { rootOf } from '../context';
+import { print } from '../output';
 
 export function register(program: Command): void {
   program
@@ -10,6 +11,6 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { unfreezeContainer } = await import('../../runtime/ops/freeze');
       await unfreezeContainer(Container.open(rootOf(cmd), name));
-      process.stdout.write(`unfrozen ${name}\n`);
+      print(`unfrozen ${name}\n`);
     });
 }

@@ -1,4 +1,5 @@
 import { SystemError } from '../errors';
+import { loadKoffi } from '../koffi';
 
 /**
  * The few libc calls storage needs that node:fs lacks: an atomic swap of two
@@ -26,8 +27,7 @@ let bound: Libc | undefined;
 
 function libc(): Libc {
   if (!bound) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const koffi = require('koffi');
+    const koffi = loadKoffi();
     const lib = koffi.load('libc.so.6');
     bound = {
       renameat2: lib.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),

@@ -57,13 +57,16 @@ function zpool(args: string[], opts: ToolOptions = {}) {
   return tool('zpool', args, { timeoutMs: ZFS_TIMEOUT_MS, ...opts });
 }
 
-/** Why zfs can't be used right now (daemon down, module not loaded), or undefined when it answers. */
-function notAnswering(): string | undefined {
+/**
+ * The host's zpools, or why zfs can't be used right now (daemon down, module
+ * not loaded). One command answers both, and a pool open needs both.
+ */
+function listZpools(): { pools: string[] } | { why: string } {
   // zpool aborts at once when zfs-fuse is not running; the timeout covers a hung daemon.
   const r = zpool(['list', '-H', '-o', 'name'], { allowFail: true, timeoutMs: 15_000 });
-  if (r.status === 0) return undefined;
+  if (r.status === 0) return { pools: r.stdout.split('\n').filter(Boolean) };
   const why = r.stderr.trim().split('\n').filter(Boolean)[0] ?? (r.status === null ? 'zpool was killed' : `exit ${r.status}`);
-  return `zfs is not answering (${why}): start the zfs-fuse daemon (scripts/setup-host) or load the zfs kernel module`;
+  return { why: `zfs is not answering (${why}): start the zfs-fuse daemon (scripts/setup-host) or load the zfs kernel module` };
 }
 
 function exists(name: string): boolean {
@@ -110,8 +113,8 @@ class ZfsDriver implements StorageDriver {
 
   missing(): string[] {
     if (!findCommand('zfs') || !findCommand('zpool')) return ['zfs tools not installed (zfsutils-linux, or zfs-fuse)'];
-    const why = notAnswering();
-    return why ? [why] : [];
+    const zpools = listZpools();
+    return 'why' in zpools ? [zpools.why] : [];
   }
 
   async createPool(spec: PoolSpec): Promise<ZfsPoolRecord> {
@@ -157,14 +160,14 @@ class ZfsDriver implements StorageDriver {
   }
 
   async openPool(record: PoolRecord): Promise<ZfsPool> {
+    // Every command here costs milliseconds (zfs-fuse: several): an open runs two.
     const rec = record as ZfsPoolRecord;
-    const why = notAnswering();
-    if (why) throw new NotSupportedError(`cannot open pool ${rec.name}: ${why}`);
-    if (rec.zpool && !zpoolExists(rec.zpool)) {
+    const zpools = listZpools();
+    if ('why' in zpools) throw new NotSupportedError(`cannot open pool ${rec.name}: ${zpools.why}`);
+    if (rec.zpool && !zpools.pools.includes(rec.zpool)) {
       if (!rec.image || !fs.existsSync(rec.image)) throw new NotFoundError(`pool ${rec.name}: zpool ${rec.zpool} and its image are gone`);
       zpool(['import', '-d', path.dirname(rec.image), rec.zpool]); // after a reboot
     }
-    if (!exists(`${rec.dataset}/volumes`)) throw new NotFoundError(`pool ${rec.name}: dataset ${rec.dataset}/volumes does not exist`);
     const pool = new ZfsPool(rec, this);
     pool.mountAll();
     return pool;
@@ -197,6 +200,9 @@ function makeLayout(base: string, dir: string, undo: UndoStack): void {
 }
 
 class ZfsPool implements Pool {
+  /** Volume datasets seen by mountAll when the pool was opened: existence checks need no command. */
+  private seen = new Set<string>();
+
   constructor(readonly record: ZfsPoolRecord, readonly driver: ZfsDriver) {}
 
   private get volumes(): string { return `${this.record.dataset}/volumes`; }
@@ -229,6 +235,7 @@ class ZfsPool implements Pool {
       const origin = this.origins().get(ds);
       const heirs = await this.handOverSnapshots(ds);
       destroy(ds, true);
+      this.seen.delete(ds);
       for (const heir of heirs) this.dropUnneededHidden(heir);
       if (origin && isHidden(origin)) this.dropIfUnneeded(origin);
     } catch (err) {
@@ -269,13 +276,16 @@ class ZfsPool implements Pool {
   async snapshot(vol: string, snap: string): Promise<SnapshotInfo> {
     const ds = this.existingVolume(vol);
     validateSnapshotName(snap);
-    if (exists(`${ds}@${snap}`)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+    const createdAt = new Date().toISOString();
     try {
       zfs(['snapshot', `${ds}@${snap}`]);
     } catch (err) {
+      // Asked only on failure: the usual snapshot runs one command.
+      if (exists(`${ds}@${snap}`)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
       throw storageFailure(`snapshot ${vol}@${snap}`, this.record.name, err);
     }
-    return this.infos(ds, [snap])[0];
+    // A new snapshot holds no space of its own yet; listSnapshots asks zfs for sizes.
+    return { name: snap, createdAt };
   }
 
   async listSnapshots(vol: string): Promise<SnapshotInfo[]> {
@@ -389,11 +399,18 @@ class ZfsPool implements Pool {
     return { sizeBytes: used + available, usedBytes: used };
   }
 
-  /** After an import (reboot) or a daemon restart, volumes may be unmounted. */
+  /** After an import (reboot) or a daemon restart, volumes may be unmounted. Remembers which volumes exist. */
   mountAll(): void {
-    for (const line of zfs(['list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', this.volumes]).stdout.trim().split('\n')) {
+    const r = zfs(['list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', this.volumes], { allowFail: true });
+    if (r.status !== 0) {
+      if (!exists(this.volumes)) throw new NotFoundError(`pool ${this.record.name}: dataset ${this.volumes} does not exist`);
+      throw new CommandError(commandLine('zfs', ['list', this.volumes]), r.status, r.stderr);
+    }
+    for (const line of r.stdout.trim().split('\n')) {
       const [name, mounted] = line.split('\t');
-      if (name !== this.volumes && mounted === 'no') zfs(['mount', name]);
+      if (name === this.volumes || !name) continue;
+      if (mounted === 'no') zfs(['mount', name]);
+      this.seen.add(name);
     }
   }
 
@@ -472,7 +489,8 @@ class ZfsPool implements Pool {
 
   private existingVolume(vol: string): string {
     const ds = this.dataset(vol);
-    if (!exists(ds)) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
+    // Seen at open: the caller holds the volume's container lock, so it is still there.
+    if (!this.seen.has(ds) && !exists(ds)) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
     return ds;
   }
 

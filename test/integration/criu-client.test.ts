@@ -7,10 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import * as protobuf from 'protobufjs';
 import { CriuClient } from '../../checkpoint/criu/client';
 import { CriuError } from '../../checkpoint/criu/errors';
-import { PROTO_PATH } from '../../checkpoint/criu/proto';
 import { requireCriu } from '../../checkpoint/criu/version';
 import { NotSupportedError } from '../../runtime/errors';
 import { sleep } from '../../runtime/proc';
+import { REPO } from '../helpers/cli';
+
+const PROTO_PATH = path.join(REPO, 'proto', 'criu-rpc.proto');
 
 /*
  * Against the real CRIU (needs root). Each dump/restore test starts its own

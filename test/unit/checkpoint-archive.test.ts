@@ -8,9 +8,11 @@ import * as protobuf from 'protobufjs';
 import * as tar from 'tar-stream';
 import { ArchiveManifest, extractCheckpointArchive, parseManifest, writeCheckpointArchive } from '../../checkpoint/archive';
 import type { CheckpointMeta } from '../../checkpoint/catalog';
-import { formatAddress, IMAGES_PROTO, inspectCheckpoint, MAGIC, parseImage, readDumpStats } from '../../checkpoint/images';
+import { formatAddress, inspectCheckpoint, MAGIC, parseImage, readDumpStats } from '../../checkpoint/images';
 import type { ContainerConfig } from '../../runtime/config';
 import { InvalidArgumentError } from '../../runtime/errors';
+
+const IMAGES_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-images.proto');
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-archive-'));
 after(() => fs.rmSync(base, { recursive: true, force: true }));

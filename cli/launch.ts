@@ -1,0 +1,70 @@
+import * as fs from 'node:fs';
+import Module from 'node:module';
+import * as path from 'node:path';
+import * as vm from 'node:vm';
+import { commandOf } from './command-names';
+
+/**
+ * Starting the CLI fast. bin/tsvz runs this, not main.ts: it loads the whole
+ * CLI as one bundle (dist/bundle/tsvz.js, built by scripts/build) with V8's
+ * code cache, so a command neither resolves ~100 module paths nor compiles
+ * their source; what is left is Node's own start-up. Each command has its
+ * own cache (dist/bundle/cache/<command>.v8) holding the bytecode of the
+ * functions that command ran. V8 compiles a function only when it first
+ * runs, and one run of `list` (an empty root) does not take the path of
+ * another (running containers), so a cache is rewritten after each of the
+ * command's first REFRESHES runs, growing to cover them all; after that it
+ * is only read. Without a bundle (a tsc-only build), or with TSVZ_BUNDLE=0
+ * (stack traces that name the source files), the CLI loads module by module.
+ */
+
+type Main = (argv: string[]) => Promise<number>;
+
+const BUNDLE = path.resolve(__dirname, '..', 'bundle', 'tsvz.js');
+const REFRESHES = 5;
+
+export async function launch(argv: string[]): Promise<number> {
+  // TSVZ_BUNDLE=0: module by module, for readable stack traces (--debug).
+  if (process.env.TSVZ_BUNDLE === '0') return (require('./main') as { main: Main }).main(argv);
+  let source: string;
+  try {
+    // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
+    source = fs.readFileSync(BUNDLE, 'latin1');
+  } catch {
+    return (require('./main') as { main: Main }).main(argv);
+  }
+  const cacheFile = path.join(path.dirname(BUNDLE), 'cache', `${commandOf(argv) ?? 'other'}.v8`);
+  const cache = readCache(cacheFile);
+  const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData: cache?.data });
+  const bundle = { exports: {} as { main: Main } };
+  const wrapper = script.runInThisContext() as (...args: unknown[]) => void;
+  wrapper(bundle.exports, Module.createRequire(BUNDLE), bundle, BUNDLE, path.dirname(BUNDLE));
+  const code = await bundle.exports.main(argv);
+  const runs = !cache || script.cachedDataRejected ? 0 : cache.runs;
+  if (runs < REFRESHES) writeCache(cacheFile, runs + 1, script);
+  return code;
+}
+
+/** A cache file: how many runs it has seen (4 bytes, little-endian), then V8's data. */
+function readCache(file: string): { runs: number; data: Buffer } | undefined {
+  try {
+    const raw = fs.readFileSync(file);
+    return raw.length > 4 ? { runs: raw.readUInt32LE(0), data: raw.subarray(4) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Best effort: an install the user can't write to just runs without a cache. */
+function writeCache(file: string, runs: number, script: vm.Script): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const header = Buffer.alloc(4);
+    header.writeUInt32LE(runs);
+    fs.writeFileSync(tmp, Buffer.concat([header, script.createCachedData()]));
+    fs.renameSync(tmp, file);
+  } catch {
+    fs.rmSync(tmp, { force: true });
+  }
+}

@@ -1,0 +1,25 @@
+import type * as Koffi from 'koffi';
+
+let loaded: typeof Koffi | undefined;
+
+/**
+ * koffi, loaded on first use, once per process. koffi's entry point spends
+ * ~5 ms of every CLI start working out the host's libc (it parses node's
+ * ELF header) before it loads its prebuilt native module, which is the same
+ * API. On glibc that module (in the @koromix/koffi-linux-<arch> package
+ * koffi pins and npm installs with it) is loaded directly; if that fails
+ * (musl, another layout) koffi's own entry point decides.
+ */
+export function loadKoffi(): typeof Koffi {
+  if (!loaded) {
+    const native = `@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      loaded = require(native) as typeof Koffi;
+    } catch {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      loaded = require('koffi') as typeof Koffi;
+    }
+  }
+  return loaded;
+}

@@ -1,0 +1,46 @@
+'use strict';
+/**
+ * Bundles the CLI (dist/cli/main.js and everything it can load) into
+ * dist/bundle/tsvz.js, which bin/tsvz loads through cli/launch. koffi is a
+ * native addon and stays outside.
+ *
+ * commander requires child_process at load time, only to run git-style
+ * executable subcommands, which tsvz has none of; in the bundle it gets a
+ * stand-in that loads child_process on first use, so a command that never
+ * spawns (list, info, ...) does not pay for it and for the stream and net
+ * modules it pulls in.
+ */
+const path = require('node:path');
+const esbuild = require('esbuild');
+
+const repo = path.resolve(__dirname, '..');
+
+const lazyChildProcessForCommander = {
+  name: 'lazy-child-process-for-commander',
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?child_process$/ }, (args) =>
+      args.importer.includes(`${path.sep}node_modules${path.sep}commander${path.sep}`)
+        ? { path: 'lazy-child-process', namespace: 'tsvz' }
+        : undefined);
+    build.onLoad({ filter: /.*/, namespace: 'tsvz' }, () => ({
+      contents: "module.exports = new Proxy({}, { get: (_, key) => require('node:child_process')[key] });",
+      loader: 'js',
+    }));
+  },
+};
+
+esbuild.build({
+  entryPoints: [path.join(repo, 'dist', 'cli', 'main.js')],
+  outfile: path.join(repo, 'dist', 'bundle', 'tsvz.js'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  external: ['koffi'],
+  plugins: [lazyChildProcessForCommander],
+  logLevel: 'warning',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  charset: 'ascii',
+  legalComments: 'none',
+}).catch(() => process.exit(1));
