@@ -86,7 +86,7 @@ const USAGE = 'usage: checkpoint [--iterations N] [--iterations-large N] [--warm
 function parseArgs(argv: string[]): Options {
   return parseCommonArgs<Pick<Options, 'sizes' | 'iterationsLarge'>>(
     argv,
-    { iterations: 5, warmup: 1, check: false, keep: false, inheritEnv: false, sizes: [64, 512, LARGE_MIB], iterationsLarge: undefined },
+    { iterations: 5, warmup: 2, check: false, keep: false, inheritEnv: false, sizes: [64, 512, LARGE_MIB], iterationsLarge: undefined },
     USAGE,
     (o, arg, next) => {
       if (arg === '--iterations-large') o.iterationsLarge = Math.max(1, intArg(arg, next()));

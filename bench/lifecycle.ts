@@ -10,7 +10,8 @@
  *
  * Each figure is the wall-clock time of the whole command(s), spawned with
  * spawnSync and timed with process.hrtime; median, min and p90 over N
- * iterations after a warm-up. Both stop variants send SIGTERM to busybox init
+ * iterations after 3 warm-ups (tsvz's per-command code caches settle over a
+ * command's first runs: cli/launch.ts). Both stop variants send SIGTERM to busybox init
  * and return once the container is gone, so both include busybox init's own
  * shutdown (~2 s of built-in sleeps): the ratio there is dominated by it.
  *
@@ -136,7 +137,7 @@ function preflight(): void {
 }
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  const opts = parseCommonArgs(argv, { iterations: 10, warmup: 1, check: false, keep: false, inheritEnv: false }, USAGE);
+  const opts = parseCommonArgs(argv, { iterations: 10, warmup: 3, check: false, keep: false, inheritEnv: false }, USAGE);
   const scrubbed = configureChildEnv({ inherit: opts.inheritEnv });
   preflight();
   const unwatch = watchSignals();

@@ -2,7 +2,7 @@
 /**
  * Bundles the CLI (dist/cli/main.js and everything it can load) into
  * dist/bundle/tsvz.js, which bin/tsvz loads through cli/launch. koffi is a
- * native addon and stays outside.
+ * native addon and stays outside. Usage: node scripts/bundle.js [BUILD_DIR] (default dist).
  *
  * commander requires child_process at load time, only to run git-style
  * executable subcommands, which tsvz has none of; in the bundle it gets a
@@ -14,6 +14,7 @@ const path = require('node:path');
 const esbuild = require('esbuild');
 
 const repo = path.resolve(__dirname, '..');
+const out = path.resolve(repo, process.argv[2] ?? 'dist');
 
 const lazyChildProcessForCommander = {
   name: 'lazy-child-process-for-commander',
@@ -30,13 +31,15 @@ const lazyChildProcessForCommander = {
 };
 
 esbuild.build({
-  entryPoints: [path.join(repo, 'dist', 'cli', 'main.js')],
-  outfile: path.join(repo, 'dist', 'bundle', 'tsvz.js'),
+  entryPoints: [path.join(out, 'cli', 'main.js')],
+  outfile: path.join(out, 'bundle', 'tsvz.js'),
   bundle: true,
   platform: 'node',
   format: 'cjs',
   target: 'node20',
   external: ['koffi'],
+  // A build dir outside the repo (the VM lane's) still resolves the repo's packages.
+  nodePaths: [path.join(repo, 'node_modules')],
   plugins: [lazyChildProcessForCommander],
   logLevel: 'warning',
   minifyWhitespace: true,

@@ -21,11 +21,9 @@ export function lastLines(text: string, n: number): string {
  * the container stops (or the caller's signal aborts).
  */
 export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts: { follow?: boolean; tail?: number; signal?: AbortSignal } = {}): Promise<void> {
-  let offset = 0;
-  let text = '';
-  try { text = fs.readFileSync(c.paths.consoleLog, 'latin1'); } catch { /* no log yet */ }
-  offset = Buffer.byteLength(text, 'latin1');
-  const body = clean(Buffer.from(text, 'latin1').toString('utf8'));
+  const { data, size } = opts.tail !== undefined ? readTail(c.paths.consoleLog, opts.tail) : readAll(c.paths.consoleLog);
+  let offset = size;
+  const body = clean(data.toString('utf8'));
   out.write(opts.tail !== undefined ? lastLines(body, opts.tail) : body);
   if (!opts.follow) return;
   let pending = '';
@@ -49,5 +47,44 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
     }
     if (!running) return;
     await sleep(100);
+  }
+}
+
+function readAll(file: string): { data: Buffer; size: number } {
+  try {
+    const data = fs.readFileSync(file);
+    return { data, size: data.length };
+  } catch {
+    return { data: Buffer.alloc(0), size: 0 }; // no log yet
+  }
+}
+
+const TAIL_CHUNK = 64 * 1024;
+
+/**
+ * The end of a log holding at least `lines` lines (more when it's short), read
+ * backwards a chunk at a time: `--tail 20` of a long-running container's log
+ * does not read all of it. `size`: where following continues.
+ */
+export function readTail(file: string, lines: number): { data: Buffer; size: number } {
+  let fd: number;
+  try { fd = fs.openSync(file, 'r'); } catch { return { data: Buffer.alloc(0), size: 0 }; }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const chunks: Buffer[] = [];
+    let start = size;
+    let newlines = 0;
+    // One newline more than asked: the line before the first one kept must end too.
+    while (start > 0 && newlines <= lines) {
+      const len = Math.min(TAIL_CHUNK, start);
+      start -= len;
+      const chunk = Buffer.alloc(len);
+      fs.readSync(fd, chunk, 0, len, start);
+      chunks.unshift(chunk);
+      for (const byte of chunk) if (byte === 0x0a) newlines++;
+    }
+    return { data: Buffer.concat(chunks), size };
+  } finally {
+    fs.closeSync(fd);
   }
 }
