@@ -109,7 +109,7 @@ export function makeDir(dir: string): void {
 /** rmdir a cgroup; while its last processes are still exiting the kernel says EBUSY, so retry. */
 export function removeDir(dir: string, timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  for (let delay = 1; ; delay = Math.min(delay * 1.5, 20)) {
     try {
       fs.rmdirSync(dir);
       return;
@@ -119,7 +119,7 @@ export function removeDir(dir: string, timeoutMs: number): void {
       if (code !== 'EBUSY' || Date.now() >= deadline) {
         throw new SystemError(`cannot remove cgroup: rmdir ${dir}: ${strerror(err)}`, err);
       }
-      sleepSync(20);
+      sleepSync(delay);
     }
   }
 }

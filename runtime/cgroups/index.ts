@@ -101,14 +101,15 @@ export class ContainerCgroups {
     // Also signal pid by pid: covers kernels without cgroup.kill and a
     // process that joined only some hierarchies; repeating catches forks.
     const deadline = Date.now() + SETTLE_MS;
-    for (;;) {
+    // Killed processes leave within a few ms: look again soon, then less often.
+    for (let delay = 1; ; delay = Math.min(delay * 1.5, POLL_MS)) {
       const pids = this.allPids();
       if (pids.length === 0) return;
       if (Date.now() >= deadline) {
         throw new SystemError(`cannot kill the processes of cgroup ${PARENT}/${this.leaf}: still there after SIGKILL: ${pids.join(' ')}`);
       }
       for (const pid of pids) sigkill(pid);
-      sleepSync(POLL_MS);
+      sleepSync(delay);
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Container } from '../container';
-import { findMonitorPids } from '../monitor';
+import { findMonitorPids } from '../monitor-pids';
 import { ContainerState, ExitInfo, writeState } from '../state';
 
 /**

@@ -1,7 +1,7 @@
 import { thawAll } from '../../checkpoint/freezer';
 import { Container } from '../container';
 import { InvalidArgumentError, InvalidStateError } from '../errors';
-import { findMonitorPids } from '../monitor';
+import { findMonitorPids } from '../monitor-pids';
 import { isSameProcess, SIGNALS, sleep } from '../proc';
 import { ContainerState } from '../state';
 import { reconcile } from './release';
@@ -25,7 +25,9 @@ export async function stopContainer(c: Container, timeoutSec = 10): Promise<Cont
         throw new InvalidStateError(`container ${c.name}'s init (pid ${pid}) survived SIGKILL for 5 s`, 'it may be stuck in the kernel (state D); try again later');
       }
     }
-    // The monitor writes exit.json right after reaping init.
+    // The monitor writes exit.json right after reaping init. Watch the one
+    // the state names, then make sure no other is left (one /proc scan, normally).
+    await waitFor(() => !isSameProcess(current.monitorPid, current.monitorStartTime), 2000);
     await waitFor(() => findMonitorPids(c.paths.dir).length === 0, 2000);
     return reconcile(c);
   });
@@ -44,9 +46,10 @@ async function waitGone(pid: number, startTime: number | undefined, ms: number):
   return waitFor(() => !isSameProcess(pid, startTime), ms);
 }
 
+/** Polls `cond`: every millisecond at first (a killed process is gone within a few), backing off to 50 ms. */
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
-  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+  for (let delay = 1; ; delay = Math.min(delay * 1.25, 50)) {
     if (cond()) return true;
     if (Date.now() >= deadline) return false;
     await sleep(delay);
