@@ -29,6 +29,11 @@ export interface CheckpointMeta {
   pagesWritten?: number;
   /** Set when the checkpoint came in through `restore --import` (container names the source). */
   importedFrom?: { archive: string; importedAt: string };
+  /**
+   * The container's files were rolled back to a snapshot after this dump:
+   * its processes would find other files than they had open, so it is not restored.
+   */
+  filesRolledBack?: { snapshot: string; at: string };
 }
 
 const META = 'checkpoint.json';
@@ -69,6 +74,12 @@ export class CheckpointCatalog {
 
   save(meta: CheckpointMeta): void {
     writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
+  }
+
+  /** After a rollback of the container's files to `snapshot`: no checkpoint matches them any more. */
+  markFilesRolledBack(snapshot: string): void {
+    const at = new Date().toISOString();
+    for (const meta of this.list()) if (!meta.filesRolledBack) this.save({ ...meta, filesRolledBack: { snapshot, at } });
   }
 
   remove(id: string): void {

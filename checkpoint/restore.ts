@@ -32,6 +32,12 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
     const meta = catalog.get(id ?? current.checkpoint);
     // An imported checkpoint (restore --import) may come from a container of another name or root.
     if (meta.container !== c.name && !meta.importedFrom) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);
+    if (meta.filesRolledBack) {
+      throw new InvalidStateError(
+        `checkpoint ${meta.id} of ${c.name} predates the rollback of its files to snapshot ${meta.filesRolledBack.snapshot}: its processes would find other files`,
+        `start ${c.name} afresh, or remove the checkpoint (\`tsvz checkpoint rm ${c.name} ${meta.id}\`)`,
+      );
+    }
     return restoreFrom(c, current, catalog, meta);
   });
 }

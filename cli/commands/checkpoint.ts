@@ -38,11 +38,12 @@ export function register(program: Command): void {
       if (o.json) return printJson(all);
       const ms = (v?: number) => (v === undefined ? '-' : v.toFixed(0));
       printTable([
-        ['ID', 'CREATED', 'CRIU', 'KERNEL', 'MEMORY WRITTEN', 'FROZEN MS', 'DUMP MS', 'SIZE', 'RUNNING AFTER'],
+        ['ID', 'CREATED', 'CRIU', 'KERNEL', 'MEMORY WRITTEN', 'FROZEN MS', 'DUMP MS', 'SIZE', 'RUNNING AFTER', 'RESTORABLE'],
         ...all.map((m) => [
           m.id, m.createdAt, m.criuVersion, m.kernel,
           m.pagesWritten === undefined ? '-' : formatBytes(m.pagesWritten * 4096),
           ms(m.frozenMs), ms(m.dumpMs), formatBytes(m.sizeBytes), m.leaveRunning ? 'yes' : 'no',
+          m.filesRolledBack ? `no (files rolled back to ${m.filesRolledBack.snapshot})` : 'yes',
         ]),
       ]);
     });

@@ -8,6 +8,7 @@ import { withUndo } from '../undo';
 import { RootfsStore, withStore } from '../volumes';
 import { consistently } from './consistent';
 import { reconcile } from './release';
+import { writeState } from '../state';
 
 /**
  * Snapshots of a container's rootfs: made by its pool's driver, recorded in
@@ -185,6 +186,7 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
         await store.rollback(c.name, snap);
       });
       rolledBack = true;
+      forgetCheckpointsOf(c, snap);
       if (stateful) {
         // The memory of that instant, over the files of that instant: it comes back running.
         const { restoreFrom } = await import('../../checkpoint/restore');
@@ -216,4 +218,19 @@ async function hasSnapshot(store: RootfsStore, name: string, snap: string): Prom
 
 function noSuchSnapshot(c: Container, snap: string): NotFoundError {
   return new NotFoundError(`container ${c.name} has no snapshot "${snap}"`, `see \`tsvz snapshot list ${c.name}\``);
+}
+
+/**
+ * The files went back to `snap`: every checkpoint was dumped against other
+ * files, so none may be restored over these (each is marked, and kept for
+ * the user to remove); a container stopped at one is now just stopped.
+ */
+function forgetCheckpointsOf(c: Container, snap: string): void {
+  const { CheckpointCatalog } = require('../../checkpoint/catalog') as typeof import('../../checkpoint/catalog');
+  new CheckpointCatalog(c).markFilesRolledBack(snap);
+  const state = c.recordedState();
+  if (state.status === 'stopped' && state.checkpoint) {
+    const { checkpoint: _forgotten, ...rest } = state;
+    writeState(c.paths, rest);
+  }
 }

@@ -68,4 +68,31 @@ describe('stateful snapshots: files and memory at one instant (real CRIU)', { sk
     assert.equal(t.info('sfz').state, 'running');
     t.ok(['destroy', '--force', 'sfz']);
   });
+
+  test('a rollback of the files retires the checkpoints: none is restored over other files', async () => {
+    t.ok(['create', 'sfr', '--init', '/usr/bin/memhog 8']);
+    const rootfs = path.join(t.dir, 'containers', 'sfr', 'rootfs');
+    installMemhog(rootfs);
+    fs.writeFileSync(path.join(rootfs, 'note'), 'at s1');
+    t.ok(['snapshot', 'sfr', 's1']);
+    t.ok(['start', 'sfr']);
+    await eventually(() => readHex(path.join(rootfs, 'memhog.sum')) !== undefined, 20_000);
+    fs.writeFileSync(path.join(rootfs, 'note'), 'later');
+    const id = t.ok(['checkpoint', 'sfr']).trim();
+    assert.equal(t.info('sfr').checkpoint, id, 'stopped at the checkpoint');
+
+    t.ok(['snapshot', 'rollback', 'sfr', 's1']);
+    assert.equal(fs.readFileSync(path.join(rootfs, 'note'), 'utf8'), 'at s1');
+    assert.equal(t.info('sfr').checkpoint, undefined, 'no longer waiting on a checkpoint');
+    assert.match(t.ok(['checkpoint', 'list', 'sfr']), /no \(files rolled back to s1\)/);
+    const r = t.run(['restore', 'sfr', id]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, new RegExp(`checkpoint ${id} of sfr predates the rollback of its files to snapshot s1`));
+    assert.equal(t.run(['restore', 'sfr']).status, 1, 'nor as the newest');
+    assert.equal(t.info('sfr').state, 'stopped', 'nothing changed');
+    t.ok(['checkpoint', 'rm', 'sfr', id]);
+    t.ok(['start', 'sfr']);
+    assert.equal(t.info('sfr').state, 'running', 'starts afresh on the rolled-back files');
+    t.ok(['destroy', '--force', 'sfr']);
+  });
 });
