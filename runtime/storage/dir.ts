@@ -10,7 +10,8 @@ import { dependentClones, StorageError, storageFailure } from './errors';
 import { exchangePaths } from './libc';
 import { packTree } from './tar-format';
 import { checkSendOptions, receiveTar } from './transfer';
-import { byCreation, copyTree, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
+import { copyTree } from './copy-tree';
+import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
 /**

@@ -4,18 +4,8 @@ import * as path from 'node:path';
 import { mountsUnder } from '../mounts';
 import { StorageError } from './errors';
 import type { PoolUsage } from './driver';
-import { toolAsync } from './tool';
 
 /** Directory-tree helpers shared by the drivers that keep plain trees (dir) or need staging names. */
-
-/**
- * Copy a tree keeping owners, modes, timestamps, xattrs, hardlinks, sparse
- * files and device nodes, sharing extents where the filesystem can (btrfs,
- * xfs: reflinks). `dst` must not exist.
- */
-export async function copyTree(src: string, dst: string): Promise<void> {
-  await toolAsync('cp', ['-a', '--reflink=auto', '--sparse=auto', '--no-target-directory', '--', src, dst]);
-}
 
 /** Remove a tree; refuses when something is mounted inside (rm would reach through into it). */
 export function removeTree(dir: string): void {
