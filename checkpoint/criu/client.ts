@@ -16,6 +16,18 @@ export type { CriuOpts, CriuFeatures, CriuResponse } from './proto';
 const RPC_FD = 3;
 /** runc's level: a failed dump's log then says why. */
 const DEFAULT_LOG_LEVEL = 4;
+/**
+ * A CRIU that neither answers nor exits would hold the container's lock for
+ * ever: past this it is killed (and the operation fails and unwinds). Big
+ * dumps to slow disks take minutes, so it is generous; TSVZ_CRIU_TIMEOUT
+ * (seconds) sets another.
+ */
+const DEFAULT_TIMEOUT_S = 30 * 60;
+
+function timeoutFromEnv(): number {
+  const s = Number(process.env.TSVZ_CRIU_TIMEOUT);
+  return (Number.isFinite(s) && s > 0 ? s : DEFAULT_TIMEOUT_S) * 1000;
+}
 
 export interface NotifyContext {
   /** The restored tree's root (host pid), for setup-namespaces and post-restore. */
@@ -61,7 +73,7 @@ export type SwrkLauncher = (criuEnd: number, inherited: number[]) => SwrkProcess
  * serves one request (and its notifications) and exits.
  */
 export class CriuClient {
-  constructor(readonly criuPath: string = criuBinary()) {}
+  constructor(readonly criuPath: string = criuBinary(), readonly timeoutMs: number = timeoutFromEnv()) {}
 
   private spawnSwrk(criuEnd: number, inherited: number[]): SwrkProcess {
     const child = spawn(this.criuPath, ['swrk', String(RPC_FD)], { stdio: ['ignore', 'pipe', 'pipe', criuEnd, ...inherited] });
@@ -148,15 +160,29 @@ export class CriuClient {
       throw spawnError(this.criuPath, (await exited).error);
     }
 
-    let answer: Answer;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try { process.kill(swrk.pid!, 'SIGKILL'); } catch { /* gone already */ }
+    }, this.timeoutMs);
+    let answer: Answer | undefined;
+    let broken: unknown;
     try {
       answer = await converse(sock, req, hooks);
       trace(`criu ${operation}: answered`);
+    } catch (err) {
+      broken = err;
     } finally {
+      clearTimeout(timer);
       fs.closeSync(sock);
       await exited; // reaped, and its log complete
       trace(`criu ${operation}: exited`);
     }
+    // Killed for taking too long: that is the story, not the broken socket it left.
+    if (timedOut) {
+      throw new CriuError(operation, { logPath, detail: `CRIU gave no answer within ${this.timeoutMs / 1000} s and was killed (TSVZ_CRIU_TIMEOUT sets the limit)` });
+    }
+    if (!answer) throw broken;
 
     const { resp, hookFailure } = answer;
     if (!resp) {
