@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
 import type { Container } from '../runtime/container';
 import { InvalidStateError, NotFoundError } from '../runtime/errors';

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import fs = require('node:fs');
+import os = require('node:os');
 import type { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError, SystemError } from '../runtime/errors';
 import { faultPause } from '../runtime/fault';

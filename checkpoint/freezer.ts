@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import type { ContainerCgroups } from '../runtime/cgroups';
 import { readText, writeControl } from '../runtime/cgroups/files';
 import { NotSupportedError, TsvzError } from '../runtime/errors';

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { validateLimits } from '../runtime/cgroups/limits';
 import { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../runtime/errors';

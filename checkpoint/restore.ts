@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import type { Container } from '../runtime/container';
 import { criuBinary } from '../runtime/doctor';
 import { CommandError, InvalidStateError, NotSupportedError } from '../runtime/errors';

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 
 /**
  * Kernel objects CRIU cannot checkpoint, as they show in /proc/PID/fd. CRIU

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 
 /**
  * The CLI's output: synchronous writes to fd 1 and 2. A one-shot command

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { readJsonIfExists } from './atomic-file';
 import type { ContainerCgroups } from './cgroups';
 import type { ContainerConfig } from './config';

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { AlreadyExistsError, NotFoundError } from './errors';
 import type { Root } from './paths';
 import type { DriverCapabilities, SnapshotInfo } from './storage/driver';

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { detectCgroupMode } from './cgroups';
 import { nativeBinary } from './paths';
 

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { BusyError, SystemError } from './errors';
 import { sleepSync } from './proc';
 import { loadKoffi } from './koffi';

@@ -1,5 +1,5 @@
 import { spawn, ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import type { Socket } from 'node:net';
 import { LaunchError } from './errors';
 import { nativeBinary } from './paths';

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
 export function mountsUnder(dir: string): string[] {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import fs = require('node:fs');
+import os = require('node:os');
 import { CommandError, InvalidArgumentError, InvalidStateError, NotFoundError, NotSupportedError } from './errors';
 import { findCommand, run } from './host-command';
 

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
 import { AlreadyExistsError, NotFoundError } from './errors';
 import { withLock, withLockAsync } from './lock';

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 
 /**
  * The start time of a process (field 22 of /proc/PID/stat, in clock ticks

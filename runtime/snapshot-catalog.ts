@@ -1,4 +1,4 @@
-import * as path from 'node:path';
+import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
 import type { ContainerPaths } from './paths';
 

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
 import { ContainerPaths } from './paths';
 import { isSameProcess, processStartTime, signalName } from './proc';

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 
 const enabled = process.env.TSVZ_TRACE === '1';
 

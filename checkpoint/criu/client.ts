@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import os = require('node:os');
+import path = require('node:path');
 import { criuBinary } from '../../runtime/doctor';
 import { describeError, NotSupportedError, SystemError } from '../../runtime/errors';
 import { CriuError } from './errors';

@@ -1,5 +1,5 @@
 import { getSystemErrorName } from 'node:util';
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { SystemError } from '../../runtime/errors';
 import { loadKoffi } from '../../runtime/koffi';
 

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import type { CgroupMode } from './types';
 
 export const DEFAULT_MOUNT_ROOT = '/sys/fs/cgroup';

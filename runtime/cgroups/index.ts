@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { InvalidArgumentError, NotSupportedError, SystemError } from '../errors';
 import { sleepSync } from '../proc';
 import { DEFAULT_MOUNT_ROOT, detectCgroupMode, hierarchyId, isCgroupDir } from './detect';

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { errnoCode, readKeyed, readLimit, readNumber, readText, writeControl } from './files';
 import { CPU_PERIOD_US, cpuQuotaUs, writeLimit } from './limits';
 import type { CgroupLimits, CgroupUsage } from './types';

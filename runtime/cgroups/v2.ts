@@ -1,4 +1,4 @@
-import * as path from 'node:path';
+import path = require('node:path');
 import { readKeyed, readLimit, readNumber, readWords, writeControl } from './files';
 import { CPU_PERIOD_US, cpuQuotaUs, writeLimit } from './limits';
 import type { CgroupLimits, CgroupUsage } from './types';

@@ -1,6 +1,6 @@
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import crypto = require('node:crypto');
+import fs = require('node:fs');
+import path = require('node:path');
 import { writeJsonAtomic } from '../atomic-file';
 import type { CgroupLimits } from '../cgroups';
 import { ContainerConfig, DEFAULT_ENV, NetConfig } from '../config';

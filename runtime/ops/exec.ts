@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import fs = require('node:fs');
+import os = require('node:os');
 import { DROPPED_CAPABILITIES } from '../config';
 import { isFrozen } from '../../checkpoint/freezer';
 import { Container } from '../container';

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import type { CgroupUsage } from '../cgroups';
 import type { ContainerConfig } from '../config';
 import { Container } from '../container';

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { Container } from '../container';
 import { sleep } from '../proc';
 

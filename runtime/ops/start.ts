@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import { DROPPED_CAPABILITIES } from '../config';
 import { Container } from '../container';
 import { InvalidStateError } from '../errors';

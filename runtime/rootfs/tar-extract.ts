@@ -1,6 +1,6 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import * as zlib from 'node:zlib';
+import fs = require('node:fs');
+import path = require('node:path');
+import zlib = require('node:zlib');
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { InvalidArgumentError, NotFoundError, SystemError, TsvzError } from '../errors';

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
 import { finished } from 'node:stream/promises';
 import { PassThrough, Readable } from 'node:stream';
 import * as tar from 'tar-stream';

@@ -1,6 +1,6 @@
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import crypto = require('node:crypto');
+import fs = require('node:fs');
+import path = require('node:path');
 import { mountsUnder } from '../mounts';
 import { StorageError } from './errors';
 import type { PoolUsage } from './driver';
