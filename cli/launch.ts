@@ -14,8 +14,9 @@ import { commandOf } from './command-names';
  * runs, and one run of `list` (an empty root) does not take the path of
  * another (running containers), so a cache is rewritten after each of the
  * command's first REFRESHES runs, growing to cover them all; after that it
- * is only read. Without a bundle (a tsc-only build), or with TSVZ_BUNDLE=0
- * (stack traces that name the source files), the CLI loads module by module.
+ * is only read. Without a bundle, with one older than the modules (a tsc
+ * run since the last scripts/build), or with TSVZ_BUNDLE=0 (stack traces
+ * that name the source files), the CLI loads module by module.
  *
  * For the same reason the bundled code imports Node's modules with
  * `import fs = require('node:fs')`: `import * as fs` compiles to a copy of
@@ -31,13 +32,10 @@ const REFRESHES = 5;
 export async function launch(argv: string[]): Promise<number> {
   // TSVZ_BUNDLE=0: module by module, for readable stack traces (--debug).
   if (process.env.TSVZ_BUNDLE === '0') return (require('./main') as { main: Main }).main(argv);
-  let source: string;
-  try {
-    // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
-    source = fs.readFileSync(BUNDLE, 'latin1');
-  } catch {
-    return (require('./main') as { main: Main }).main(argv);
-  }
+  // A tsc run since the last scripts/build left the bundle behind the modules: run those.
+  if (!isFresh(BUNDLE, path.join(__dirname, 'main.js'))) return (require('./main') as { main: Main }).main(argv);
+  // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
+  const source = fs.readFileSync(BUNDLE, 'latin1');
   const cacheFile = path.join(path.dirname(BUNDLE), 'cache', `${commandOf(argv) ?? 'other'}.v8`);
   const cache = readCache(cacheFile);
   const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData: cache?.data });
@@ -48,6 +46,15 @@ export async function launch(argv: string[]): Promise<number> {
   const runs = !cache || script.cachedDataRejected ? 0 : cache.runs;
   if (runs < REFRESHES) writeCache(cacheFile, runs + 1, script);
   return code;
+}
+
+/** Does `bundle` exist and come from a build no older than `module`? */
+function isFresh(bundle: string, module: string): boolean {
+  try {
+    return fs.statSync(bundle).mtimeMs >= fs.statSync(module).mtimeMs;
+  } catch {
+    return false;
+  }
 }
 
 /** A cache file: how many runs it has seen (4 bytes, little-endian), then V8's data. */

@@ -65,6 +65,23 @@ describe('bin/tsvz: the bundle and its code cache', { skip: whyNoCacheTests() },
     assert.ok(fs.statSync(file).size > 1000);
   });
 
+  it('a bundle older than the modules (tsc since the last build) is not run', () => {
+    const main = path.join(REPO, 'dist', 'cli', 'main.js');
+    const cache = path.join(CACHE_DIR, 'unfreeze.v8');
+    const was = fs.statSync(main);
+    try {
+      fs.rmSync(cache, { force: true });
+      const later = new Date(Date.now() + 60_000);
+      fs.utimesSync(main, later, later);
+      assert.equal(run('unfreeze', '--help').status, 0);
+      assert.equal(fs.existsSync(cache), false, 'module by module: no code cache');
+    } finally {
+      fs.utimesSync(main, was.atime, was.mtime);
+    }
+    assert.equal(run('unfreeze', '--help').status, 0);
+    assert.equal(fs.existsSync(cache), true, 'the bundle again');
+  });
+
   it('TSVZ_BUNDLE=0 runs the same CLI module by module', () => {
     const r = spawnSync(process.execPath, [TSVZ, 'unfreeze', '--help'], { encoding: 'utf8', env: { ...process.env, TSVZ_BUNDLE: '0' } });
     assert.equal(r.status, 0);
