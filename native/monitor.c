@@ -4,7 +4,9 @@
  * container's root filesystem from inside them, then stays behind as the
  * init's parent: it holds the console pty master, appends everything the
  * container writes to console.log, serves `tsvz console` on console.sock and
- * records init's exit status in exit.json.
+ * records init's exit status in exit.json. console.log is kept to a size:
+ * past it (TSVZ_CONSOLE_LOG_MAX bytes, default 8 MiB) it becomes
+ * console.log.1 (replacing the one before) and a new console.log starts.
  *
  * The console pty is allocated from the container's own devpts instance, so
  * the container holds no host file: CRIU can dump it and a new monitor can
@@ -45,6 +47,34 @@
 
 #define CTL_FD 3
 #define MAX_CLIENTS 16
+#define CONSOLE_LOG_MAX_DEFAULT (8L << 20)
+
+/* console.log, rotated by size (see the header). */
+static struct {
+	int fd;
+	off_t size, max;
+} console_log = { -1, 0, CONSOLE_LOG_MAX_DEFAULT };
+
+static void open_console_log(void) {
+	console_log.fd = open("console.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	struct stat st;
+	console_log.size = console_log.fd >= 0 && fstat(console_log.fd, &st) == 0 ? st.st_size : 0;
+}
+
+static void log_console(const char *buf, size_t n) {
+	if (console_log.fd < 0) return;
+	(void)write_all(console_log.fd, buf, n);
+	console_log.size += (off_t)n;
+	if (console_log.size < console_log.max) return;
+	/* A reader following console.log sees it shrink and starts over. */
+	if (rename("console.log", "console.log.1") < 0) {
+		fprintf(stderr, "tsvz-monitor: rotate console.log: %s\n", strerror(errno));
+		console_log.max *= 2; /* don't retry on every write */
+		return;
+	}
+	close(console_log.fd);
+	open_console_log();
+}
 
 struct spec {
 	const char *dir;       /* container state dir: console.log, console.sock, exit.json */
@@ -305,16 +335,16 @@ static void broadcast(int *clients, int *nclients, const char *buf, size_t len) 
 	}
 }
 
-static int drain_console(int master, int log_fd, int *clients, int *nclients) {
+static int drain_console(int master, int *clients, int *nclients) {
 	char buf[65536];
 	ssize_t n = read(master, buf, sizeof buf);
 	if (n <= 0) return -1; /* EIO once every slave fd is closed */
-	(void)write_all(log_fd, buf, (size_t)n);
+	log_console(buf, (size_t)n);
 	broadcast(clients, nclients, buf, (size_t)n);
 	return 0;
 }
 
-static void serve(pid_t init, int master, int listen_fd, int log_fd, int sigfd) {
+static void serve(pid_t init, int master, int listen_fd, int sigfd) {
 	int clients[MAX_CLIENTS], nclients = 0, master_open = 1;
 	fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
 	for (;;) {
@@ -329,7 +359,7 @@ static void serve(pid_t init, int master, int listen_fd, int log_fd, int sigfd) 
 			return;
 		}
 		if (pfd[1].revents & POLLIN) {
-			while (drain_console(master, log_fd, clients, &nclients) == 0) {}
+			while (drain_console(master, clients, &nclients) == 0) {}
 		} else if (pfd[1].revents & (POLLHUP | POLLERR)) {
 			master_open = 0; /* no slave open right now: stop polling, keep the master */
 		}
@@ -340,7 +370,7 @@ static void serve(pid_t init, int master, int listen_fd, int log_fd, int sigfd) 
 			pid_t pid;
 			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 				if (pid != init) continue;
-				while (drain_console(master, log_fd, clients, &nclients) == 0) {}
+				while (drain_console(master, clients, &nclients) == 0) {}
 				record_exit(pid, status);
 				unlink("console.sock");
 				return;
@@ -474,8 +504,10 @@ int main(int argc, char **argv) {
 	if (chdir(s.dir) < 0) abort_start(0, "chdir to container dir: %s", strerror(errno));
 	int errfd = open("monitor.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (errfd >= 0) { dup2(errfd, 2); close(errfd); }
-	int log_fd = open("console.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (log_fd < 0) abort_start(0, "open console.log: %s", strerror(errno));
+	const char *log_max = getenv("TSVZ_CONSOLE_LOG_MAX");
+	if (log_max && atol(log_max) > 0) console_log.max = atol(log_max);
+	open_console_log();
+	if (console_log.fd < 0) abort_start(0, "open console.log: %s", strerror(errno));
 
 	sigset_t chld;
 	sigemptyset(&chld);
@@ -499,6 +531,6 @@ int main(int argc, char **argv) {
 		unlink("console.sock");
 		return 0;
 	}
-	serve(init, master, listen_fd, log_fd, sigfd);
+	serve(init, master, listen_fd, sigfd);
 	return 0;
 }

@@ -21,9 +21,12 @@ export function lastLines(text: string, n: number): string {
  * the container stops (or the caller's signal aborts).
  */
 export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts: { follow?: boolean; tail?: number; signal?: AbortSignal } = {}): Promise<void> {
+  // The monitor keeps console.log to a size; what it pushed out is in console.log.1.
+  const older = `${c.paths.consoleLog}.1`;
   const { data, size } = opts.tail !== undefined ? readTail(c.paths.consoleLog, opts.tail) : readAll(c.paths.consoleLog);
   let offset = size;
-  const body = clean(data.toString('utf8'));
+  const before = opts.tail === undefined ? readAll(older).data : lineCount(data) <= opts.tail ? readTail(older, opts.tail).data : Buffer.alloc(0);
+  const body = clean(Buffer.concat([before, data]).toString('utf8'));
   out.write(opts.tail !== undefined ? lastLines(body, opts.tail) : body);
   if (!opts.follow) return;
   let pending = '';
@@ -60,6 +63,12 @@ function readAll(file: string): { data: Buffer; size: number } {
 }
 
 const TAIL_CHUNK = 64 * 1024;
+
+function lineCount(data: Buffer): number {
+  let n = 0;
+  for (const byte of data) if (byte === 0x0a) n++;
+  return n;
+}
 
 /**
  * The end of a log holding at least `lines` lines (more when it's short), read

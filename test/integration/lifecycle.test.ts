@@ -117,6 +117,24 @@ describe('lifecycle', { skip }, () => {
     assert.equal(leftoverMonitors(t.dir).length, 0);
   });
 
+  test('console.log is kept to a size: the older part moves to console.log.1', async () => {
+    // 400 numbered lines of 100 bytes through the console, with a 16 KiB limit.
+    const init = 'sh -c "i=0; while [ $i -lt 400 ]; do printf \'line %05d %090d\\n\' $i 0; i=$((i+1)); done; echo done-writing; sleep 600"';
+    t.ok(['create', 'chatty', '--init', init]);
+    t.ok(['start', 'chatty'], { env: { TSVZ_CONSOLE_LOG_MAX: String(16 * 1024) } });
+    assert.ok(await eventually(() => t.ok(['logs', 'chatty', '--tail', '1']).includes('done-writing'), 20_000));
+    const dir = path.join(t.dir, 'containers', 'chatty');
+    const size = fs.statSync(path.join(dir, 'console.log')).size;
+    assert.ok(size < 16 * 1024 + 65536, `console.log stays near its limit (${size} bytes)`);
+    assert.ok(fs.existsSync(path.join(dir, 'console.log.1')), 'the older part is kept once');
+    const last = t.ok(['logs', 'chatty', '--tail', '3']).trim().split('\n');
+    assert.deepEqual(last.map((l) => l.slice(0, 10)), ['line 00398', 'line 00399', 'done-writi']);
+    const all = t.ok(['logs', 'chatty']);
+    assert.match(all, /line 00399/);
+    assert.ok(!all.includes('line 00000'), 'what was pushed out twice is gone');
+    t.ok(['destroy', '--force', 'chatty']);
+  });
+
   test('an init that exits on its own is recorded with its status', async () => {
     t.ok(['create', 'short', '--init', 'sh -c "echo bye; exit 3"']);
     t.ok(['start', 'short']);
