@@ -78,6 +78,17 @@ export class PoolCatalog {
     return withLockAsync(path.join(this.locksDir, `${name}.lock`), `pool ${name}`, LOCK_WAIT_MS, body, opts);
   }
 
+  /**
+   * Run `body` holding pool `name`'s open lock, exclusive: opening a pool
+   * after a reboot attaches its loop device, mounts it or imports its zpool,
+   * which two openers (each holding the pool lock shared) must not do at once.
+   */
+  opening<T>(name: string, body: () => Promise<T>): Promise<T> {
+    validateName(name, 'pool');
+    this.ensureLocksDir();
+    return withLockAsync(path.join(this.locksDir, `.${name}.open.lock`), `pool ${name}`, LOCK_WAIT_MS, body);
+  }
+
   private read(): CatalogFile {
     return readJsonIfExists<CatalogFile>(this.file) ?? { version: 1, pools: {} };
   }

@@ -43,7 +43,10 @@ export async function withStore<T>(root: Root, pool: string, body: (store: Rootf
   catalog.get(pool); // a clear error before taking a lock named after a typo
   // Loaded here: containers in the default pool never load the storage drivers.
   const { openPool } = require('./storage/registry') as typeof import('./storage/registry');
-  return catalog.locked(pool, async () => body(new PoolStore(await openPool(catalog.get(pool).record))), { shared: true });
+  return catalog.locked(pool, async () => {
+    const opened = await catalog.opening(pool, () => openPool(catalog.get(pool).record));
+    return body(new PoolStore(opened));
+  }, { shared: true });
 }
 
 class PoolStore implements RootfsStore {

@@ -99,10 +99,15 @@ export function writeControlIfPresent(file: string, value: string, what: string)
 }
 
 export function makeDir(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new SystemError(`cannot create cgroup: mkdir ${dir}: ${strerror(err)}`, err);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      return;
+    } catch (err) {
+      // Another container's clean-up removed the shared parent (tsvz/) between our two mkdirs: again.
+      if (errnoCode(err) === 'ENOENT' && attempt < 5) continue;
+      throw new SystemError(`cannot create cgroup: mkdir ${dir}: ${strerror(err)}`, err);
+    }
   }
 }
 

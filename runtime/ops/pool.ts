@@ -65,10 +65,11 @@ export async function createStoragePool(root: Root, name: string, opts: PoolCrea
 export async function listStoragePools(root: Root): Promise<PoolSummary[]> {
   const users = containersByPool(root);
   const out: PoolSummary[] = [defaultSummary(root, users)];
-  for (const entry of new PoolCatalog(root).list()) {
+  const catalog = new PoolCatalog(root);
+  for (const entry of catalog.list()) {
     const s: PoolSummary = { name: entry.name, driver: entry.record.driver, source: sourceOf(entry.record), containers: users.get(entry.name) ?? [], createdAt: entry.createdAt };
     try {
-      Object.assign(s, await (await openPool(entry.record)).usage());
+      Object.assign(s, await (await catalog.opening(entry.name, () => openPool(entry.record))).usage());
     } catch (err) {
       s.error = (err as Error).message;
     }
@@ -84,8 +85,9 @@ export async function storagePoolInfo(root: Root, name: string): Promise<PoolInf
     const s = defaultSummary(root, users);
     return { ...s, capabilities: getDriver('dir').capabilities, volumes: s.containers.filter((c) => !c.includes(' ')), record: { name, driver: 'dir', path: root.containersDir } };
   }
-  const entry = new PoolCatalog(root).get(name);
-  const pool = await openPool(entry.record);
+  const catalog = new PoolCatalog(root);
+  const entry = catalog.get(name);
+  const pool = await catalog.opening(name, () => openPool(entry.record));
   return {
     name,
     driver: entry.record.driver,

@@ -327,6 +327,28 @@ describe('a btrfs pool: half-made creates, checkpoint and restore', { skip: driv
     t.ok(['destroy', 'half']);
   });
 
+  test('after a reboot, two commands that open the pool at once attach it once', async () => {
+    t.ok(['create', 'rb1', '--pool', pool]);
+    t.ok(['create', 'rb2', '--pool', pool]);
+    const rec = poolRecord(pool);
+    // A reboot: the pool's mount and loop device are gone.
+    const poolDir = path.join(t.dir, 'pools', pool);
+    for (const m of mountsUnder(poolDir).sort((a, b) => b.length - a.length)) assert.equal(sh('umount', [m]).status, 0, m);
+    assert.deepEqual(mountsUnder(poolDir), []);
+    for (const line of sh('losetup', ['-j', rec.image]).stdout.split('\n').filter(Boolean)) sh('losetup', ['-d', line.split(':')[0]]);
+    const both = ['rb1', 'rb2'].map((name) => {
+      const p = t.spawn(['snapshot', name, 'after-reboot']);
+      let err = '';
+      p.stderr!.on('data', (d) => { err += d; });
+      return new Promise<string>((resolve) => p.on('exit', (code) => resolve(`${code} ${err}`)));
+    });
+    assert.deepEqual(await Promise.all(both), ['0 ', '0 ']);
+    assert.equal(sh('losetup', ['-j', rec.image]).stdout.trim().split('\n').length, 1, 'one loop device for the image');
+    assert.deepEqual(snapshots('rb1').map((x) => x.name), ['after-reboot']);
+    t.ok(['destroy', 'rb1']);
+    t.ok(['destroy', 'rb2']);
+  });
+
   test('checkpoint and restore round trip of a container whose rootfs is a btrfs volume', async () => {
     const count = () => Number(fs.readFileSync(path.join(rootfs('ck'), 'count'), 'utf8').trim() || -1);
     t.ok(['create', 'ck', '--pool', pool, '--init', `sh -c 'i=0; while :; do i=$((i+1)); echo $i > /count; usleep 50000; done'`]);
