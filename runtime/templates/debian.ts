@@ -2,10 +2,13 @@ import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
 import path = require('node:path');
 import { CommandError, NotSupportedError } from '../errors';
+import { withLock } from '../lock';
 import type { Root } from '../paths';
 import type { Template } from './index';
 
 const SUITE = 'bookworm';
+/** A first build takes about 40 s here; a slow mirror, minutes. */
+const BUILD_WAIT_MS = 15 * 60_000;
 
 /** The Debian mirror this host already uses (debootstrap reaches nothing else). */
 export function hostDebianMirror(): string {
@@ -46,12 +49,26 @@ export class DebianTemplate implements Template {
 
   private async ensureCache(root: Root): Promise<string> {
     const cached = path.join(root.cacheDir, `debian-${SUITE}`);
-    if (fs.existsSync(path.join(cached, 'etc/debian_version'))) return cached;
+    const ready = () => fs.existsSync(path.join(cached, 'etc/debian_version'));
+    if (ready()) return cached;
     if (spawnSync('debootstrap', ['--version']).status !== 0) {
       throw new NotSupportedError('debootstrap is not installed', 'run scripts/setup-host');
     }
+    // One build at a time: a second create waits for the first one's cache.
+    fs.mkdirSync(root.cacheDir, { recursive: true });
+    return withLock(`${cached}.lock`, 'the debian template cache', BUILD_WAIT_MS, () => {
+      if (ready()) return cached;
+      this.build(cached);
+      return cached;
+    });
+  }
+
+  private build(cached: string): void {
+    // Left by a create killed mid-build (we hold the lock: nobody builds now).
+    for (const e of fs.readdirSync(path.dirname(cached))) {
+      if (e.startsWith(`${path.basename(cached)}.building-`)) fs.rmSync(path.join(path.dirname(cached), e), { recursive: true, force: true });
+    }
     const building = `${cached}.building-${process.pid}`;
-    fs.rmSync(building, { recursive: true, force: true });
     const r = spawnSync('debootstrap', ['--variant=minbase', '--include=busybox', SUITE, building, hostDebianMirror()], {
       encoding: 'utf8',
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -61,7 +78,6 @@ export class DebianTemplate implements Template {
       throw new CommandError('debootstrap', r.status, r.stderr);
     }
     fs.renameSync(building, cached);
-    return cached;
   }
 }
 

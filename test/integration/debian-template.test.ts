@@ -11,9 +11,18 @@ describe('debian template (debootstrap minbase from the host mirror)', { skip },
   const t = new TestRoot();
   after(() => t.cleanup());
 
-  test('builds once, is cached, and boots', () => {
-    t.ok(['create', 'deb1', '--template', 'debian'], { timeoutMs: 600_000 }); // debootstrap: ~40 s here, more on a slow mirror
+  test('builds once (two creates at once share the build), is cached, and boots', async () => {
+    // debootstrap: ~40 s here, more on a slow mirror. The second create waits for the first one's build.
+    const creates = ['deb1', 'deb0'].map((name) => {
+      const p = t.spawn(['create', name, '--template', 'debian']);
+      let err = '';
+      p.stderr!.on('data', (d) => { err += d; });
+      return new Promise<string>((resolve) => p.on('exit', (code) => resolve(`${code} ${err}`)));
+    });
+    assert.deepEqual(await Promise.all(creates), ['0 ', '0 ']);
     assert.ok(fs.existsSync(path.join(t.dir, 'cache', 'debian-bookworm', 'etc', 'debian_version')));
+    assert.deepEqual(fs.readdirSync(path.join(t.dir, 'cache')).filter((e) => e.includes('.building-')), [], 'no build left over');
+    t.ok(['destroy', 'deb0']);
     const started = Date.now();
     t.ok(['create', 'deb2', '--template', 'debian']);
     assert.ok(Date.now() - started < 20_000, 'the second create copies the cached tree');
