@@ -25,7 +25,9 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
   const older = `${c.paths.consoleLog}.1`;
   const { data, size } = opts.tail !== undefined ? readTail(c.paths.consoleLog, opts.tail) : readAll(c.paths.consoleLog);
   let offset = size;
-  const before = opts.tail === undefined ? readAll(older).data : lineCount(data) <= opts.tail ? readTail(older, opts.tail).data : Buffer.alloc(0);
+  let before = Buffer.alloc(0);
+  if (opts.tail === undefined) before = readAll(older).data;
+  else if (lineCount(data) <= opts.tail) before = readTail(older, opts.tail).data;
   const body = clean(Buffer.concat([before, data]).toString('utf8'));
   out.write(opts.tail !== undefined ? lastLines(body, opts.tail) : body);
   if (!opts.follow) return;
@@ -90,7 +92,7 @@ export function readTail(file: string, lines: number): { data: Buffer; size: num
       const chunk = Buffer.alloc(len);
       fs.readSync(fd, chunk, 0, len, start);
       chunks.unshift(chunk);
-      for (const byte of chunk) if (byte === 0x0a) newlines++;
+      newlines += lineCount(chunk);
     }
     return { data: Buffer.concat(chunks), size };
   } finally {
