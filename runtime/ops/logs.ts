@@ -25,7 +25,7 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
   const older = `${c.paths.consoleLog}.1`;
   const { data, size } = opts.tail !== undefined ? readTail(c.paths.consoleLog, opts.tail) : readAll(c.paths.consoleLog);
   let offset = size;
-  let before = Buffer.alloc(0);
+  let before: Buffer = Buffer.alloc(0);
   if (opts.tail === undefined) before = readAll(older).data;
   else if (lineCount(data) <= opts.tail) before = readTail(older, opts.tail).data;
   const body = clean(Buffer.concat([before, data]).toString('utf8'));
