@@ -10,7 +10,7 @@ import { exchangePaths } from './libc';
 import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, mount, unmount } from './loop';
 import { packTree } from './tar-format';
 import { tool, toolAsync, toolOutput } from './tool';
-import { checkSendOptions, receiveTar } from './transfer';
+import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
@@ -299,9 +299,7 @@ class BtrfsPool implements Pool {
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
-    validateVolumeName(vol);
-    validateSnapshotName(snap);
-    checkSendOptions(this.driver, opts);
+    checkReceive(this.driver, vol, snap, opts);
     if (opts.format === 'tar') return receiveTar(this, vol, snap, input);
     try {
       const exists = fs.existsSync(this.volumePath(vol));

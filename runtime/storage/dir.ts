@@ -9,7 +9,7 @@ import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOpt
 import { dependentClones, StorageError, storageFailure } from './errors';
 import { exchangePaths } from './libc';
 import { packTree } from './tar-format';
-import { checkSendOptions, receiveTar } from './transfer';
+import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { copyTree } from './copy-tree';
 import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
@@ -204,9 +204,7 @@ class DirPool implements Pool {
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
-    validateVolumeName(vol);
-    validateSnapshotName(snap);
-    checkSendOptions(this.driver, opts);
+    checkReceive(this.driver, vol, snap, opts);
     await receiveTar(this, vol, snap, input);
   }
 

@@ -11,7 +11,7 @@ import { dependentClones, StorageError, storageFailure } from './errors';
 import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, mount, unmount } from './loop';
 import { packTree } from './tar-format';
 import { succeeds, tool, ToolOptions } from './tool';
-import { checkSendOptions, receiveTar } from './transfer';
+import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { removeTree, visibleEntries } from './tree';
 import { claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
@@ -325,9 +325,7 @@ class LvmPool implements Pool {
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
-    validateVolumeName(vol);
-    validateSnapshotName(snap);
-    checkSendOptions(this.driver, opts);
+    checkReceive(this.driver, vol, snap, opts);
     await receiveTar(this, vol, snap, input);
   }
 

@@ -3,7 +3,7 @@ import { AlreadyExistsError, NotSupportedError } from '../errors';
 import { withUndo } from '../undo';
 import type { Pool, SendOptions, StorageDriver } from './driver';
 import { unpackTree } from './tar-format';
-import { validateSnapshotName } from './validate';
+import { validateSnapshotName, validateVolumeName } from './validate';
 
 /** What every driver's send/receive shares: format checks and receiving the universal tar stream. */
 
@@ -16,6 +16,13 @@ export function checkSendOptions(driver: StorageDriver, opts: SendOptions): void
   if (opts.format === 'tar') {
     throw new NotSupportedError('tar streams are always full: an incremental transfer needs a native format', 'send without a parent, or between pools of the same driver');
   }
+}
+
+/** Before a receive reads anything: the names it would create, and the stream's format. */
+export function checkReceive(driver: StorageDriver, vol: string, snap: string, opts: SendOptions): void {
+  validateVolumeName(vol);
+  validateSnapshotName(snap);
+  checkSendOptions(driver, opts);
 }
 
 /**

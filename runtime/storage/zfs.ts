@@ -12,7 +12,7 @@ import { dependentClones, StorageError, storageFailure } from './errors';
 import { createImage, isMountpoint, mountFsType } from './loop';
 import { packTree } from './tar-format';
 import { tool, toolAsync, ToolOptions, toolOutput } from './tool';
-import { checkSendOptions, receiveTar } from './transfer';
+import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { removeTree } from './tree';
 import { claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
@@ -371,9 +371,8 @@ class ZfsPool implements Pool {
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
+    checkReceive(this.driver, vol, snap, opts);
     const ds = this.dataset(vol);
-    validateSnapshotName(snap);
-    checkSendOptions(this.driver, opts);
     if (opts.format === 'tar') return receiveTar(this, vol, snap, input);
     try {
       if (opts.parent === undefined && exists(ds)) {
