@@ -282,6 +282,18 @@ interface Trace {
 }
 
 /** Parse `strace -f -q -ttt -e trace=execve` output: each process's exec to its exit. */
+/** How long at least one of these [start, end] intervals was running: tools that overlap (dir's parallel copies) count once. */
+function busyMs(intervals: [number, number][]): number {
+  let total = 0;
+  let reach = -Infinity;
+  for (const [start, end] of [...intervals].sort((a, b) => a[0] - b[0])) {
+    if (end <= reach) continue;
+    total += end - Math.max(start, reach);
+    reach = end;
+  }
+  return total;
+}
+
 function parseTrace(text: string): Omit<Trace, 'driver' | 'sizeMiB' | 'op'> | undefined {
   const exec = new Map<number, { t: number; cmd: string }>();
   const exit = new Map<number, number>();
@@ -304,7 +316,7 @@ function parseTrace(text: string): Omit<Trace, 'driver' | 'sizeMiB' | 'op'> | un
   const mainStart = exec.get(main)!.t;
   const wallMs = exit.get(main)! - mainStart;
   const tools = children.filter((p) => exit.has(p)).map((p) => ({ cmd: shorten(exec.get(p)!.cmd), ms: round(exit.get(p)! - exec.get(p)!.t), t: exec.get(p)!.t }));
-  const toolMs = tools.reduce((s, x) => s + x.ms, 0);
+  const toolMs = busyMs(children.filter((p) => exit.has(p)).map((p) => [exec.get(p)!.t, exit.get(p)!]));
   const startMs = tools.length ? tools[0].t - mainStart : wallMs;
   return {
     wallMs: round(wallMs), startMs: round(startMs), tools: tools.map(({ cmd, ms }) => ({ cmd, ms })), toolMs: round(toolMs),
@@ -702,7 +714,7 @@ function report(
   ];
   if (result.traces.length) {
     lines.push('', 'Where tsvz\'s time goes (one run each under strace -f --seccomp-bpf -e trace=execve, largest size; strace adds a little): ' +
-      'start = node exec to the first tool (start-up, module loading, locks, catalogs); tools = every storage tool tsvz ran; node = the rest (its own work between and after them).', '',
+      'start = node exec to the first tool (start-up, module loading, locks, catalogs); tools = while any storage tool tsvz ran was running (parallel ones count once); node = the rest (its own work between and after them).', '',
     '| driver | op | wall ms | start ms | tools ms | node ms | tools run (ms each) |', '| --- | --- | ---: | ---: | ---: | ---: | --- |',
     ...result.traces.map((t) => `| ${t.driver} | ${t.op} | ${fmt(t.wallMs)} | ${fmt(t.startMs)} | ${fmt(t.toolMs)} | ${fmt(t.nodeBetweenMs)} | ` +
       `${t.tools.length} · ${t.tools.map((x) => `${x.cmd.split(' ').slice(0, 3).join(' ')} ${Math.round(x.ms)}`).join('; ')} |`));
