@@ -25,6 +25,12 @@ const BIG_FILE_BYTES = 32 * 1024 ** 2;
 /** ...when together they are worth the walk and the extra processes. */
 const PARALLEL_MIN_BYTES = 256 * 1024 ** 2;
 const MAX_WORKERS = 4;
+/**
+ * Looking for big files lstat's every file (about 5 µs each here): a tree of
+ * many small files (a distribution's rootfs: 10,000 and more) is copied by
+ * one `cp -a` rather than walked for longer than this.
+ */
+const WALK_BUDGET_MS = 25;
 
 export async function copyTree(src: string, dst: string): Promise<void> {
   const plan = parallelPlan(src);
@@ -45,8 +51,8 @@ export async function copyTree(src: string, dst: string): Promise<void> {
 /** The big files of `src`, dealt out to parallel workers; none when a plain `cp -a` will do. */
 export function parallelPlan(src: string, workers = Math.min(MAX_WORKERS, os.availableParallelism())): BigFile[][] {
   if (workers < 2) return [];
-  const big = bigFiles(src);
-  if (big.reduce((sum, f) => sum + f.size, 0) < PARALLEL_MIN_BYTES) return [];
+  const big = bigFiles(src, Date.now() + WALK_BUDGET_MS);
+  if (!big || big.reduce((sum, f) => sum + f.size, 0) < PARALLEL_MIN_BYTES) return [];
   return shares(big, workers);
 }
 
@@ -56,20 +62,21 @@ export interface BigFile {
   size: number;
 }
 
-/** Regular files of BIG_FILE_BYTES or more with a single link, biggest first. */
-function bigFiles(root: string): BigFile[] {
+/** Regular files of BIG_FILE_BYTES or more with a single link, biggest first; undefined past `deadline`. */
+function bigFiles(root: string, deadline: number): BigFile[] | undefined {
   const found: BigFile[] = [];
-  const walk = (rel: string): void => {
+  const dirs = [''];
+  for (let rel = dirs.pop(); rel !== undefined; rel = dirs.pop()) {
+    if (Date.now() > deadline) return undefined;
     for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
       const child = path.join(rel, e.name);
-      if (e.isDirectory()) walk(child);
+      if (e.isDirectory()) dirs.push(child);
       else if (e.isFile()) {
         const st = fs.lstatSync(path.join(root, child));
         if (st.size >= BIG_FILE_BYTES && st.nlink === 1) found.push({ rel: child, size: st.size });
       }
     }
-  };
-  walk('');
+  }
   return found.sort((a, b) => b.size - a.size);
 }
 
