@@ -4,6 +4,7 @@ import { readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
 import type { Container } from '../runtime/container';
 import { InvalidStateError, NotFoundError } from '../runtime/errors';
 import { validateName } from '../runtime/names';
+import { compareText } from '../runtime/compare';
 
 /** What `checkpoint list` shows; stored beside the images as checkpoint.json. */
 export interface CheckpointMeta {
@@ -58,7 +59,7 @@ export class CheckpointCatalog {
     return ids
       .map((id) => readJsonIfExists<CheckpointMeta>(path.join(this.root, id, META)))
       .filter((m): m is CheckpointMeta => m !== undefined)
-      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+      .sort((a, b) => compareText(a.createdAt, b.createdAt));
   }
 
   get(id?: string): CheckpointMeta {

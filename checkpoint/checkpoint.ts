@@ -8,6 +8,7 @@ import { isSameProcess, sleep } from '../runtime/proc';
 import type { ContainerState } from '../runtime/state';
 import { withUndo } from '../runtime/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
+import { cgroupYard } from './cgroup-yard';
 import { CriuClient } from './criu/client';
 import { CriuError } from './criu/errors';
 import { CriuLogs } from './criu-logs';
@@ -83,6 +84,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         orphanPtsMaster: true,
         manageCgroups: true,
         manageCgroupsMode: 'SOFT',
+        cgroupYard: cgroupYard(c.root.cacheDir),
         fileLocks: true,
         tcpEstablished: opts.tcpEstablished === true,
         // A --net none container has only loopback: nothing to lock out, nothing

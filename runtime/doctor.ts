@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
+import { criuBinary } from '../checkpoint/criu/binary';
 import { detectCgroupMode } from './cgroups';
 import { nativeBinary } from './paths';
 
@@ -7,12 +8,6 @@ export interface Check {
   name: string;
   ok: boolean;
   detail: string;
-}
-
-/** Where tsvz looks for CRIU: $TSVZ_CRIU, then the one setup-host builds, then PATH. */
-export function criuBinary(): string {
-  if (process.env.TSVZ_CRIU) return process.env.TSVZ_CRIU;
-  return fs.existsSync('/usr/local/sbin/criu') ? '/usr/local/sbin/criu' : 'criu';
 }
 
 function run(cmd: string, args: string[]): { status: number | null; out: string } {

@@ -6,6 +6,7 @@ import { withLock, withLockAsync } from './lock';
 import { validateName } from './names';
 import type { Root } from './paths';
 import type { PoolRecord } from './storage/driver';
+import { compareText } from './compare';
 
 /**
  * The pool catalog: ROOT/pools.json maps pool names to the records their
@@ -45,7 +46,7 @@ export class PoolCatalog {
 
   /** Pools made with `pool create`, by name (the default pool is not among them). */
   list(): PoolEntry[] {
-    return Object.values(this.read().pools).sort((a, b) => a.name.localeCompare(b.name));
+    return Object.values(this.read().pools).sort((a, b) => compareText(a.name, b.name));
   }
 
   find(name: string): PoolEntry | undefined {

@@ -1,6 +1,7 @@
 import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
 import type { ContainerPaths } from './paths';
+import { compareText } from './compare';
 
 /** What tsvz knows of one snapshot of a container's rootfs. */
 export interface SnapshotRecord {
@@ -45,7 +46,7 @@ export class SnapshotCatalog {
   }
 
   save(snapshots: SnapshotRecord[]): void {
-    const sorted = [...snapshots].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+    const sorted = [...snapshots].sort((a, b) => compareText(a.createdAt, b.createdAt) || compareText(a.name, b.name));
     writeJsonAtomic(this.file, { version: 1, snapshots: sorted } satisfies CatalogFile);
   }
 

@@ -1,14 +1,14 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
-import { criuBinary } from '../../runtime/doctor';
 import { describeError, NotSupportedError, SystemError } from '../../runtime/errors';
 import { CriuError } from './errors';
 import { CriuFeatures, CriuOpts, CriuRequest, CriuResponse, decodeResponse, encodeRequest } from './proto';
 import { recvPacket, sendPacket, socketpair } from './seqpacket';
+import { spawnWithFds } from './spawn';
 import type { CriuVersion } from './version';
 import { trace } from '../../runtime/trace';
+import { criuBinary } from './binary';
 
 export type { CriuOpts, CriuFeatures, CriuResponse } from './proto';
 
@@ -76,15 +76,12 @@ export class CriuClient {
   constructor(readonly criuPath: string = criuBinary(), readonly timeoutMs: number = timeoutFromEnv()) {}
 
   private spawnSwrk(criuEnd: number, inherited: number[]): SwrkProcess {
-    const child = spawn(this.criuPath, ['swrk', String(RPC_FD)], { stdio: ['ignore', 'pipe', 'pipe', criuEnd, ...inherited] });
-    let stderr = '';
-    child.stdout!.resume();
-    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
-    const exited = new Promise<SwrkExit>((resolve) => {
-      child.on('error', (error) => resolve({ error }));
-      child.on('exit', (code, signal) => resolve({ code, signal }));
-    });
-    return { pid: child.pid, exited, stderrTail: () => stderr };
+    try {
+      return spawnWithFds(this.criuPath, ['swrk', String(RPC_FD)], [criuEnd, ...inherited]);
+    } catch (error) {
+      // As a child_process would: no pid, and the reason as the exit.
+      return { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' };
+    }
   }
 
   private spawnFor(launcher: SwrkLauncher | undefined, passed: number[]): { sock: number; swrk: SwrkProcess } {

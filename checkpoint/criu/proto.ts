@@ -47,6 +47,8 @@ export interface CriuOpts {
   manageCgroupsMode?: CgroupMode;
   cgRoot?: { ctrl?: string; path: string }[];
   freezeCgroup?: string;
+  /** A directory with every cgroup hierarchy mounted (or linked) under CRIU's names for them, so CRIU mounts none. */
+  cgroupYard?: string;
   /** e.g. `net[<inode>]:name`, `mnt[/path]:name`. */
   external?: string[];
   /** On restore: CRIU installs `fd` where the image recorded the external resource `key`. */

@@ -110,8 +110,8 @@ export function sendPacketWithFd(fd: number, data: Uint8Array, passFd: number): 
   }
 }
 
-/** Resolves when fd has something to read, or on EOF/error/EINTR: the caller's recvmsg tells which. */
-function waitReadable(c: Libc, fd: number): Promise<void> {
+/** Resolves when fd has something to read, or on EOF/error/EINTR: the caller's next call tells which. */
+export function waitReadable(fd: number, c: Libc = bind()): Promise<void> {
   const pollfd = Buffer.alloc(8); // struct pollfd {int fd; short events; short revents}
   pollfd.writeInt32LE(fd, 0);
   pollfd.writeInt16LE(POLLIN, 4);
@@ -126,7 +126,7 @@ function waitReadable(c: Libc, fd: number): Promise<void> {
 export async function recvPacket(fd: number): Promise<Packet | null> {
   const c = bind();
   for (;;) {
-    await waitReadable(c, fd);
+    await waitReadable(fd, c);
     const data = Buffer.alloc(MAX_PACKET);
     const control = Buffer.alloc(CONTROL_LEN);
     const msg = {

@@ -9,6 +9,7 @@ import { RootfsStore, withStore } from '../volumes';
 import { consistently } from './consistent';
 import { reconcile } from './release';
 import { writeState } from '../state';
+import { compareText } from '../compare';
 
 /**
  * Snapshots of a container's rootfs: made by its pool's driver, recorded in
@@ -115,7 +116,7 @@ export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
       rows.push({ ...rec, status: 'ok', sizeBytes: s.sizeBytes, referencedBytes: s.referencedBytes });
     }
     if (JSON.stringify(next) !== JSON.stringify(recorded)) catalog.save(next);
-    return rows.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+    return rows.sort((a, b) => compareText(a.createdAt, b.createdAt) || compareText(a.name, b.name));
   }));
 }
 

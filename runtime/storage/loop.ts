@@ -1,4 +1,5 @@
 import fs = require('node:fs');
+import { readMountInfo } from '../mountinfo';
 import { tool } from './tool';
 import type { UndoStack } from '../undo';
 
@@ -53,18 +54,7 @@ export function mountFsType(dir: string): string | undefined {
   } catch {
     return undefined;
   }
-  let type: string | undefined;
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    // id parent dev root MOUNTPOINT opts [optional...] - FSTYPE source superopts
-    const fields = line.split(' ');
-    if (fields.length < 5 || unescape(fields[4]) !== real) continue;
-    type = fields[fields.indexOf('-') + 1];
-  }
-  return type;
-}
-
-function unescape(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  return readMountInfo().filter((m) => m.mountPoint === real).pop()?.fsType;
 }
 
 /** Mount `source` on `dir` (creating it); `undo` unmounts. */

@@ -14,6 +14,7 @@ import { succeeds, tool, ToolOptions } from './tool';
 import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { removeTree, visibleEntries } from './tree';
 import { claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
+import { compareText } from '../compare';
 
 /**
  * The lvm driver: a thin volume (ext4) per volume in one thin pool, thin
@@ -249,7 +250,7 @@ class LvmPool implements Pool {
     return this.rows()
       .filter((r) => r.lv_name.startsWith(prefix))
       .map((r) => ({ name: r.lv_name.slice(prefix.length), createdAt: lvTime(r.lv_time) }))
-      .sort((a, b) => (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || a.name.localeCompare(b.name));
+      .sort((a, b) => compareText(a.createdAt ?? '', b.createdAt ?? '') || compareText(a.name, b.name));
   }
 
   async deleteSnapshot(vol: string, snap: string): Promise<void> {

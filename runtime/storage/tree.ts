@@ -4,6 +4,7 @@ import path = require('node:path');
 import { mountsUnder } from '../mounts';
 import { StorageError } from './errors';
 import type { PoolUsage } from './driver';
+import { compareText } from '../compare';
 
 /** Directory-tree helpers shared by the drivers that keep plain trees (dir) or need staging names. */
 
@@ -69,7 +70,7 @@ export function byCreation(names: string[], pathOf: (name: string) => string): s
     const st = fs.statSync(pathOf(n), { bigint: true });
     return [n, st.birthtimeNs > 0n ? st.birthtimeNs : st.ctimeNs];
   }));
-  return [...names].sort((a, b) => (born.get(a)! < born.get(b)! ? -1 : born.get(a)! > born.get(b)! ? 1 : a.localeCompare(b)));
+  return [...names].sort((a, b) => (born.get(a)! < born.get(b)! ? -1 : born.get(a)! > born.get(b)! ? 1 : compareText(a, b)));
 }
 
 export function isDirectory(p: string): boolean {
