@@ -16,13 +16,37 @@ function isCommand(word: string): word is CommandName {
 
 /** The command argv runs, skipping global options; undefined for help, errors and unknown words. */
 export function commandOf(argv: string[]): CommandName | undefined {
-  const args = argv.slice(2);
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
+  return locate(argv)?.name;
+}
+
+/** Commands with subcommands: their names, the default first (`tsvz checkpoint p1` creates one). */
+const SUBCOMMANDS: Partial<Record<CommandName, readonly string[]>> = {
+  checkpoint: ['create', 'list', 'inspect', 'export', 'rm'],
+  snapshot: ['create', 'list', 'rollback', 'rm'],
+  pool: ['create', 'list', 'info', 'rm'],
+};
+
+/**
+ * What argv runs, as "command" or "command-subcommand" (checkpoint-create,
+ * snapshot-list): each has its own code cache, so a dump does not load the
+ * code of export and inspect too. Undefined where commandOf is.
+ */
+export function runKeyOf(argv: string[]): string | undefined {
+  const found = locate(argv);
+  if (!found) return undefined;
+  const subs = SUBCOMMANDS[found.name];
+  if (!subs) return found.name;
+  const next = argv[found.index + 1];
+  return `${found.name}-${next !== undefined && subs.includes(next) ? next : subs[0]}`;
+}
+
+function locate(argv: string[]): { name: CommandName; index: number } | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i];
     if (a === '--root') { i++; continue; }
     if (a.startsWith('--root=') || a === '--debug') continue;
     const name = ALIASES[a] ?? a;
-    return isCommand(name) ? name : undefined;
+    return isCommand(name) ? { name, index: i } : undefined;
   }
   return undefined;
 }

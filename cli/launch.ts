@@ -2,15 +2,16 @@ import fs = require('node:fs');
 import Module from 'node:module';
 import path = require('node:path');
 import vm = require('node:vm');
-import { commandOf } from './command-names';
+import { runKeyOf } from './command-names';
 
 /**
  * Starting the CLI fast. bin/tsvz runs this, not main.ts: it loads the whole
  * CLI as one bundle (dist/bundle/tsvz.js, built by scripts/build) with V8's
  * code cache, so a command neither resolves ~100 module paths nor compiles
- * their source; what is left is Node's own start-up. Each command has its
- * own cache (dist/bundle/cache/<command>.v8) holding the bytecode of the
- * functions that command ran. V8 compiles a function only when it first
+ * their source; what is left is Node's own start-up. Each command (and
+ * subcommand: checkpoint-create) has its own cache
+ * (dist/bundle/cache/<command>.v8) holding the bytecode of the functions
+ * it ran. V8 compiles a function only when it first
  * runs, and one run of `list` (an empty root) does not take the path of
  * another (running containers), so a cache is rewritten after each of the
  * command's first REFRESHES runs, growing to cover them all; after that it
@@ -36,7 +37,7 @@ export async function launch(argv: string[]): Promise<number> {
   if (!isFresh(BUNDLE, path.join(__dirname, 'main.js'))) return (require('./main') as { main: Main }).main(argv);
   // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
   const source = fs.readFileSync(BUNDLE, 'latin1');
-  const cacheFile = path.join(path.dirname(BUNDLE), 'cache', `${commandOf(argv) ?? 'other'}.v8`);
+  const cacheFile = path.join(path.dirname(BUNDLE), 'cache', `${runKeyOf(argv) ?? 'other'}.v8`);
   const cache = readCache(cacheFile);
   const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData: cache?.data });
   const bundle = { exports: {} as { main: Main } };

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { commandOf, commandsFor, COMMANDS } from '../../cli/command-names';
+import { commandOf, commandsFor, COMMANDS, runKeyOf } from '../../cli/command-names';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const TSVZ = path.join(REPO, 'bin', 'tsvz');
@@ -25,6 +25,15 @@ describe('which command an argv runs', () => {
       assert.deepEqual(commandsFor(a), COMMANDS);
     }
     assert.deepEqual(commandsFor(argv('info', 'p1')), ['info']);
+  });
+
+  it('names a subcommand for its code cache, the default one when none is given', () => {
+    assert.equal(runKeyOf(argv('--root', '/srv/x', 'checkpoint', 'p1')), 'checkpoint-create');
+    assert.equal(runKeyOf(argv('checkpoint', 'list', 'p1')), 'checkpoint-list');
+    assert.equal(runKeyOf(argv('snapshot', 'rollback', 'p1', 's1')), 'snapshot-rollback');
+    assert.equal(runKeyOf(argv('pool', 'info', 'fast')), 'pool-info');
+    assert.equal(runKeyOf(argv('ls')), 'list');
+    assert.equal(runKeyOf(argv('--help')), undefined);
   });
 });
 
