@@ -9,6 +9,12 @@
  * stand-in that loads child_process on first use, so a command that never
  * spawns (list, info, ...) does not pay for it and for the stream and net
  * modules it pulls in.
+ *
+ * protobufjs loads long.js, if it can, for 64-bit fields; loading it costs
+ * a few ms (it compiles a WebAssembly module). tsvz turns every 64-bit value
+ * into a Number anyway (CRIU's RPC has none; its images' page counts and
+ * addresses), which protobufjs does by itself without long.js: the bundle
+ * leaves it out.
  */
 const path = require('node:path');
 const esbuild = require('esbuild');
@@ -23,10 +29,22 @@ const lazyChildProcessForCommander = {
       args.importer.includes(`${path.sep}node_modules${path.sep}commander${path.sep}`)
         ? { path: 'lazy-child-process', namespace: 'tsvz' }
         : undefined);
-    build.onLoad({ filter: /.*/, namespace: 'tsvz' }, () => ({
+    build.onLoad({ filter: /^lazy-child-process$/, namespace: 'tsvz' }, () => ({
       contents: "module.exports = new Proxy({}, { get: (_, key) => require('node:child_process')[key] });",
       loader: 'js',
     }));
+    // protobufjs's require('long') is in a try: it then works with Numbers.
+    build.onLoad({ filter: /^no-long$/, namespace: 'tsvz' }, () => ({
+      contents: "throw new Error('long.js is not in the bundle');",
+      loader: 'js',
+    }));
+  },
+};
+
+const withoutLong = {
+  name: 'without-long',
+  setup(build) {
+    build.onResolve({ filter: /^long$/ }, () => ({ path: 'no-long', namespace: 'tsvz' }));
   },
 };
 
@@ -40,7 +58,7 @@ esbuild.build({
   external: ['koffi'],
   // A build dir outside the repo (the VM lane's) still resolves the repo's packages.
   nodePaths: [path.join(repo, 'node_modules')],
-  plugins: [lazyChildProcessForCommander],
+  plugins: [lazyChildProcessForCommander, withoutLong],
   logLevel: 'warning',
   minifyWhitespace: true,
   minifySyntax: true,
