@@ -23,3 +23,19 @@ export function loadKoffi(): typeof Koffi {
   }
   return loaded;
 }
+
+/**
+ * Functions of libc, bound by `bind` on the first call of the returned
+ * getter (and koffi loaded then), so a command that never calls them does
+ * not pay for koffi.
+ */
+export function lazyLibc<T>(bind: (lib: Koffi.LibraryHandle, koffi: typeof Koffi) => T): () => T {
+  let bound: T | undefined;
+  return () => {
+    if (bound === undefined) {
+      const koffi = loadKoffi();
+      bound = bind(koffi.load('libc.so.6'), koffi);
+    }
+    return bound;
+  };
+}

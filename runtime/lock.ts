@@ -1,26 +1,18 @@
 import fs = require('node:fs');
 import { BusyError, SystemError } from './errors';
 import { sleepSync } from './proc';
-import { loadKoffi } from './koffi';
+import { lazyLibc } from './koffi';
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const EWOULDBLOCK = 11;
 
-let flockFn: ((fd: number, op: number) => number) | undefined;
-let errnoFn: (() => number) | undefined;
-
-/** flock(2) through koffi, bound on first use so commands that never lock don't pay for it. */
-function flock(fd: number, op: number): number {
-  if (!flockFn) {
-    const koffi = loadKoffi();
-    const libc = koffi.load('libc.so.6');
-    flockFn = libc.func('int flock(int fd, int op)');
-    errnoFn = () => koffi.errno();
-  }
-  return flockFn!(fd, op);
-}
+/** flock(2) through koffi. */
+const libc = lazyLibc((lib, koffi) => ({
+  flock: lib.func('int flock(int fd, int op)') as (fd: number, op: number) => number,
+  errno: (): number => koffi.errno(),
+}));
 
 /**
  * Per-container exclusive lock. flock is released by the kernel when the
@@ -56,8 +48,8 @@ function acquire(lockFile: string, what: string, waitMs: number, shared = false)
   const fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) === 0) return fd;
-    const errno = errnoFn!();
+    if (libc().flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) === 0) return fd;
+    const errno = libc().errno();
     if (errno !== EWOULDBLOCK) {
       fs.closeSync(fd);
       throw new SystemError(`cannot lock ${what}: flock errno ${errno}`);

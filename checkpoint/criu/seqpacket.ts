@@ -1,7 +1,7 @@
 import { getSystemErrorName } from 'node:util';
 import fs = require('node:fs');
 import { SystemError } from '../../runtime/errors';
-import { loadKoffi } from '../../runtime/koffi';
+import { lazyLibc } from '../../runtime/koffi';
 
 /*
  * SOCK_SEQPACKET sockets through libc (Node's net module refuses them).
@@ -41,29 +41,21 @@ interface Libc {
   errno(): number;
 }
 
-let libc: Libc | undefined;
-
-/** Bound on first use, like runtime/lock.ts: commands that never checkpoint don't load koffi. */
-function bind(): Libc {
-  if (!libc) {
-    const koffi = loadKoffi();
-    const lib = koffi.load('libc.so.6');
-    const iovec = koffi.struct({ iov_base: 'void *', iov_len: 'size_t' });
-    const msghdr = koffi.struct({
-      msg_name: 'void *', msg_namelen: 'uint32_t', msg_iov: koffi.pointer(iovec), msg_iovlen: 'size_t',
-      msg_control: 'void *', msg_controllen: 'size_t', msg_flags: 'int',
-    });
-    libc = {
-      socketpair: lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
-      send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
-      recvmsg: lib.func('recvmsg', 'intptr_t', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
-      sendmsg: lib.func('sendmsg', 'intptr_t', ['int', koffi.pointer(msghdr), 'int']),
-      poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
-      errno: () => koffi.errno(),
-    };
-  }
-  return libc;
-}
+const bind = lazyLibc((lib, koffi): Libc => {
+  const iovec = koffi.struct({ iov_base: 'void *', iov_len: 'size_t' });
+  const msghdr = koffi.struct({
+    msg_name: 'void *', msg_namelen: 'uint32_t', msg_iov: koffi.pointer(iovec), msg_iovlen: 'size_t',
+    msg_control: 'void *', msg_controllen: 'size_t', msg_flags: 'int',
+  });
+  return {
+    socketpair: lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+    send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
+    recvmsg: lib.func('recvmsg', 'intptr_t', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
+    sendmsg: lib.func('sendmsg', 'intptr_t', ['int', koffi.pointer(msghdr), 'int']),
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+    errno: () => koffi.errno(),
+  };
+});
 
 function failed(call: string, errno: number): SystemError {
   return new SystemError(`${call} failed: ${getSystemErrorName(-errno)}`, Object.assign(new Error(call), { errno }));

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import { SystemError } from '../../runtime/errors';
-import { loadKoffi } from '../../runtime/koffi';
+import { lazyLibc } from '../../runtime/koffi';
 import { waitReadable } from './seqpacket';
 
 /*
@@ -54,33 +54,24 @@ interface Libc {
   errno(): number;
 }
 
-let libc: Libc | undefined;
-
-function bind(): Libc {
-  if (!libc) {
-    const koffi = loadKoffi();
-    const lib = koffi.load('libc.so.6');
-    libc = {
-      posixSpawnp: lib.func('int posix_spawnp(_Out_ int *pid, const char *file, void *fa, void *attr, const char **argv, const char **envp)'),
-      faInit: lib.func('int posix_spawn_file_actions_init(void *fa)'),
-      faDestroy: lib.func('int posix_spawn_file_actions_destroy(void *fa)'),
-      faAddDup2: lib.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
-      attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
-      attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
-      attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
-      attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *set)'),
-      attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *set)'),
-      sigEmptySet: lib.func('int sigemptyset(void *set)'),
-      sigFillSet: lib.func('int sigfillset(void *set)'),
-      memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
-      fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
-      pidfdOpen: lib.func('int pidfd_open(int pid, unsigned int flags)'),
-      waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)'),
-      errno: () => koffi.errno(),
-    };
-  }
-  return libc;
-}
+const bind = lazyLibc((lib, koffi): Libc => ({
+  posixSpawnp: lib.func('int posix_spawnp(_Out_ int *pid, const char *file, void *fa, void *attr, const char **argv, const char **envp)'),
+  faInit: lib.func('int posix_spawn_file_actions_init(void *fa)'),
+  faDestroy: lib.func('int posix_spawn_file_actions_destroy(void *fa)'),
+  faAddDup2: lib.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
+  attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
+  attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
+  attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
+  attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *set)'),
+  attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *set)'),
+  sigEmptySet: lib.func('int sigemptyset(void *set)'),
+  sigFillSet: lib.func('int sigfillset(void *set)'),
+  memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+  fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
+  pidfdOpen: lib.func('int pidfd_open(int pid, unsigned int flags)'),
+  waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)'),
+  errno: () => koffi.errno(),
+}));
 
 /**
  * Runs `file` (looked up in PATH) with `args`, this process's environment,

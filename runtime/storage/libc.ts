@@ -1,5 +1,5 @@
 import { SystemError } from '../errors';
-import { loadKoffi } from '../koffi';
+import { lazyLibc } from '../koffi';
 
 /**
  * The few libc calls storage needs that node:fs lacks: an atomic swap of two
@@ -23,23 +23,14 @@ interface Libc {
   errno(): number;
 }
 
-let bound: Libc | undefined;
-
-function libc(): Libc {
-  if (!bound) {
-    const koffi = loadKoffi();
-    const lib = koffi.load('libc.so.6');
-    bound = {
-      renameat2: lib.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
-      llistxattr: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
-      lgetxattr: lib.func('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
-      lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
-      utimensat: lib.func('int utimensat(int dirfd, const char *path, const void *times, int flags)'),
-      errno: () => koffi.errno() as number,
-    };
-  }
-  return bound;
-}
+const libc = lazyLibc((lib, koffi): Libc => ({
+  renameat2: lib.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
+  llistxattr: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+  lgetxattr: lib.func('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
+  lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
+  utimensat: lib.func('int utimensat(int dirfd, const char *path, const void *times, int flags)'),
+  errno: () => koffi.errno() as number,
+}));
 
 function fail(call: string, path: string, errno: number): never {
   const err = Object.assign(new Error(`${call} ${path}: errno ${errno}`), { errno, code: errno === ENOTSUP ? 'ENOTSUP' : undefined });

@@ -9,46 +9,30 @@ describe('spawnWithFds (how criu swrk is started)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-spawn-'));
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('gives the child our fds as 3, 4, ... and reports its exit code and stderr', async () => {
-    const a = fs.openSync(path.join(dir, 'a'), 'w');
-    const b = fs.openSync(path.join(dir, 'b'), 'w');
+  /** Runs `sh -c script` with fresh files named `names` as its fds 3, 4, ...; their contents after it exits. */
+  async function shWithFiles(script: string, names: string[]): Promise<{ exit: unknown; stderr: string; out: string[] }> {
+    const fds = names.map((n) => fs.openSync(path.join(dir, n), 'w'));
     try {
-      const child = spawnWithFds('sh', ['-c', 'echo to-a >&3; echo to-b >&4; echo oops >&2; exit 7'], [a, b]);
+      const child = spawnWithFds('sh', ['-c', script], fds);
       assert.ok(child.pid > 0);
-      assert.deepEqual(await child.exited, { code: 7, signal: null });
-      assert.equal(child.stderrTail(), 'oops\n');
+      const exit = await child.exited;
+      return { exit, stderr: child.stderrTail(), out: names.map((n) => fs.readFileSync(path.join(dir, n), 'utf8')) };
     } finally {
-      fs.closeSync(a);
-      fs.closeSync(b);
+      for (const fd of fds) fs.closeSync(fd);
     }
-    assert.equal(fs.readFileSync(path.join(dir, 'a'), 'utf8'), 'to-a\n');
-    assert.equal(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'to-b\n');
-  });
+  }
 
-  it('passes each fd to the number asked, whatever order ours are in', async () => {
-    const x = fs.openSync(path.join(dir, 'x'), 'w');
-    const y = fs.openSync(path.join(dir, 'y'), 'w');
-    try {
-      const child = spawnWithFds('sh', ['-c', 'echo first >&3; echo second >&4'], [y, x]);
-      assert.deepEqual(await child.exited, { code: 0, signal: null });
-    } finally {
-      fs.closeSync(x);
-      fs.closeSync(y);
-    }
-    assert.equal(fs.readFileSync(path.join(dir, 'y'), 'utf8'), 'first\n');
-    assert.equal(fs.readFileSync(path.join(dir, 'x'), 'utf8'), 'second\n');
+  it('gives the child our fds as 3, 4, ... and reports its exit code and stderr', async () => {
+    const r = await shWithFiles('echo to-a >&3; echo to-b >&4; echo oops >&2; exit 7', ['a', 'b']);
+    assert.deepEqual(r.exit, { code: 7, signal: null });
+    assert.equal(r.stderr, 'oops\n');
+    assert.deepEqual(r.out, ['to-a\n', 'to-b\n']);
   });
 
   it('passes nothing else: only 0-2 and the fds asked for are open in the child', async () => {
-    const out = path.join(dir, 'fds');
-    const f = fs.openSync(out, 'w');
-    try {
-      const child = spawnWithFds('sh', ['-c', 'ls /proc/self/fd >&3'], [f]);
-      assert.deepEqual(await child.exited, { code: 0, signal: null });
-    } finally {
-      fs.closeSync(f);
-    }
-    const fds = fs.readFileSync(out, 'utf8').trim().split('\n').map(Number);
+    const r = await shWithFiles('ls /proc/self/fd >&3', ['fds']);
+    assert.deepEqual(r.exit, { code: 0, signal: null });
+    const fds = r.out[0].trim().split('\n').map(Number);
     for (const fd of [0, 1, 2, 3]) assert.ok(fds.includes(fd), `fd ${fd} open in the child: ${fds.join(' ')}`);
     // Beyond those: fds this test process itself inherited without close-on-exec (as any spawn passes them on),
     // and the directory ls is reading.
@@ -57,15 +41,9 @@ describe('spawnWithFds (how criu swrk is started)', () => {
   });
 
   it('resets signal handling: what node ignores (SIGPIPE) is default again', async () => {
-    const out = path.join(dir, 'status');
-    const f = fs.openSync(out, 'w');
-    try {
-      const child = spawnWithFds('sh', ['-c', 'grep -E "^Sig(Ign|Blk)" /proc/self/status >&3'], [f]);
-      assert.deepEqual(await child.exited, { code: 0, signal: null });
-    } finally {
-      fs.closeSync(f);
-    }
-    const status = fs.readFileSync(out, 'utf8');
+    const r = await shWithFiles('grep -E "^Sig(Ign|Blk)" /proc/self/status >&3', ['status']);
+    assert.deepEqual(r.exit, { code: 0, signal: null });
+    const status = r.out[0];
     assert.match(status, /^SigBlk:\s*0+$/m, status);
     // sh itself may ignore a signal or two; SIGPIPE (bit 13) must not be one.
     const ign = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)$/m.exec(status)![1]}`);
