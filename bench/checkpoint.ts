@@ -370,10 +370,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         const row = (operation: Row['operation'], key: 'checkpointMs' | 'restoreMs' | 'frozenMs', target?: number): Row => {
           const t = stats(samples.tsvz.map((s) => s[key]));
           const r = stats(samples.runc.map((s) => s[key]));
-          const ratio = Math.round((t.median / r.median) * 100) / 100;
+          // Judged on the exact ratio: 1.104 is over 1.1, though it prints as 1.10 with two decimals.
+          const exact = t.median / r.median;
           return {
-            sizeMiB: mib, operation, iterations, tsvz: t, runc: r, ratio, deltaMs: round(t.median - r.median),
-            target, met: target === undefined ? undefined : ratio <= target,
+            sizeMiB: mib, operation, iterations, tsvz: t, runc: r, ratio: Math.round(exact * 1000) / 1000, deltaMs: round(t.median - r.median),
+            target, met: target === undefined ? undefined : exact <= target,
           };
         };
         rows.push(row('checkpoint', 'checkpointMs', TARGET), row('restore', 'restoreMs', TARGET), row('frozen', 'frozenMs'));
@@ -430,7 +431,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       '| size | op | tsvz median ms | runc median ms | ratio | target | met | tsvz − runc ms |',
       '| ---: | --- | ---: | ---: | ---: | ---: | :---: | ---: |',
       ...rows.map((r) => `| ${r.sizeMiB} MiB | ${r.operation === 'frozen' ? 'frozen (CRIU stats-dump)' : r.operation} | ${fmt(r.tsvz.median)} | ${fmt(r.runc.median)} | ` +
-        `${r.ratio.toFixed(2)}× | ${r.target === undefined ? '—' : `≤ ${r.target}×`} | ${r.met === undefined ? '—' : r.met ? 'yes' : 'NO'} | ${signed(r.deltaMs)} |`),
+        `${r.ratio.toFixed(3)}× | ${r.target === undefined ? '—' : `≤ ${r.target}×`} | ${r.met === undefined ? '—' : r.met ? 'yes' : 'NO'} | ${signed(r.deltaMs)} |`),
       '',
       'Where the time goes (medians, ms): CRIU = its statistics\' core time (dump: freezing + frozen; restore: restore_time); ' +
         'outside = wall − CRIU: the runtime (CLI start-up, CRIU version check, bookkeeping) plus CRIU\'s exec and set-up, alike for both.',

@@ -190,8 +190,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     const row = (operation: string, description: string, t: string, b: string, baselineName: string, target: number): Row => {
       const ts = stats(samples[t]);
       const bs = stats(samples[b]);
-      const ratio = Math.round((ts.median / bs.median) * 100) / 100;
-      return { operation, description, tsvz: ts, baselineName, baseline: bs, ratio, target, met: ratio <= target };
+      const exact = ts.median / bs.median;
+      return { operation, description, tsvz: ts, baselineName, baseline: bs, ratio: Math.round(exact * 100) / 100, target, met: exact <= target };
     };
     const rows: Row[] = [
       row('start', '`tsvz start` vs `runc run -d`', 'tsvzStart', 'runcStart', 'runc', 3),
