@@ -6,7 +6,7 @@ import { sleepSync } from './proc';
  * a known step and check that `destroy --force` still cleans everything.
  */
 export function faultPoint(name: string): void {
-  if (process.env.TSVZ_FAULT !== name) return;
+  if (!faultArmed(name)) return;
   process.stderr.write(`tsvz: fault point ${name} reached\n`);
   for (;;) sleepSync(1000);
 }
@@ -17,7 +17,12 @@ export function faultPoint(name: string): void {
  * (e.g. kill CRIU) while the operation is in the middle of a step.
  */
 export async function faultPause(name: string): Promise<void> {
-  if (process.env.TSVZ_FAULT !== name) return;
+  if (!faultArmed(name)) return;
   process.stderr.write(`tsvz: fault point ${name} reached\n`);
   await new Promise((resolve) => setTimeout(resolve, Number(process.env.TSVZ_FAULT_MS ?? 3000)));
+}
+
+/** Is TSVZ_FAULT set to this point (so the operation should give it a chance to fire)? */
+export function faultArmed(name: string): boolean {
+  return process.env.TSVZ_FAULT === name;
 }
