@@ -29,12 +29,19 @@ export const MAGIC = {
 /** CRIU's pages are the dumping host's; 4 KiB on x86-64. */
 const PAGE_SIZE = 4096;
 
-/** A message of proto/criu-images.proto, from the code generated at build time (scripts/build). */
-function type(name: string): StaticMessage {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const messages = (require('../proto/criu-images') as { tsvz: { criu: { images: Record<string, StaticMessage> } } }).tsvz.criu.images;
-  const t = messages[name];
-  if (!t) throw new Error(`no message ${name} in criu-images.proto`);
+/** Which generated module (scripts/build) holds a message: proto/criu-images.proto, or the small criu-stats.proto. */
+type Proto = 'images' | 'stats';
+
+/* eslint-disable @typescript-eslint/no-var-requires */
+const GENERATED: Record<Proto, () => Record<string, StaticMessage>> = {
+  images: () => (require('../proto/criu-images') as { tsvz: { criu: { images: Record<string, StaticMessage> } } }).tsvz.criu.images,
+  stats: () => (require('../proto/criu-stats') as { tsvz: { criu: { stats: Record<string, StaticMessage> } } }).tsvz.criu.stats,
+};
+/* eslint-enable @typescript-eslint/no-var-requires */
+
+function type(name: string, proto: Proto): StaticMessage {
+  const t = GENERATED[proto]()[name];
+  if (!t) throw new Error(`no message ${name} in criu-${proto}.proto`);
   return t;
 }
 
@@ -66,10 +73,10 @@ export function parseImage(data: Buffer, magic: number, file = 'image'): Buffer[
 }
 
 /** Decode every entry of `file` as `message` (or, with `first`, the first entry as `first` and the rest as `message`). */
-function decodeImage<T>(file: string, magic: number, message: string, first?: string): T[] {
+function decodeImage<T>(file: string, magic: number, message: string, first?: string, proto: Proto = 'images'): T[] {
   const entries = parseImage(fs.readFileSync(file), magic, file);
   return entries.map((buf, i) => {
-    const t = type(i === 0 && first ? first : message);
+    const t = type(i === 0 && first ? first : message, proto);
     try {
       return t.toObject(t.decode(buf), { longs: Number, enums: String }) as T;
     } catch (err) {
@@ -78,8 +85,8 @@ function decodeImage<T>(file: string, magic: number, message: string, first?: st
   });
 }
 
-function decodeIfExists<T>(file: string, magic: number, message: string, first?: string): T[] {
-  return fs.existsSync(file) ? decodeImage<T>(file, magic, message, first) : [];
+function decodeIfExists<T>(file: string, magic: number, message: string, first?: string, proto: Proto = 'images'): T[] {
+  return fs.existsSync(file) ? decodeImage<T>(file, magic, message, first, proto) : [];
 }
 
 export interface DumpStats {
@@ -96,7 +103,7 @@ export interface DumpStats {
 
 /** CRIU's own statistics of a dump (the stats-dump file), or undefined when it wrote none. */
 export function readDumpStats(dir: string): DumpStats | undefined {
-  const [entry] = decodeIfExists<{ dump?: Record<string, number> }>(path.join(dir, 'stats-dump'), MAGIC.stats, 'stats_entry');
+  const [entry] = decodeIfExists<{ dump?: Record<string, number> }>(path.join(dir, 'stats-dump'), MAGIC.stats, 'stats_entry', undefined, 'stats');
   const d = entry?.dump;
   if (!d) return undefined;
   return {

@@ -13,6 +13,7 @@ import type { ContainerConfig } from '../../runtime/config';
 import { InvalidArgumentError } from '../../runtime/errors';
 
 const IMAGES_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-images.proto');
+const STATS_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-stats.proto');
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-archive-'));
 after(() => fs.rmSync(base, { recursive: true, force: true }));
@@ -218,8 +219,9 @@ describe('checkpoint archives', () => {
 
 describe('CRIU image files', () => {
   const root = protobuf.parse(fs.readFileSync(IMAGES_PROTO, 'utf8')).root;
+  const statsRoot = protobuf.parse(fs.readFileSync(STATS_PROTO, 'utf8')).root;
   const encode = (name: string, value: object) => {
-    const t = root.lookupType(`tsvz.criu.images.${name}`);
+    const t = name === 'stats_entry' ? statsRoot.lookupType('tsvz.criu.stats.stats_entry') : root.lookupType(`tsvz.criu.images.${name}`);
     return Buffer.from(t.encode(t.fromObject(value)).finish());
   };
   const image = (magics: number[], entries: Buffer[]) => {
