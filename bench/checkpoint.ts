@@ -34,11 +34,12 @@
  * statistics: freezing + frozen for a dump, restore_time for a restore) and
  * the rest (the runtime's own work, CRIU's exec and set-up).
  *
- * Not identical work for CRIU: runc passes empty_ns=CLONE_NEWNET for a
- * loopback-only container, so its dumps have no netns images and CRIU runs no
- * ip/iptables save or restore; tsvz's `--net none` netns is dumped and
- * restored (~30 ms each way, inside the frozen time). runc's mount table is
- * larger (masked /proc paths, /sys/fs/cgroup).
+ * Not identical work for CRIU: both pass empty_ns=CLONE_NEWNET for a
+ * loopback-only container (no netns images, no ip/iptables runs), but
+ * runc's mount table is larger (masked /proc paths, /sys/fs/cgroup), runc
+ * answers CRIU's notifications (tsvz asks for none), and tsvz hands CRIU a
+ * cgroup yard, so CRIU mounts no cgroup filesystem in the frozen window;
+ * tsvz's container has a console pty (dumped as an orphan pts).
  *
  * `sync` runs (untimed) before each runtime's turn: a 2 GiB dump leaves 2 GiB
  * of dirty pages, and without it the next dump pays for their writeback.
