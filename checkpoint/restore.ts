@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
 import type { Container } from '../runtime/container';
+import { criuBinary } from '../runtime/criu-binary';
 import { CommandError, InvalidStateError, NotSupportedError } from '../runtime/errors';
 import { MonitorRestore } from '../runtime/monitor';
 import { openPoolOf } from '../runtime/pool-open';
@@ -13,7 +14,6 @@ import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
 import { compareVersions, parseVersion, requireCriu } from './criu/version';
-import { criuBinary } from './criu/binary';
 
 /**
  * Continue a container from a checkpoint (the newest when no id is given):

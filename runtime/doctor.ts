@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
-import { criuBinary } from '../checkpoint/criu/binary';
 import { detectCgroupMode } from './cgroups';
+import { criuBinary } from './criu-binary';
 import { nativeBinary } from './paths';
 
 export interface Check {

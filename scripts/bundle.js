@@ -33,11 +33,6 @@ const lazyChildProcessForCommander = {
       contents: "module.exports = new Proxy({}, { get: (_, key) => require('node:child_process')[key] });",
       loader: 'js',
     }));
-    // protobufjs's require('long') is in a try: it then works with Numbers.
-    build.onLoad({ filter: /^no-long$/, namespace: 'tsvz' }, () => ({
-      contents: "throw new Error('long.js is not in the bundle');",
-      loader: 'js',
-    }));
   },
 };
 
@@ -45,6 +40,11 @@ const withoutLong = {
   name: 'without-long',
   setup(build) {
     build.onResolve({ filter: /^long$/ }, () => ({ path: 'no-long', namespace: 'tsvz' }));
+    // protobufjs's require('long') is in a try: it then works with Numbers.
+    build.onLoad({ filter: /^no-long$/, namespace: 'tsvz' }, () => ({
+      contents: "throw new Error('long.js is not in the bundle');",
+      loader: 'js',
+    }));
   },
 };
 

@@ -1,6 +1,7 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
+import { criuBinary } from '../../runtime/criu-binary';
 import { describeError, NotSupportedError, SystemError } from '../../runtime/errors';
 import { CriuError } from './errors';
 import { CriuFeatures, CriuOpts, CriuRequest, CriuResponse, decodeResponse, encodeRequest } from './proto';
@@ -8,7 +9,6 @@ import { recvPacket, sendPacket, socketpair } from './seqpacket';
 import { spawnWithFds } from './spawn';
 import type { CriuVersion } from './version';
 import { trace } from '../../runtime/trace';
-import { criuBinary } from './binary';
 
 export type { CriuOpts, CriuFeatures, CriuResponse } from './proto';
 

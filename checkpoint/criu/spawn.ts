@@ -92,6 +92,7 @@ export function spawnWithFds(file: string, args: string[], fds: number[]): Spawn
   const attr = Buffer.alloc(ATTR_BYTES);
   c.faInit(fa);
   c.attrInit(attr);
+  let spawned = false;
   try {
     for (const fd of targets) {
       const high = c.fcntl(fd, F_DUPFD_CLOEXEC, 'int', targets.length);
@@ -109,10 +110,8 @@ export function spawnWithFds(file: string, args: string[], fds: number[]): Spawn
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
     const pid = [0];
     const err = c.posixSpawnp(pid, file, fa, attr, [file, ...args, null], [...env, null]);
-    if (err !== 0) {
-      fs.closeSync(stderr);
-      throw Object.assign(new Error(`cannot run ${file}: ${errnoName(err)}`), { code: errnoName(err), errno: err });
-    }
+    if (err !== 0) throw Object.assign(new Error(`cannot run ${file}: ${errnoName(err)}`), { code: errnoName(err), errno: err });
+    spawned = true;
     let tail: string | undefined;
     const exited = reap(c, pid[0]).finally(() => {
       tail = readTail(stderr, STDERR_KEPT);
@@ -124,6 +123,7 @@ export function spawnWithFds(file: string, args: string[], fds: number[]): Spawn
     c.attrDestroy(attr);
     for (const fd of sources) fs.closeSync(fd);
     fs.closeSync(devNull);
+    if (!spawned) fs.closeSync(stderr);
   }
 }
 
