@@ -128,8 +128,21 @@ function linkExists(name: string): boolean {
 
 /** An existing interface of that name that is not a bridge must never be touched. */
 function assertIsBridge(name: string): void {
-  if (!fs.existsSync(`${SYS_NET}/${name}/bridge`)) {
+  if (!isBridge(name)) {
     throw new InvalidArgumentError(`host interface "${name}" exists and is not a bridge`, 'pick another bridge name');
+  }
+}
+
+/**
+ * A bridge's uevent says DEVTYPE=bridge from the moment the link exists;
+ * its bridge/ attribute directory appears a moment later, so a caller
+ * racing another's `ip link add` could see a bridge without it.
+ */
+function isBridge(name: string): boolean {
+  try {
+    return /^DEVTYPE=bridge$/m.test(fs.readFileSync(`${SYS_NET}/${name}/uevent`, 'utf8'));
+  } catch {
+    return false;
   }
 }
 
