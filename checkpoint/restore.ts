@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
 import type { Container } from '../runtime/container';
 import { criuBinary } from '../runtime/criu-binary';
-import { CommandError, InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { InvalidStateError, NotSupportedError } from '../runtime/errors';
+import { loopbackUp } from '../runtime/loopback';
 import { MonitorRestore } from '../runtime/monitor';
 import { openPoolOf } from '../runtime/pool-open';
 import { reconcile, releaseHostResources } from '../runtime/ops/release';
@@ -112,9 +112,4 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
 
     return writeRunning(c.paths, pid, monitor.child.pid);
   });
-}
-
-function loopbackUp(pid: number): void {
-  const r = spawnSync('nsenter', ['-t', String(pid), '-n', 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new CommandError('nsenter ip link set lo up', r.status, r.stderr ?? '');
 }
