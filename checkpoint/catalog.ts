@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
+import { AtomicFileSlot, jsonText, readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
 import type { Container } from '../runtime/container';
 import { InvalidStateError, NotFoundError } from '../runtime/errors';
 import { validateName } from '../runtime/names';
@@ -73,8 +73,17 @@ export class CheckpointCatalog {
     return meta;
   }
 
-  save(meta: CheckpointMeta): void {
-    writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
+  /**
+   * save(), with the record's file made durable before the dump writes its
+   * images (AtomicFileSlot): the caller passes the slot to save(), or discards it.
+   */
+  prepareSave(id: string): AtomicFileSlot {
+    return AtomicFileSlot.prepare(path.join(this.dir(id), META));
+  }
+
+  save(meta: CheckpointMeta, slot?: AtomicFileSlot): void {
+    if (slot) slot.commit(jsonText(meta));
+    else writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
   }
 
   /** After a rollback of the container's files to `snapshot`: no checkpoint matches them any more. */

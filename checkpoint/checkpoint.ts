@@ -64,10 +64,13 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   // Undo covers the dump only: once CRIU succeeded (and, without
   // leaveRunning, killed the tree) the images are the container; nothing
   // after this point may remove them.
-  const dumpMs = await withUndo(async (undo) => {
+  const { dumpMs, record } = await withUndo(async (undo) => {
     fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
     fs.mkdirSync(dir, { mode: 0o700 });
     undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
+    // The record's file is made durable now: after the images, its fsync would wait on theirs.
+    const slot = catalog.prepareSave(id);
+    undo.add('discard the record', () => slot.discard());
     if (!wasFrozen) undo.add('thaw', () => thawAll(cg));
     const imagesFd = fs.openSync(dir, 'r');
     const logsFd = logs.open();
@@ -101,7 +104,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);
     }
-    return Number(process.hrtime.bigint() - started) / 1e6;
+    return { dumpMs: Number(process.hrtime.bigint() - started) / 1e6, record: slot };
   });
 
   trace('checkpoint: dumped');
@@ -121,8 +124,9 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     logs.keepDumpStats(dir);
     logs.discard('dump', id);
     Object.assign(meta, { sizeBytes: directorySize(dir), ...dumpStats(dir) });
-    catalog.save(meta);
+    catalog.save(meta, record);
   } catch (err) {
+    record.discard();
     if (!meta.leaveRunning) reconcile(c, { checkpoint: id });
     throw new SystemError(`checkpoint ${id} of ${c.name} was taken (images in ${dir}) but its record could not be written`, err);
   }

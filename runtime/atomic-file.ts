@@ -8,8 +8,7 @@ import path = require('node:path');
  * crash right after the rename may bring back the previous content, whole.
  */
 export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  const tmp = tempPathFor(file);
   const fd = fs.openSync(tmp, 'wx', mode);
   try {
     if (typeof data === 'string') fs.writeSync(fd, data);
@@ -29,8 +28,89 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o64
   }
 }
 
+/**
+ * An atomic write whose temp file is made, filled and made durable ahead of
+ * time: for a record written just after a burst of writes to the same
+ * filesystem, such as a checkpoint's record after CRIU wrote its images. An
+ * fsync then waits for the journal commit that carries the images' block
+ * allocations: 55-60 ms after a 2 GiB dump here, more than tsvz's whole
+ * start-up. prepare() fills the temp file with `size` spaces and fsyncs it
+ * while the filesystem is quiet; commit() overwrites those bytes in place
+ * (the text, padded with spaces to the same length: JSON allows trailing
+ * whitespace), so neither size nor blocks change, fdatasync writes one block
+ * without a journal commit, and the rename follows. A text longer than the
+ * slot is written the ordinary way.
+ */
+export class AtomicFileSlot {
+  private fd: number | undefined;
+
+  private constructor(readonly file: string, private readonly tmp: string, fd: number, private readonly size: number) {
+    this.fd = fd;
+  }
+
+  static prepare(file: string, size = 4096, mode = 0o644): AtomicFileSlot {
+    const tmp = tempPathFor(file);
+    const fd = fs.openSync(tmp, 'wx', mode);
+    try {
+      fs.writeSync(fd, Buffer.alloc(size, 0x20));
+      fs.fsyncSync(fd);
+    } catch (err) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    return new AtomicFileSlot(file, tmp, fd, size);
+  }
+
+  commit(text: string): void {
+    const fd = this.fd;
+    if (fd === undefined) throw new Error(`${this.file}: slot already used`);
+    const data = Buffer.from(text);
+    if (data.length > this.size) {
+      this.discard();
+      writeFileAtomic(this.file, data);
+      return;
+    }
+    this.fd = undefined;
+    try {
+      const padded = Buffer.alloc(this.size, 0x20);
+      data.copy(padded);
+      fs.writeSync(fd, padded, 0, padded.length, 0);
+      fs.fdatasyncSync(fd);
+    } catch (err) {
+      fs.closeSync(fd);
+      fs.rmSync(this.tmp, { force: true });
+      throw err;
+    }
+    fs.closeSync(fd);
+    try {
+      fs.renameSync(this.tmp, this.file);
+    } catch (err) {
+      fs.rmSync(this.tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Remove the temp file unused (idempotent). */
+  discard(): void {
+    if (this.fd === undefined) return;
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+    fs.rmSync(this.tmp, { force: true });
+  }
+}
+
 export function writeJsonAtomic(file: string, value: unknown): void {
-  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+  writeFileAtomic(file, jsonText(value));
+}
+
+/** The text of a JSON state file: indented, with a final newline. */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, null, 2) + '\n';
+}
+
+function tempPathFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
 }
 
 /** Read JSON, or undefined when the file does not exist. */

@@ -1,0 +1,56 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { AtomicFileSlot, jsonText, readJsonIfExists, writeJsonAtomic } from '../../runtime/atomic-file';
+
+describe('atomic files', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-atomic-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const leftovers = () => fs.readdirSync(dir).filter((n) => n.endsWith('.tmp'));
+
+  it('writeJsonAtomic replaces the file whole and leaves no temp file', () => {
+    const file = path.join(dir, 'state.json');
+    writeJsonAtomic(file, { status: 'stopped' });
+    writeJsonAtomic(file, { status: 'running', pid: 7 });
+    assert.deepEqual(readJsonIfExists(file), { status: 'running', pid: 7 });
+    assert.equal(fs.readFileSync(file, 'utf8'), jsonText({ status: 'running', pid: 7 }));
+    assert.deepEqual(leftovers(), []);
+  });
+
+  it('a slot is a temp file of spaces until commit, which overwrites it in place and renames it', () => {
+    const file = path.join(dir, 'record.json');
+    const slot = AtomicFileSlot.prepare(file, 512);
+    const [tmp] = leftovers();
+    assert.ok(tmp, 'the temp file exists before the commit');
+    assert.equal(fs.statSync(path.join(dir, tmp)).size, 512);
+    assert.equal(fs.existsSync(file), false);
+    const ino = fs.statSync(path.join(dir, tmp)).ino;
+    slot.commit(jsonText({ id: 'c1', frozenMs: 12.5 }));
+    assert.deepEqual(readJsonIfExists(file), { id: 'c1', frozenMs: 12.5 }, 'trailing spaces are JSON whitespace');
+    assert.equal(fs.statSync(file).size, 512, 'same size: no block changes');
+    assert.equal(fs.statSync(file).ino, ino, 'the same file, renamed');
+    assert.deepEqual(leftovers(), []);
+    assert.throws(() => slot.commit('{}'), /already used/);
+  });
+
+  it('a text longer than the slot is written the ordinary way', () => {
+    const file = path.join(dir, 'long.json');
+    const slot = AtomicFileSlot.prepare(file, 16);
+    const value = { text: 'x'.repeat(100) };
+    slot.commit(jsonText(value));
+    assert.equal(fs.readFileSync(file, 'utf8'), jsonText(value));
+    assert.deepEqual(leftovers(), []);
+  });
+
+  it('discard removes the temp file and is idempotent; nothing is written', () => {
+    const file = path.join(dir, 'dropped.json');
+    const slot = AtomicFileSlot.prepare(file);
+    assert.equal(leftovers().length, 1);
+    slot.discard();
+    slot.discard();
+    assert.deepEqual(leftovers(), []);
+    assert.equal(fs.existsSync(file), false);
+  });
+});
