@@ -9,6 +9,7 @@ import type { ContainerConfig } from '../runtime/config';
 import { InvalidArgumentError, NotFoundError, NotSupportedError, SystemError, TsvzError } from '../runtime/errors';
 import { validateName } from '../runtime/names';
 import { CheckpointMeta } from './catalog';
+import { DUMP_LOG } from './criu-logs';
 import { parseVersion } from './criu/version';
 
 /**
@@ -26,6 +27,8 @@ export const ARCHIVE_VERSION = 1;
 const MANIFEST = 'manifest.json';
 const CONFIG = 'config.json';
 /** config.json or images/<one CRIU file name>: nothing else can be listed. */
+/** Files of a checkpoint's directory that stay on this host: its record (the manifest carries it) and CRIU's dump log. */
+const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG]);
 const FILE_PATTERN = /^(config\.json|images\/[A-Za-z0-9][A-Za-z0-9._-]*)$/;
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const MAX_MANIFEST_BYTES = 16 * 1024 ** 2;
@@ -59,7 +62,7 @@ export interface ArchiveLimits {
 /** Write checkpoint directory `dir` (CRIU's files) with its meta and container config to `file`, atomically. */
 export async function writeCheckpointArchive(file: string, dir: string, meta: CheckpointMeta, config: ContainerConfig): Promise<ArchiveManifest> {
   const names = fs.readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isFile() && e.name !== 'checkpoint.json' && FILE_PATTERN.test(`images/${e.name}`))
+    .filter((e) => e.isFile() && !HOST_LOCAL.has(e.name) && FILE_PATTERN.test(`images/${e.name}`))
     .map((e) => e.name)
     .sort();
   const configJson = Buffer.from(JSON.stringify(config, null, 2) + '\n');

@@ -121,8 +121,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     sizeBytes: 0,
   };
   try {
-    logs.keepDumpStats(dir);
-    logs.discard('dump', id);
+    logs.keepWithImages(id, dir);
     Object.assign(meta, { sizeBytes: directorySize(dir), ...dumpStats(dir) });
     catalog.save(meta, record);
   } catch (err) {

@@ -76,6 +76,14 @@ describe('checkpoint export, import and inspect (real CRIU)', { skip }, () => {
     assert.match(text, /cp1 .* 6\d\.\d MiB/);
   });
 
+  test('the archive holds the images, the config and the manifest; not the host-local record and dump log', async () => {
+    const names = (await readTar(path.join(archives, 'p1.tar'))).map((i) => i.header.name);
+    assert.equal(names[0], 'manifest.json');
+    assert.ok(names.includes('config.json') && names.includes('images/inventory.img') && names.includes('images/stats-dump'), names.join(' '));
+    assert.ok(fs.existsSync(path.join(t.dir, 'containers', 'p1', 'checkpoints', 'cp1', 'dump.log')));
+    assert.deepEqual(names.filter((n) => /dump\.log|checkpoint\.json|\.tmp$/.test(n)), []);
+  });
+
   test('inspect shows the memhog process, its memory and its console', () => {
     const r = JSON.parse(t.ok(['checkpoint', 'inspect', 'p1', id, '--json']));
     assert.equal(r.checkpoint.id, 'cp1');

@@ -52,6 +52,11 @@ describe('checkpoint and restore (real CRIU)', { skip }, () => {
     assert.equal(list[0].container, 'm1');
     assert.match(list[0].criuVersion, /^4\./);
     assert.ok(list[0].sizeBytes > 200 * 1024 * 1024, 'the images hold the memory');
+    const ckDir = path.join(t.dir, 'containers', 'm1', 'checkpoints', list[0].id);
+    assert.match(fs.readFileSync(path.join(ckDir, 'dump.log'), 'utf8'), /Dumping finished successfully/, 'the dump log stays with the images');
+    assert.ok(fs.existsSync(path.join(ckDir, 'stats-dump')));
+    assert.deepEqual(fs.readdirSync(path.join(t.dir, 'containers', 'm1', 'criu-logs')).filter((f) => f.startsWith('dump-') || f.startsWith('stats-')), [], 'nothing left in the work dir');
+    assert.deepEqual(fs.readdirSync(ckDir).filter((f) => f.endsWith('.tmp')), [], 'no temp file of the record');
     t.ok(['checkpoint', 'rm', 'm1', list[0].id]);
     assert.deepEqual(JSON.parse(t.ok(['checkpoint', 'list', 'm1', '--json'])), []);
   });
