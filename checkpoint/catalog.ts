@@ -74,16 +74,19 @@ export class CheckpointCatalog {
   }
 
   /**
-   * save(), with the record's file made durable before the dump writes its
-   * images (AtomicFileSlot): the caller passes the slot to save(), or discards it.
+   * A record's file made durable before the dump writes its images
+   * (AtomicFileSlot): the caller commits it with saveInto(), or discards it.
    */
   prepareSave(id: string): AtomicFileSlot {
     return AtomicFileSlot.prepare(path.join(this.dir(id), META));
   }
 
-  save(meta: CheckpointMeta, slot?: AtomicFileSlot): void {
-    if (slot) slot.commit(jsonText(meta));
-    else writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
+  saveInto(slot: AtomicFileSlot, meta: CheckpointMeta): Promise<void> {
+    return slot.commit(jsonText(meta));
+  }
+
+  save(meta: CheckpointMeta): void {
+    writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
   }
 
   /** After a rollback of the container's files to `snapshot`: no checkpoint matches them any more. */

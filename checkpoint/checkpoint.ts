@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import os = require('node:os');
 import type { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError, SystemError } from '../runtime/errors';
-import { faultArmed, faultPause } from '../runtime/fault';
+import { faultPause } from '../runtime/fault';
 import { reconcile } from '../runtime/ops/release';
 import { isSameProcess, sleep } from '../runtime/proc';
 import type { ContainerState } from '../runtime/state';
@@ -94,10 +94,16 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         // to save (CRIU's ip/iptables runs, inside the frozen window); restore makes it anew.
         networkLock: loopbackOnly ? 'SKIP' : undefined,
         emptyNs: loopbackOnly ? CLONE_NEWNET : undefined,
-        // Each notification is a round trip (~0.4 ms; network-lock and post-dump inside the
-        // frozen window), and only the test fault point listens.
-        notifyScripts: faultArmed('checkpoint:frozen'),
-      }, { onNotify: (script) => (script === 'network-lock' ? faultPause('checkpoint:frozen') : undefined) });
+        // post-dump: the images are written; CRIU is about to kill (or resume) the tree.
+        notifyScripts: true,
+      }, {
+        onNotify: (script) => {
+          if (script === 'network-lock') return faultPause('checkpoint:frozen');
+          // The device's flush of the images, which the record's write would wait for, runs while CRIU kills a big tree.
+          if (script === 'post-dump') slot.startFlush();
+          return undefined;
+        },
+      });
     } catch (err) {
       throw explainDumpFailure(err, cg.pids());
     } finally {
@@ -123,9 +129,9 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   try {
     logs.keepWithImages(id, dir);
     Object.assign(meta, { sizeBytes: directorySize(dir), ...dumpStats(dir) });
-    catalog.save(meta, record);
+    await catalog.saveInto(record, meta);
   } catch (err) {
-    record.discard();
+    await record.discard();
     if (!meta.leaveRunning) reconcile(c, { checkpoint: id });
     throw new SystemError(`checkpoint ${id} of ${c.name} was taken (images in ${dir}) but its record could not be written`, err);
   }

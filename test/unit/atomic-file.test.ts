@@ -19,7 +19,7 @@ describe('atomic files', () => {
     assert.deepEqual(leftovers(), []);
   });
 
-  it('a slot is a temp file of spaces until commit, which overwrites it in place and renames it', () => {
+  it('a slot is a temp file of spaces until commit, which overwrites it in place and renames it', async () => {
     const file = path.join(dir, 'record.json');
     const slot = AtomicFileSlot.prepare(file, 512);
     const [tmp] = leftovers();
@@ -27,29 +27,40 @@ describe('atomic files', () => {
     assert.equal(fs.statSync(path.join(dir, tmp)).size, 512);
     assert.equal(fs.existsSync(file), false);
     const ino = fs.statSync(path.join(dir, tmp)).ino;
-    slot.commit(jsonText({ id: 'c1', frozenMs: 12.5 }));
+    await slot.commit(jsonText({ id: 'c1', frozenMs: 12.5 }));
     assert.deepEqual(readJsonIfExists(file), { id: 'c1', frozenMs: 12.5 }, 'trailing spaces are JSON whitespace');
     assert.equal(fs.statSync(file).size, 512, 'same size: no block changes');
     assert.equal(fs.statSync(file).ino, ino, 'the same file, renamed');
     assert.deepEqual(leftovers(), []);
-    assert.throws(() => slot.commit('{}'), /already used/);
+    await assert.rejects(slot.commit('{}'), /already used/);
   });
 
-  it('a text longer than the slot is written the ordinary way', () => {
+  it('a text longer than the slot is written the ordinary way', async () => {
     const file = path.join(dir, 'long.json');
     const slot = AtomicFileSlot.prepare(file, 16);
     const value = { text: 'x'.repeat(100) };
-    slot.commit(jsonText(value));
+    await slot.commit(jsonText(value));
     assert.equal(fs.readFileSync(file, 'utf8'), jsonText(value));
     assert.deepEqual(leftovers(), []);
   });
 
-  it('discard removes the temp file and is idempotent; nothing is written', () => {
+  it('a background flush before the commit changes nothing in what is written', async () => {
+    const file = path.join(dir, 'flushed.json');
+    const slot = AtomicFileSlot.prepare(file, 256);
+    slot.startFlush();
+    slot.startFlush(); // once is enough: a second call is a no-op
+    await slot.commit(jsonText({ ok: true }));
+    assert.deepEqual(readJsonIfExists(file), { ok: true });
+    assert.deepEqual(leftovers(), []);
+  });
+
+  it('discard removes the temp file (after a flush in flight) and is idempotent; nothing is written', async () => {
     const file = path.join(dir, 'dropped.json');
     const slot = AtomicFileSlot.prepare(file);
     assert.equal(leftovers().length, 1);
-    slot.discard();
-    slot.discard();
+    slot.startFlush();
+    await slot.discard();
+    await slot.discard();
     assert.deepEqual(leftovers(), []);
     assert.equal(fs.existsSync(file), false);
   });
