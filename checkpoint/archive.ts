@@ -26,9 +26,9 @@ export const ARCHIVE_FORMAT = 'tsvz-checkpoint';
 export const ARCHIVE_VERSION = 1;
 const MANIFEST = 'manifest.json';
 const CONFIG = 'config.json';
-/** config.json or images/<one CRIU file name>: nothing else can be listed. */
 /** Files of a checkpoint's directory that stay on this host: its record (the manifest carries it) and CRIU's dump log. */
 const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG]);
+/** config.json or images/<one CRIU file name>: nothing else can be listed. */
 const FILE_PATTERN = /^(config\.json|images\/[A-Za-z0-9][A-Za-z0-9._-]*)$/;
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const MAX_MANIFEST_BYTES = 16 * 1024 ** 2;
