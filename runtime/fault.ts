@@ -23,6 +23,6 @@ export async function faultPause(name: string): Promise<void> {
 }
 
 /** Is TSVZ_FAULT set to this point (so the operation should give it a chance to fire)? */
-export function faultArmed(name: string): boolean {
+function faultArmed(name: string): boolean {
   return process.env.TSVZ_FAULT === name;
 }
