@@ -12,6 +12,7 @@ import { cgroupYard } from './cgroup-yard';
 import { CriuClient } from './criu/client';
 import { CriuError } from './criu/errors';
 import { CriuLogs } from './criu-logs';
+import { DEV_EXTERNAL_DUMP, devMountOf, saveDev } from './dev-tmpfs';
 import { formatVersion, requireCriu } from './criu/version';
 import { criuFreezer, isFrozen, moveFreezeTo, thawAll } from './freezer';
 import { findUndumpable } from './undumpable';
@@ -58,6 +59,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   const wasFrozen = isFrozen(cg);
   const loopbackOnly = c.config.net.mode === 'none';
   const logs = new CriuLogs(c.paths.dir);
+  const dev = state.initPid === undefined ? undefined : devMountOf(state.initPid);
   // Frozen by `tsvz freeze` (or a stateful snapshot): by CRIU's freezer only, or CRIU would wait forever.
   if (wasFrozen) moveFreezeTo(freezer);
 
@@ -94,13 +96,19 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         // to save (CRIU's ip/iptables runs, inside the frozen window); restore makes it anew.
         networkLock: loopbackOnly ? 'SKIP' : undefined,
         emptyNs: loopbackOnly ? CLONE_NEWNET : undefined,
+        // /dev is saved by tsvz (dev-tmpfs.ts), not by CRIU's tar.
+        external: dev ? [DEV_EXTERNAL_DUMP] : undefined,
         // post-dump: the images are written; CRIU is about to kill (or resume) the tree.
         notifyScripts: true,
       }, {
         onNotify: (script) => {
           if (script === 'network-lock') return faultPause('checkpoint:frozen');
-          // The device's flush of the images, which the record's write would wait for, runs while CRIU kills a big tree.
-          if (script === 'post-dump') slot.startFlush();
+          if (script === 'post-dump') {
+            // The tree is still frozen: its /dev is what the images expect.
+            if (dev) saveDev(dev, dir);
+            // The device's flush of the images, which the record's write would wait for, runs while CRIU kills a big tree.
+            slot.startFlush();
+          }
           return undefined;
         },
       });

@@ -13,6 +13,7 @@ import { CLONE_NEWNET } from './checkpoint';
 import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
+import { stageDev, StagedDev } from './dev-tmpfs';
 import { compareVersions, parseVersion, requireCriu } from './criu/version';
 
 /**
@@ -71,8 +72,10 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
     const logs = new CriuLogs(c.paths.dir);
     const logsFd = logs.open();
+    let dev: StagedDev | undefined;
     let pid: number;
     try {
+      dev = stageDev(catalog.dir(meta.id), c.paths.restoreDev);
       pid = await criu.restore(
         {
           imagesDirFd: imagesFd,
@@ -88,7 +91,10 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
           notifyScripts: true,
           // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
           cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
-          external: cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : [],
+          external: [
+            ...(cfg.net.mode === 'bridge' ? [network!.criuExternalVeth(c.key, cfg.net)] : []),
+            ...(dev ? [dev.external] : []),
+          ],
         },
         {
           onNotify: (script, ctx) => {
@@ -102,6 +108,8 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     } finally {
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);
+      // The container's /dev holds the tmpfs now; the host keeps no mount of it.
+      dev?.remove();
     }
     logs.discard('restore', meta.id);
     if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');

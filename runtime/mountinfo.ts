@@ -10,10 +10,10 @@ export interface MountInfo {
   superOptions: string[];
 }
 
-/** This process's mount table, in mount order. */
-export function readMountInfo(): MountInfo[] {
+/** A mount table, in mount order: this process's, or another's (/proc/PID/mountinfo). */
+export function readMountInfo(file = '/proc/self/mountinfo'): MountInfo[] {
   const out: MountInfo[] = [];
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     // id parent dev ROOT MOUNTPOINT opts [optional...] - FSTYPE source SUPEROPTS
     const fields = line.split(' ');
     const dash = fields.indexOf('-');

@@ -1,0 +1,233 @@
+import fs = require('node:fs');
+import path = require('node:path');
+import { getSystemErrorName } from 'node:util';
+import { InvalidArgumentError, SystemError } from '../runtime/errors';
+import { lazyLibc } from '../runtime/koffi';
+import { readMountInfo } from '../runtime/mountinfo';
+
+/*
+ * The container's /dev across a checkpoint, saved and made again by tsvz
+ * instead of by CRIU. CRIU saves a tmpfs by running `tar --gzip` (two
+ * execs, ~19 ms here) while the tree is frozen, and extracts it with two
+ * more on restore. Our /dev holds a handful of nodes and links, so:
+ *  - dump: CRIU is told the mount is external (mnt[/dev]:tsvz-dev) and
+ *    writes none of its content; at CRIU's post-dump notification, the
+ *    tree still frozen, tsvz lists it into the images (tsvz-dev.json);
+ *  - restore: tsvz mounts a tmpfs with the same options on the host, fills
+ *    it from the list, and CRIU binds it in as the container's /dev (the
+ *    host's mount is detached as soon as CRIU is done).
+ * A checkpoint without tsvz-dev.json (an older one) restores as before.
+ */
+
+export const DEV_IMAGE = 'tsvz-dev.json';
+const KEY = 'tsvz-dev';
+
+type EntryType = 'dir' | 'file' | 'symlink' | 'link' | 'chr' | 'blk' | 'fifo';
+
+/** One file of /dev; `path` is relative to /dev. */
+export interface DevEntry {
+  path: string;
+  type: EntryType;
+  /** Permission bits (07777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  /** chr, blk: the device number, as stat's st_rdev (also mknod's dev_t). */
+  rdev?: number;
+  /** symlink: its target; link: the path (in /dev) of the file it is a hard link of. */
+  target?: string;
+  /** file: its content, base64. */
+  data?: string;
+}
+
+export interface DevImage {
+  version: 1;
+  /** The tmpfs's own options (size=..., mode=...), as mountinfo shows them. */
+  options: string;
+  root: { mode: number; uid: number; gid: number };
+  entries: DevEntry[];
+}
+
+/** A container's /dev as tsvz saves it: a whole tmpfs of its own, and the mounts on it. */
+export interface DevMount {
+  /** The tree's root process, through whose /proc/PID/root it is read. */
+  pid: number;
+  options: string;
+  /** Mount points inside /dev (pts, console), relative to it: CRIU dumps those mounts. */
+  covered: Set<string>;
+}
+
+/** The /dev of the tree rooted at `pid` when tsvz can save it (a tmpfs mounted whole), else undefined. */
+export function devMountOf(pid: number): DevMount | undefined {
+  const mounts = readMountInfo(`/proc/${pid}/mountinfo`);
+  const dev = mounts.filter((m) => m.mountPoint === '/dev').pop();
+  if (!dev || dev.fsType !== 'tmpfs' || dev.root !== '/') return undefined;
+  const covered = new Set(mounts.filter((m) => m.mountPoint.startsWith('/dev/')).map((m) => m.mountPoint.slice('/dev/'.length)));
+  const options = dev.superOptions.filter((o) => o !== 'rw' && o !== 'ro').join(',');
+  return { pid, options, covered };
+}
+
+/** The dump's `external` entry for a saved /dev. */
+export const DEV_EXTERNAL_DUMP = `mnt[/dev]:${KEY}`;
+
+/**
+ * List the (frozen) tree's /dev into `imagesDir`. A mount
+ * point inside /dev is listed as the empty directory or file it covers.
+ * Sockets are left out, as tar leaves them: CRIU binds them anew.
+ */
+export function saveDev(mount: DevMount, imagesDir: string): void {
+  const devPath = `/proc/${mount.pid}/root/dev`;
+  const rootStat = fs.statSync(devPath);
+  const entries: DevEntry[] = [];
+  const seen = new Map<number, string>();
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(devPath, rel)).sort()) {
+      const p = rel ? `${rel}/${name}` : name;
+      const st = fs.lstatSync(path.join(devPath, p));
+      const base = { path: p, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs };
+      if (mount.covered.has(p)) {
+        entries.push(st.isDirectory() ? { ...base, type: 'dir', mode: 0o755, uid: 0, gid: 0 } : { ...base, type: 'file', mode: 0o600, uid: 0, gid: 0, data: '' });
+      } else if (st.isDirectory()) {
+        entries.push({ ...base, type: 'dir' });
+        walk(p);
+      } else if (st.isSymbolicLink()) {
+        entries.push({ ...base, type: 'symlink', target: fs.readlinkSync(path.join(devPath, p)) });
+      } else if (st.isFile()) {
+        const first = st.nlink > 1 ? seen.get(st.ino) : undefined;
+        if (first !== undefined) entries.push({ ...base, type: 'link', target: first });
+        else entries.push({ ...base, type: 'file', data: fs.readFileSync(path.join(devPath, p)).toString('base64') });
+        if (st.nlink > 1 && first === undefined) seen.set(st.ino, p);
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        entries.push({ ...base, type: st.isCharacterDevice() ? 'chr' : 'blk', rdev: st.rdev });
+      } else if (st.isFIFO()) {
+        entries.push({ ...base, type: 'fifo' });
+      }
+    }
+  };
+  walk('');
+  const image: DevImage = {
+    version: 1,
+    options: mount.options,
+    root: { mode: rootStat.mode & 0o7777, uid: rootStat.uid, gid: rootStat.gid },
+    entries,
+  };
+  fs.writeFileSync(path.join(imagesDir, DEV_IMAGE), JSON.stringify(image));
+}
+
+/** A /dev made on the host for a restore; remove() detaches and deletes it. */
+export interface StagedDev {
+  /** The restore's `external` entry. */
+  external: string;
+  remove(): void;
+}
+
+/**
+ * Mount a tmpfs at `stage` and fill it from the checkpoint's tsvz-dev.json;
+ * undefined when the checkpoint has none (CRIU then makes /dev from its own image).
+ */
+export function stageDev(imagesDir: string, stage: string): StagedDev | undefined {
+  const file = path.join(imagesDir, DEV_IMAGE);
+  if (!fs.existsSync(file)) return undefined;
+  const image = parseDevImage(fs.readFileSync(file, 'utf8'));
+  removeStage(stage); // left by a restore that died before its cleanup
+  fs.mkdirSync(stage, { mode: 0o700 });
+  const l = libc();
+  try {
+    if (l.mount('tmpfs', stage, 'tmpfs', 0, image.options) !== 0) throw failed('mount tmpfs on', stage, l.errno());
+    fs.chownSync(stage, image.root.uid, image.root.gid);
+    fs.chmodSync(stage, image.root.mode);
+    fillDev(stage, image.entries);
+  } catch (err) {
+    removeStage(stage);
+    throw err;
+  }
+  return { external: `mnt[${KEY}]:${stage}`, remove: () => removeStage(stage) };
+}
+
+function removeStage(stage: string): void {
+  if (!fs.existsSync(stage)) return;
+  const l = libc();
+  // EINVAL: nothing mounted there.
+  if (l.umount2(stage, MNT_DETACH) !== 0 && l.errno() !== EINVAL) throw failed('unmount', stage, l.errno());
+  fs.rmdirSync(stage);
+}
+
+/**
+ * Make the entries under `dir`, parents before children. Each entry's
+ * parent must be a directory made by an earlier entry, so a path can
+ * neither climb out (..) nor pass through a symlink it made.
+ */
+export function fillDev(dir: string, entries: DevEntry[]): void {
+  const dirs = new Set(['']);
+  const files = new Set<string>();
+  for (const e of entries) {
+    const parent = path.posix.dirname(e.path) === '.' ? '' : path.posix.dirname(e.path);
+    const name = path.posix.basename(e.path);
+    if (!dirs.has(parent) || name === '' || name === '.' || name === '..' || e.path.includes('\0')) {
+      throw new InvalidArgumentError(`${DEV_IMAGE}: entry "${e.path}" is not inside /dev`);
+    }
+    const p = path.join(dir, e.path);
+    switch (e.type) {
+      case 'dir': fs.mkdirSync(p); dirs.add(e.path); break;
+      case 'file': fs.writeFileSync(p, Buffer.from(e.data ?? '', 'base64'), { flag: 'wx' }); files.add(e.path); break;
+      case 'symlink': fs.symlinkSync(requireString(e, 'target'), p); break;
+      case 'link':
+        if (!files.has(requireString(e, 'target'))) throw new InvalidArgumentError(`${DEV_IMAGE}: hard link "${e.path}" names no earlier file`);
+        fs.linkSync(path.join(dir, e.target!), p);
+        continue; // it shares its file's owner and mode
+      case 'chr': case 'blk': case 'fifo': makeNode(p, e); break;
+      default: throw new InvalidArgumentError(`${DEV_IMAGE}: entry "${e.path}" has an unknown type`);
+    }
+    fs.lchownSync(p, e.uid, e.gid);
+    // After the owner: chown clears the set-id bits.
+    if (e.type !== 'symlink') fs.chmodSync(p, e.mode);
+  }
+  // Deepest first, so making a child does not move its directory's time.
+  for (const e of [...entries].reverse()) fs.lutimesSync(path.join(dir, e.path), e.mtimeMs / 1000, e.mtimeMs / 1000);
+}
+
+function requireString(e: DevEntry, key: 'target'): string {
+  const v = e[key];
+  if (typeof v !== 'string' || v === '') throw new InvalidArgumentError(`${DEV_IMAGE}: entry "${e.path}" has no ${key}`);
+  return v;
+}
+
+function makeNode(p: string, e: DevEntry): void {
+  const type = e.type === 'chr' ? S_IFCHR : e.type === 'blk' ? S_IFBLK : S_IFIFO;
+  const l = libc();
+  if (l.mknod(p, type | (e.mode & 0o7777), e.type === 'fifo' ? 0 : Number(e.rdev ?? 0)) !== 0) throw failed('mknod', p, l.errno());
+}
+
+function parseDevImage(text: string): DevImage {
+  const image = JSON.parse(text) as DevImage;
+  if (image?.version !== 1 || typeof image.options !== 'string' || !Array.isArray(image.entries) || typeof image.root?.mode !== 'number') {
+    throw new InvalidArgumentError(`${DEV_IMAGE} is not a /dev list this tsvz can read`);
+  }
+  return image;
+}
+
+const MNT_DETACH = 2;
+const EINVAL = 22;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+
+interface Libc {
+  mount(source: string, target: string, fstype: string, flags: number, data: string): number;
+  umount2(target: string, flags: number): number;
+  mknod(path: string, mode: number, dev: number): number;
+  errno(): number;
+}
+
+const libc = lazyLibc((lib, koffi): Libc => ({
+  mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+  umount2: lib.func('int umount2(const char *target, int flags)'),
+  mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
+  errno: () => koffi.errno() as number,
+}));
+
+function failed(call: string, p: string, errno: number): SystemError {
+  const name = getSystemErrorName(-errno);
+  return new SystemError(`cannot make the container's /dev: ${call} ${p} failed (${name})`, Object.assign(new Error(`${call}: ${name}`), { errno }));
+}
