@@ -119,6 +119,10 @@ export function saveDev(mount: DevMount, imagesDir: string): void {
 export interface StagedDev {
   /** The restore's `external` entry. */
   external: string;
+  /**
+   * Best effort: the restore's outcome does not hang on it. What it leaves,
+   * the next restore (or destroy) of the container removes.
+   */
   remove(): void;
 }
 
@@ -142,7 +146,12 @@ export function stageDev(imagesDir: string, stage: string): StagedDev | undefine
     removeStage(stage);
     throw err;
   }
-  return { external: `mnt[${KEY}]:${stage}`, remove: () => removeStage(stage) };
+  return {
+    external: `mnt[${KEY}]:${stage}`,
+    remove: () => {
+      try { removeStage(stage); } catch { /* see StagedDev.remove */ }
+    },
+  };
 }
 
 function removeStage(stage: string): void {
