@@ -88,6 +88,9 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
           manageCgroupsMode: 'SOFT',
           fileLocks: true,
           tcpEstablished: meta.tcpEstablished,
+          // Nothing of a --net none netns was dumped (empty_ns): CRIU makes it anew without
+          // looking for its addresses, routes and iptables (two `iptables-restore -V`, ~25 ms here).
+          emptyNs: meta.emptyNetns ? CLONE_NEWNET : undefined,
           notifyScripts: true,
           // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
           cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
