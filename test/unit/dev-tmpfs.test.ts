@@ -15,7 +15,8 @@ describe("a checkpoint's /dev list, made again (fillDev)", () => {
     return dir;
   };
   const at = Date.UTC(2026, 0, 2, 3, 4, 5);
-  const entry = (p: string, type: DevEntry['type'], more: Partial<DevEntry> = {}): DevEntry => ({ path: p, type, mode: 0o644, uid: 0, gid: 0, mtimeMs: at, ...more });
+  // Our own uid and gid: unit tests run without root.
+  const entry = (p: string, type: DevEntry['type'], more: Partial<DevEntry> = {}): DevEntry => ({ path: p, type, mode: 0o644, uid: process.getuid!(), gid: process.getgid!(), mtimeMs: at, ...more });
 
   it('makes directories, files, hard links, symlinks and fifos with their modes and times', () => {
     const dir = fresh();
