@@ -58,10 +58,15 @@ export interface DevMount {
   covered: Set<string>;
 }
 
-/** The /dev of the tree rooted at `pid` when tsvz can save it (a tmpfs mounted whole), else undefined. */
+/**
+ * The /dev of the tree rooted at `pid` when tsvz can save it (one tmpfs,
+ * mounted whole), else undefined: CRIU then saves it as any other mount.
+ */
 export function devMountOf(pid: number): DevMount | undefined {
   const mounts = readMountInfo(`/proc/${pid}/mountinfo`);
-  const dev = mounts.filter((m) => m.mountPoint === '/dev').pop();
+  const atDev = mounts.filter((m) => m.mountPoint === '/dev');
+  // Mounts stacked on /dev would all answer to mnt[/dev]: leave those to CRIU.
+  const dev = atDev.length === 1 ? atDev[0] : undefined;
   if (!dev || dev.fsType !== 'tmpfs' || dev.root !== '/') return undefined;
   const covered = new Set(mounts.filter((m) => m.mountPoint.startsWith('/dev/')).map((m) => m.mountPoint.slice('/dev/'.length)));
   const options = dev.superOptions.filter((o) => o !== 'rw' && o !== 'ro').join(',');
