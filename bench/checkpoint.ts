@@ -116,8 +116,7 @@ interface Sample {
    * CRIU's core time from its statistics: freezing + frozen for the dump (from
    * the freeze to the kill), restore_time for the restore. The rest of the wall
    * time is the runtime's, plus CRIU's start-up and set-up (alike for both).
-   * restoreCriuMs is missing when the runtime did not keep stats-restore
-   * (tsvz removes it with a successful restore's log).
+   * restoreCriuMs is missing when the runtime kept no stats-restore.
    */
   checkpointCriuMs: number;
   restoreCriuMs?: number;
@@ -125,9 +124,10 @@ interface Sample {
 
 /**
  * CRIU writes stats-dump and stats-restore to its work directory: the images
- * directory unless the runtime names another (tsvz may use
- * containers/NAME/criu-logs/). `dirs` are searched in order; a file older than
- * `since` (ms since the epoch) is another operation's.
+ * directory unless the runtime names another (tsvz uses
+ * containers/NAME/criu-logs/ and then moves both in with the images).
+ * `dirs` are searched in order; a file older than `since` (ms since the
+ * epoch) is another operation's.
  */
 function criuFigures(dirs: string[], since: number): Omit<Sample, 'checkpointMs' | 'restoreMs'> {
   const find = (name: string): string | undefined => dirs.find((d) => {
@@ -441,7 +441,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       '| ---: | --- | ---: | ---: | ---: | ---: | ---: |',
       ...splits.map((x) => `| ${x.sizeMiB} MiB | ${x.operation} | ${opt(x.tsvzCriuMs)} | ${opt(x.tsvzOutsideMs)} | ${opt(x.runcCriuMs)} | ${opt(x.runcOutsideMs)} | ` +
         `${x.tsvzOutsideMs === undefined || x.runcOutsideMs === undefined ? '—' : signed(x.tsvzOutsideMs - x.runcOutsideMs)} |`),
-      ...(splits.some((x) => x.tsvzCriuMs === undefined) ? ['', '— : the runtime kept no stats-restore to split by (tsvz removes it with a successful restore\'s log).'] : []),
+      ...(splits.some((x) => x.tsvzCriuMs === undefined) ? ['', '— : the runtime kept no stats-restore to split by.'] : []),
       '',
       '| size | op | tsvz min / p90 ms | runc min / p90 ms |',
       '| ---: | --- | ---: | ---: |',

@@ -9,7 +9,7 @@ import type { ContainerConfig } from '../runtime/config';
 import { InvalidArgumentError, NotFoundError, NotSupportedError, SystemError, TsvzError } from '../runtime/errors';
 import { validateName } from '../runtime/names';
 import { CheckpointMeta } from './catalog';
-import { DUMP_LOG } from './criu-logs';
+import { DUMP_LOG, RESTORE_STATS } from './criu-logs';
 import { parseVersion } from './criu/version';
 
 /**
@@ -26,8 +26,8 @@ export const ARCHIVE_FORMAT = 'tsvz-checkpoint';
 export const ARCHIVE_VERSION = 1;
 const MANIFEST = 'manifest.json';
 const CONFIG = 'config.json';
-/** Files of a checkpoint's directory that stay on this host: its record (the manifest carries it) and CRIU's dump log. */
-const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG]);
+/** Files of a checkpoint's directory that stay on this host: its record (the manifest carries it), CRIU's dump log and its last restore's statistics. */
+const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG, RESTORE_STATS]);
 /** config.json or images/<one CRIU file name>: nothing else can be listed. */
 const FILE_PATTERN = /^(config\.json|images\/[A-Za-z0-9][A-Za-z0-9._-]*)$/;
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);

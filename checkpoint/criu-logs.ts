@@ -7,7 +7,8 @@ import path = require('node:path');
  * remove, and the path the error names exists. A failed operation's log is
  * kept there for the user. A successful dump's log moves in with its images
  * (dump.log, as runc keeps it), gone with the checkpoint; a successful
- * restore's is removed. Removing a dump's log at once was slow: at 2 GiB it is
+ * restore's is removed, its statistics kept with the images it restored
+ * (stats-restore, as runc leaves them). Removing a dump's log at once was slow: at 2 GiB it is
  * 3 MB whose pages are still being written back, and the unlink waited for
  * them (70 ms here).
  */
@@ -28,10 +29,13 @@ export class CriuLogs {
     return `${operation}-${id}.log`;
   }
 
-  /** Forget a successful operation's log and statistics image (CRIU writes stats-* into its work dir). */
-  discard(operation: 'restore', id: string): void {
-    fs.rmSync(path.join(this.dir, this.fileName(operation, id)), { force: true });
-    fs.rmSync(path.join(this.dir, `stats-${operation}`), { force: true });
+  /**
+   * After a successful restore: forget its log, and move CRIU's stats-restore
+   * (CRIU writes stats-* into its work dir) in with the images it restored.
+   */
+  restored(id: string, imagesDir: string): void {
+    fs.rmSync(path.join(this.dir, this.fileName('restore', id)), { force: true });
+    moveIfExists(path.join(this.dir, RESTORE_STATS), path.join(imagesDir, RESTORE_STATS));
   }
 
   /**
@@ -47,6 +51,8 @@ export class CriuLogs {
 
 /** A successful dump's log, in the checkpoint's directory. */
 export const DUMP_LOG = 'dump.log';
+/** CRIU's statistics of the last successful restore of a checkpoint, in its directory. */
+export const RESTORE_STATS = 'stats-restore';
 
 function moveIfExists(from: string, to: string): void {
   try {

@@ -114,7 +114,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
       // The container's /dev holds the tmpfs now; the host keeps no mount of it.
       dev?.remove();
     }
-    logs.discard('restore', meta.id);
+    logs.restored(meta.id, catalog.dir(meta.id));
     if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
     if (cfg.net.mode === 'bridge') network!.hostVethUp(c.key);
     await monitor.handOver(pid, ptyMaster);

@@ -120,6 +120,11 @@ describe('checkpoint export, import and inspect (real CRIU)', { skip }, () => {
     assert.equal(t.info('p1').state, 'stopped', 'the source is untouched');
     assert.equal(count('p1'), atDump);
     t.ok(['stop', 'p2', '--timeout', '1']);
+    // The restore's statistics stay with the images, on this host only.
+    assert.ok(fs.existsSync(path.join(t.dir, 'containers', 'p2', 'checkpoints', 'cp1', 'stats-restore')));
+    t.ok(['checkpoint', 'export', 'p2', 'cp1', path.join(archives, 'p2.tar')]);
+    const names = (await readTar(path.join(archives, 'p2.tar'))).map((i) => i.header.name);
+    assert.ok(names.includes('images/stats-dump') && !names.includes('images/stats-restore'), names.join(' '));
   });
 
   test('a busybox system container moves to a new name through .tar.zst; the source is gone', async () => {

@@ -55,6 +55,7 @@ describe('checkpoint and restore (real CRIU)', { skip }, () => {
     const ckDir = path.join(t.dir, 'containers', 'm1', 'checkpoints', list[0].id);
     assert.match(fs.readFileSync(path.join(ckDir, 'dump.log'), 'utf8'), /Dumping finished successfully/, 'the dump log stays with the images');
     assert.ok(fs.existsSync(path.join(ckDir, 'stats-dump')));
+    assert.ok(fs.existsSync(path.join(ckDir, 'stats-restore')), "the restore's statistics stay with the images");
     assert.deepEqual(fs.readdirSync(path.join(t.dir, 'containers', 'm1', 'criu-logs')).filter((f) => f.startsWith('dump-') || f.startsWith('stats-')), [], 'nothing left in the work dir');
     assert.deepEqual(fs.readdirSync(ckDir).filter((f) => f.endsWith('.tmp')), [], 'no temp file of the record');
     t.ok(['checkpoint', 'rm', 'm1', list[0].id]);
