@@ -17,10 +17,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freeze, freezerFor, FreezerKind, thaw } from '../checkpoint/freezer';
+import { freeze, freezerFor, FreezerKind, thaw } from '../runtime/cgroups/freezer';
 import { ContainerCgroups } from '../runtime/cgroups';
 import { Root } from '../runtime/paths';
-import { sleepSync } from '../runtime/proc';
+import { sleepSync } from '../lib/proc';
 import { runAsScript, stats, Stats } from './common';
 
 const REPO = path.resolve(__dirname, '..', '..');

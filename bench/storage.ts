@@ -71,7 +71,7 @@ import { SpawnSyncOptions, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { getDriver } from '../runtime/storage/registry';
+import { getDriver } from '../storage/registry';
 import {
   configureChildEnv, hostInfo, intArg, Interrupted, must, NODE, parseCommonArgs, pollInterrupt, REPO, round, run,
   sleepSync, stats, Stats, timed, TSVZ_BIN, watchSignals, writeResult,

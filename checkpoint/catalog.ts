@@ -1,10 +1,10 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { AtomicFileSlot, jsonText, readJsonIfExists, writeJsonAtomic } from '../runtime/atomic-file';
+import { AtomicFileSlot, jsonText, readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
 import type { Container } from '../runtime/container';
-import { InvalidStateError, NotFoundError } from '../runtime/errors';
-import { validateName } from '../runtime/names';
-import { compareText } from '../runtime/compare';
+import { InvalidStateError, NotFoundError } from '../lib/errors';
+import { validateName } from '../lib/names';
+import { compareText } from '../lib/compare';
 
 /** What `checkpoint list` shows; stored beside the images as checkpoint.json. */
 export interface CheckpointMeta {

@@ -1,8 +1,8 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { shortHash } from '../runtime/hash';
-import { MountInfo, readMountInfo } from '../runtime/mountinfo';
-import { compareText } from '../runtime/compare';
+import { shortHash } from '../lib/hash';
+import { MountInfo, readMountInfo } from '../lib/mountinfo';
+import { compareText } from '../lib/compare';
 
 /**
  * CRIU's cgroup yard: one directory per cgroup hierarchy, named as CRIU

@@ -1,9 +1,9 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { getSystemErrorName } from 'node:util';
-import { InvalidArgumentError, SystemError } from '../runtime/errors';
-import { lazyLibc } from '../runtime/koffi';
-import { readMountInfo } from '../runtime/mountinfo';
+import { InvalidArgumentError, SystemError } from '../lib/errors';
+import { lazyLibc } from '../lib/koffi';
+import { readMountInfo } from '../lib/mountinfo';
 
 /*
  * The container's /dev across a checkpoint, saved and made again by tsvz

@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { InvalidArgumentError } from '../runtime/errors';
+import { InvalidArgumentError } from '../lib/errors';
 import type { StaticMessage } from './static-message';
 
 /**

@@ -1,8 +1,8 @@
 import { Command, CommanderError } from 'commander';
-import { describeError, TsvzError } from '../runtime/errors';
+import { describeError, TsvzError } from '../lib/errors';
 import { CommandName, commandsFor } from './command-names';
 import { print, printError } from './output';
-import { trace } from '../runtime/trace';
+import { trace } from '../lib/trace';
 
 // One file per command; each only parses and calls into runtime/. Listed
 // one by one (not `require(\`./commands/${name}\`)`) so the bundler sees them.

@@ -1,10 +1,10 @@
 import fs = require('node:fs');
-import { readJsonIfExists } from './atomic-file';
+import { readJsonIfExists } from '../lib/atomic-file';
 import type { ContainerCgroups } from './cgroups';
 import type { ContainerConfig } from './config';
-import { NotFoundError } from './errors';
-import { withLockAsync } from './lock';
-import { validateName } from './names';
+import { NotFoundError } from '../lib/errors';
+import { withLockAsync } from '../lib/lock';
+import { validateName } from '../lib/names';
 import { ContainerPaths, Root } from './paths';
 import { ContainerState, observeState, readState } from './state';
 

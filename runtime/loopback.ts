@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import { getSystemErrorName } from 'node:util';
-import { SystemError } from './errors';
-import { lazyLibc } from './koffi';
+import { SystemError } from '../lib/errors';
+import { lazyLibc } from '../lib/koffi';
 
 /*
  * Bringing up `lo` in another process's network namespace from this process,

@@ -1,7 +1,7 @@
 import { spawn, ChildProcess } from 'node:child_process';
 import fs = require('node:fs');
 import type { Socket } from 'node:net';
-import { LaunchError } from './errors';
+import { LaunchError } from '../lib/errors';
 import { nativeBinary } from './paths';
 
 export interface LaunchSpec {
@@ -146,7 +146,7 @@ export class MonitorRestore extends MonitorHandle {
 
   readonly launcher = (criuEnd: number, inherited: number[]) => {
     if (inherited.length > 0) throw new LaunchError('inherited fds are not supported through the monitor');
-    const { socketpair } = require('../checkpoint/criu/seqpacket') as typeof import('../checkpoint/criu/seqpacket');
+    const { socketpair } = require('../lib/seqpacket') as typeof import('../lib/seqpacket');
     const [ours, theirs] = socketpair();
     try {
       ({ child: this.child, ctl: this.ctl } = spawnMonitor(['--dir', this.dir, '--restore', '--criu', this.criuPath], [criuEnd, theirs]));
@@ -173,7 +173,7 @@ export class MonitorRestore extends MonitorHandle {
 
   /** Give the monitor the restored init's pid and its console's pty master; wait for "ready". */
   async handOver(initPid: number, ptyMaster: number, timeoutMs = 10_000): Promise<void> {
-    const { sendPacketWithFd } = require('../checkpoint/criu/seqpacket') as typeof import('../checkpoint/criu/seqpacket');
+    const { sendPacketWithFd } = require('../lib/seqpacket') as typeof import('../lib/seqpacket');
     if (this.handoff === undefined) throw new LaunchError('criu was not started through the monitor');
     sendPacketWithFd(this.handoff, Buffer.from(`init ${initPid}`), ptyMaster);
     this.closeHandoff();

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import fs = require('node:fs');
 import os = require('node:os');
-import { CommandError, InvalidArgumentError, InvalidStateError, NotFoundError, NotSupportedError } from './errors';
-import { findCommand, run } from './host-command';
+import { CommandError, InvalidArgumentError, InvalidStateError, NotFoundError, NotSupportedError } from '../lib/errors';
+import { findCommand, run } from '../lib/process';
 
 /**
  * `--net bridge`: each container gets a veth pair whose host end is a port of

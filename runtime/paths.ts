@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { InvalidArgumentError } from './errors';
-import { shortHash } from './hash';
+import { InvalidArgumentError } from '../lib/errors';
+import { shortHash } from '../lib/hash';
 
 export const DEFAULT_ROOT = '/var/lib/tsvz';
 

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
-import { readJsonIfExists, writeJsonAtomic } from './atomic-file';
+import { readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
 import { ContainerPaths } from './paths';
-import { isSameProcess, processStartTime, signalName } from './proc';
+import { isSameProcess, processStartTime, signalName } from '../lib/proc';
 
 export type Status = 'created' | 'starting' | 'running' | 'stopped';
 

@@ -1,14 +1,14 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
-import { criuBinary } from '../../runtime/criu-binary';
-import { describeError, NotSupportedError, SystemError } from '../../runtime/errors';
+import { criuBinary } from './binary';
+import { describeError, NotSupportedError, SystemError } from '../../lib/errors';
 import { CriuError } from './errors';
 import { CriuFeatures, CriuOpts, CriuRequest, CriuResponse, decodeResponse, encodeRequest } from './proto';
-import { recvPacket, sendPacket, socketpair } from './seqpacket';
-import { spawnWithFds } from './spawn';
+import { recvPacket, sendPacket, socketpair } from '../../lib/seqpacket';
+import { spawnWithFds } from '../../lib/spawn-fds';
 import type { CriuVersion } from './version';
-import { trace } from '../../runtime/trace';
+import { trace } from '../../lib/trace';
 
 export type { CriuOpts, CriuFeatures, CriuResponse } from './proto';
 

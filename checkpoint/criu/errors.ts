@@ -1,5 +1,5 @@
 import fs = require('node:fs');
-import { TsvzError } from '../../runtime/errors';
+import { TsvzError } from '../../lib/errors';
 
 /*
  * Logged on every run on hosts without CAP_SYS_RESOURCE in the bounding set,

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { readJsonIfExists, writeJsonAtomic } from '../../runtime/atomic-file';
-import { InvalidArgumentError, NotSupportedError } from '../../runtime/errors';
+import { readJsonIfExists, writeJsonAtomic } from '../../lib/atomic-file';
+import { InvalidArgumentError, NotSupportedError } from '../../lib/errors';
 import { CriuClient } from './client';
 
 export interface CriuVersion {

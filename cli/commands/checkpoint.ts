@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .option('--tcp-established', 'dump established TCP connections')
     .action(async (name: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { checkpointContainer } = await import('../../checkpoint/checkpoint');
+      const { checkpointContainer } = await import('../../checkpoint/dump');
       const meta = await checkpointContainer(Container.open(rootOf(cmd), name), {
         name: o.name,
         leaveRunning: o.leaveRunning,
@@ -33,7 +33,7 @@ export function register(program: Command): void {
     .action(async (name: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
       const { CheckpointCatalog } = await import('../../checkpoint/catalog');
-      const { formatBytes } = await import('../../runtime/units');
+      const { formatBytes } = await import('../../lib/units');
       const all = new CheckpointCatalog(Container.open(rootOf(cmd), name)).list();
       if (o.json) return printJson(all);
       const ms = (v?: number) => (v === undefined ? '-' : v.toFixed(0));
@@ -58,7 +58,7 @@ export function register(program: Command): void {
       const { Container } = await import('../../runtime/container');
       const { CheckpointCatalog } = await import('../../checkpoint/catalog');
       const { inspectCheckpoint } = await import('../../checkpoint/images');
-      const { formatBytes } = await import('../../runtime/units');
+      const { formatBytes } = await import('../../lib/units');
       const catalog = new CheckpointCatalog(Container.open(rootOf(cmd), name));
       const meta = catalog.get(id);
       const r = inspectCheckpoint(catalog.dir(meta.id));
@@ -91,7 +91,7 @@ export function register(program: Command): void {
     .argument('<file>', 'archive to write: FILE.tar or FILE.tar.zst')
     .action(async (name: string, id: string, file: string, _o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { exportCheckpoint } = await import('../../checkpoint/import');
+      const { exportCheckpoint } = await import('../../ops/import');
       const m = await exportCheckpoint(Container.open(rootOf(cmd), name), id, file);
       print(`exported ${m.checkpoint.id} of ${name} to ${file} (${m.files.length} files)\n`);
     });

@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option('--snapshot <snapshot>', "clone this snapshot (default: the source's current state)")
     .option('--ip <cidr>', "the clone's address, needed when the source is on a bridge")
     .action(async (source: string, name: string, o, cmd: Command) => {
-      const { cloneContainer } = await import('../../runtime/ops/clone');
+      const { cloneContainer } = await import('../../ops/clone');
       await cloneContainer(rootOf(cmd), source, name, { snapshot: o.snapshot, ip: o.ip });
       print(`created ${name}\n`);
     });

@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { attachConsole } = await import('../../runtime/ops/console');
+      const { attachConsole } = await import('../../ops/console');
       await attachConsole(Container.open(rootOf(cmd), name), process.stdin, process.stdout);
     });
 }

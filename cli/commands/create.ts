@@ -20,9 +20,9 @@ export function register(program: Command): void {
     .option('--stop-signal <signal>', 'signal `tsvz stop` sends to init')
     .option('--pool <name>', 'storage pool for the rootfs (see `tsvz pool list`)', 'default')
     .action(async (name: string, o, cmd: Command) => {
-      const { InvalidArgumentError } = await import('../../runtime/errors');
-      const { parseSize, parseCpus, parsePositiveInt } = await import('../../runtime/units');
-      const { createContainer } = await import('../../runtime/ops/create');
+      const { InvalidArgumentError } = await import('../../lib/errors');
+      const { parseSize, parseCpus, parsePositiveInt } = await import('../../lib/units');
+      const { createContainer } = await import('../../ops/create');
       const limits = {
         memoryBytes: o.memory !== undefined ? parseSize(o.memory, '--memory') : undefined,
         cpus: o.cpus !== undefined ? parseCpus(o.cpus) : undefined,

@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('-f, --force', 'kill it if running; also remove a half-created container')
     .action(async (name: string, o, cmd: Command) => {
-      const { destroyContainer } = await import('../../runtime/ops/destroy');
+      const { destroyContainer } = await import('../../ops/destroy');
       await destroyContainer(rootOf(cmd), name, o.force === true);
       print(`destroyed ${name}\n`);
     });

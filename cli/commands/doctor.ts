@@ -7,7 +7,7 @@ export function register(program: Command): void {
     .description('what this host supports: cgroups, freezer, CRIU, storage tools, uffd, soft-dirty')
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      const { runDoctor } = await import('../../runtime/doctor');
+      const { runDoctor } = await import('../../ops/doctor');
       const checks = runDoctor();
       if (o.json) return printJson(checks);
       printTable(checks.map((c) => [c.ok ? 'ok ' : 'no ', c.name, c.detail]));

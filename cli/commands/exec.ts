@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .option('-w, --workdir <dir>', 'working directory inside', '/')
     .action(async (name: string, command: string[], o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { execInContainer } = await import('../../runtime/ops/exec');
+      const { execInContainer } = await import('../../ops/exec');
       process.exitCode = execInContainer(Container.open(rootOf(cmd), name), command, { tty: o.tty, env: o.env, cwd: o.workdir });
     });
 }

@@ -9,8 +9,8 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { containerInfo } = await import('../../runtime/ops/info');
-      const { formatBytes } = await import('../../runtime/units');
+      const { containerInfo } = await import('../../ops/info');
+      const { formatBytes } = await import('../../lib/units');
       const info = containerInfo(Container.open(rootOf(cmd), name));
       if (o.json) return printJson(info);
       const usage = info.cgroup;

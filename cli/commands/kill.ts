@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .argument('[signal]', 'signal name or number', 'SIGKILL')
     .action(async (name: string, signal: string, _o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { killContainer } = await import('../../runtime/ops/kill');
+      const { killContainer } = await import('../../ops/kill');
       await killContainer(Container.open(rootOf(cmd), name), signal);
     });
 }

@@ -10,8 +10,8 @@ export function register(program: Command): void {
     .option('-n, --tail <lines>', 'only the last N lines')
     .action(async (name: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { streamLogs } = await import('../../runtime/ops/logs');
-      const { parsePositiveInt } = await import('../../runtime/units');
+      const { streamLogs } = await import('../../ops/logs');
+      const { parsePositiveInt } = await import('../../lib/units');
       const tail = o.tail !== undefined ? (o.tail === '0' ? 0 : parsePositiveInt(o.tail, '--tail')) : undefined;
       // `tsvz logs p1 | head`: a reader that went away is not an error.
       process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });

@@ -15,8 +15,8 @@ export function register(program: Command): void {
     .option('--source <source>', 'dir: an empty directory; btrfs: an empty directory on a btrfs; zfs: a dataset (tank/tsvz); lvm: a volume group')
     .option('--size <size>', 'size of a loop image (btrfs, lvm) or file-backed zpool (zfs) under the root, e.g. 4G')
     .action(async (name: string, o, cmd: Command) => {
-      const { parseSize } = await import('../../runtime/units');
-      const { createStoragePool } = await import('../../runtime/ops/pool');
+      const { parseSize } = await import('../../lib/units');
+      const { createStoragePool } = await import('../../ops/pool');
       const size = o.size !== undefined ? parseSize(o.size, '--size') : undefined;
       await createStoragePool(rootOf(cmd), name, { driver: o.driver, source: o.source, size });
       print(`created pool ${name}\n`);
@@ -28,8 +28,8 @@ export function register(program: Command): void {
     .description('pools with their driver, source, space and containers')
     .option('--json', 'machine-readable output')
     .action(async (o, cmd: Command) => {
-      const { listStoragePools } = await import('../../runtime/ops/pool');
-      const { formatBytes } = await import('../../runtime/units');
+      const { listStoragePools } = await import('../../ops/pool');
+      const { formatBytes } = await import('../../lib/units');
       const all = await listStoragePools(rootOf(cmd));
       if (o.json) return printJson(all);
       const bytes = (n?: number) => (n === undefined ? '-' : formatBytes(n));
@@ -45,8 +45,8 @@ export function register(program: Command): void {
     .argument('<name>', 'pool name')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
-      const { storagePoolInfo } = await import('../../runtime/ops/pool');
-      const { formatBytes } = await import('../../runtime/units');
+      const { storagePoolInfo } = await import('../../ops/pool');
+      const { formatBytes } = await import('../../lib/units');
       const info = await storagePoolInfo(rootOf(cmd), name);
       if (o.json) return printJson(info);
       const caps = info.capabilities;
@@ -71,7 +71,7 @@ export function register(program: Command): void {
     .argument('<name>', 'pool name')
     .option('-f, --force', 'also delete volumes no container owns; forget a pool whose storage is gone')
     .action(async (name: string, o, cmd: Command) => {
-      const { removeStoragePool } = await import('../../runtime/ops/pool');
+      const { removeStoragePool } = await import('../../ops/pool');
       await removeStoragePool(rootOf(cmd), name, { force: o.force === true });
       print(`removed pool ${name}\n`);
     });

@@ -11,9 +11,9 @@ export function register(program: Command): void {
     .option('--import <file>', 'restore from an archive made by `tsvz checkpoint export` (creates the container from its template if missing)')
     .action(async (name: string, id: string | undefined, o, cmd: Command) => {
       if (o.import !== undefined) {
-        const { InvalidArgumentError } = await import('../../runtime/errors');
+        const { InvalidArgumentError } = await import('../../lib/errors');
         if (id !== undefined) throw new InvalidArgumentError('--import takes no checkpoint id', 'the archive holds one checkpoint');
-        const { restoreImported } = await import('../../checkpoint/import');
+        const { restoreImported } = await import('../../ops/import');
         const { state, imported } = await restoreImported(rootOf(cmd), name, o.import);
         print(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id} (init pid ${state.initPid})\n`);
         return;

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .option('--stateful', 'memory too (CRIU, the container keeps running): rollback brings it back running')
     .action(async (name: string, snap: string | undefined, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { createSnapshot } = await import('../../runtime/ops/snapshot');
+      const { createSnapshot } = await import('../../ops/snapshot');
       const rec = await createSnapshot(Container.open(rootOf(cmd), name), snap, { stateful: o.stateful === true });
       print(`${rec.name}\n`);
     });
@@ -28,8 +28,8 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { listSnapshots } = await import('../../runtime/ops/snapshot');
-      const { formatBytes } = await import('../../runtime/units');
+      const { listSnapshots } = await import('../../ops/snapshot');
+      const { formatBytes } = await import('../../lib/units');
       const all = await listSnapshots(Container.open(rootOf(cmd), name));
       if (o.json) return printJson(all);
       const bytes = (n?: number) => (n === undefined ? '-' : formatBytes(n));
@@ -47,7 +47,7 @@ export function register(program: Command): void {
     .option('-f, --force', 'stop a running container, roll back, start it again')
     .action(async (name: string, snap: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { rollbackSnapshot } = await import('../../runtime/ops/snapshot');
+      const { rollbackSnapshot } = await import('../../ops/snapshot');
       const r = await rollbackSnapshot(Container.open(rootOf(cmd), name), snap, { force: o.force === true });
       print(`rolled back ${name} to ${snap}${r.restarted ? ' (restarted)' : ''}\n`);
     });
@@ -59,7 +59,7 @@ export function register(program: Command): void {
     .argument('<snapshot>', 'snapshot name')
     .action(async (name: string, snap: string, _o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { removeSnapshot } = await import('../../runtime/ops/snapshot');
+      const { removeSnapshot } = await import('../../ops/snapshot');
       const r = await removeSnapshot(Container.open(rootOf(cmd), name), snap);
       print(`removed ${snap}${r.wasMissing ? ' (it was already gone from the pool)' : ''}\n`);
     });

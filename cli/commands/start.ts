@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { startContainer } = await import('../../runtime/ops/start');
+      const { startContainer } = await import('../../ops/start');
       const state = await startContainer(Container.open(rootOf(cmd), name));
       print(`started ${name} (init pid ${state.initPid})\n`);
     });

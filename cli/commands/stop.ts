@@ -10,8 +10,8 @@ export function register(program: Command): void {
     .option('-t, --timeout <seconds>', 'seconds to wait before SIGKILL', '10')
     .action(async (name: string, o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { stopContainer } = await import('../../runtime/ops/stop');
-      const { InvalidArgumentError } = await import('../../runtime/errors');
+      const { stopContainer } = await import('../../ops/stop');
+      const { InvalidArgumentError } = await import('../../lib/errors');
       const timeout = Number(o.timeout);
       if (!/^\d+(\.\d+)?$/.test(o.timeout)) throw new InvalidArgumentError(`invalid --timeout "${o.timeout}"`);
       await stopContainer(Container.open(rootOf(cmd), name), timeout);

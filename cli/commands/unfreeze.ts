@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
       const { Container } = await import('../../runtime/container');
-      const { unfreezeContainer } = await import('../../runtime/ops/freeze');
+      const { unfreezeContainer } = await import('../../ops/freeze');
       await unfreezeContainer(Container.open(rootOf(cmd), name));
       print(`unfrozen ${name}\n`);
     });

@@ -1,6 +1,6 @@
 import fs = require('node:fs');
-import { sleepSync } from '../proc';
-import { SystemError } from '../errors';
+import { sleepSync } from '../../lib/proc';
+import { SystemError } from '../../lib/errors';
 
 /**
  * Reading and writing cgroup control files. Reads never throw (a missing

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { InvalidArgumentError, NotSupportedError, SystemError } from '../errors';
-import { sleepSync } from '../proc';
+import { InvalidArgumentError, NotSupportedError, SystemError } from '../../lib/errors';
+import { sleepSync } from '../../lib/proc';
 import { DEFAULT_MOUNT_ROOT, detectCgroupMode, hierarchyId, isCgroupDir } from './detect';
 import { makeDir, readPids, removeDir, removeDirIfUnused, writeControlIfPresent } from './files';
 import { validateLimits } from './limits';

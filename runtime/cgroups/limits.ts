@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { InvalidArgumentError, NotSupportedError } from '../errors';
+import { InvalidArgumentError, NotSupportedError } from '../../lib/errors';
 import { writeControl } from './files';
 import type { CgroupLimits } from './types';
 

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs = require('node:fs');
 import path = require('node:path');
-import { NotSupportedError } from '../errors';
+import { NotSupportedError } from '../../lib/errors';
 import type { Template } from './index';
 
 /** Debian's busybox-static: one static binary, works offline. */

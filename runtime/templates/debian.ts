@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
 import path = require('node:path');
-import { CommandError, NotSupportedError } from '../errors';
-import { withLock } from '../lock';
+import { CommandError, NotSupportedError } from '../../lib/errors';
+import { withLock } from '../../lib/lock';
 import type { Root } from '../paths';
 import type { Template } from './index';
 

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../../lib/errors';
 import type { Root } from '../paths';
 
 /** What a template contributes besides files: how to boot and stop it. */

@@ -1,5 +1,5 @@
 import fs = require('node:fs');
-import { NotFoundError } from '../errors';
+import { NotFoundError } from '../../lib/errors';
 import type { Template } from './index';
 
 /** tar:FILE — a rootfs tarball, extracted with the hardened extractor. */
@@ -13,7 +13,7 @@ export class TarballTemplate implements Template {
   }
 
   async populate(rootfs: string): Promise<void> {
-    const { extractTarball } = await import('../rootfs/tar-extract');
+    const { extractTarball } = await import('../../archive/tar-extract');
     await extractTarball(this.file, rootfs);
   }
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { setXattr } from '../../runtime/storage/libc';
+import { setXattr } from '../../lib/libc-fs';
 
 /** Can the filesystem under `dir` hold user xattrs? (zfs-fuse and 6.1's tmpfs can't.) */
 export function xattrsWork(dir: string): boolean {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { after, before, describe, it, TestContext } from 'node:test';
 import { ContainerCgroups } from '../../runtime/cgroups';
 import { DEVICE_RULES } from '../../runtime/cgroups/v1';
-import { sleep } from '../../runtime/proc';
+import { sleep } from '../../lib/proc';
 
 /*
  * Against the real /sys/fs/cgroup (needs root). The tests share one cgroup

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { copyTree, parallelPlan } from '../../runtime/storage/copy-tree';
-import { readXattrs, setXattr } from '../../runtime/storage/libc';
+import { copyTree, parallelPlan } from '../../storage/copy-tree';
+import { readXattrs, setXattr } from '../../lib/libc-fs';
 
 const MiB = 1024 ** 2;
 const notRoot = process.getuid?.() !== 0 ? 'needs root (owners, device nodes)' : undefined;

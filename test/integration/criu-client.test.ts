@@ -8,8 +8,8 @@ import * as protobuf from 'protobufjs';
 import { CriuClient } from '../../checkpoint/criu/client';
 import { CriuError } from '../../checkpoint/criu/errors';
 import { requireCriu } from '../../checkpoint/criu/version';
-import { NotSupportedError } from '../../runtime/errors';
-import { sleep } from '../../runtime/proc';
+import { NotSupportedError } from '../../lib/errors';
+import { sleep } from '../../lib/proc';
 import { REPO } from '../helpers/cli';
 
 const PROTO_PATH = path.join(REPO, 'proto', 'criu-rpc.proto');

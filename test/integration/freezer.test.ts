@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isFrozen } from '../../checkpoint/freezer';
+import { isFrozen } from '../../runtime/cgroups/freezer';
 import { ContainerCgroups } from '../../runtime/cgroups';
 import { Root } from '../../runtime/paths';
 import { eventually, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
@@ -83,7 +83,7 @@ describe('freeze and unfreeze', { skip }, () => {
     assert.equal(t.run(['exec', 'p1', '--', 'true']).status, 0);
   });
 
-  // Needs the 'frozen' state in runtime/ops/info.ts.
+  // Needs the 'frozen' state in ops/info.ts.
   test("info --json says 'frozen' while frozen, 'running' after", () => {
     try {
       t.ok(['freeze', 'p1', '--v1']);

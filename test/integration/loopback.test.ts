@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { findCommand, run } from '../../runtime/host-command';
+import { findCommand, run } from '../../lib/process';
 import { loopbackUp } from '../../runtime/loopback';
-import { sleep } from '../../runtime/proc';
+import { sleep } from '../../lib/proc';
 
 /*
  * Root only: loopbackUp sets lo up in a fresh network namespace (an

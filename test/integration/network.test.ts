@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { CommandError, InvalidArgumentError, InvalidStateError } from '../../runtime/errors';
-import { findCommand, run } from '../../runtime/host-command';
+import { CommandError, InvalidArgumentError, InvalidStateError } from '../../lib/errors';
+import { findCommand, run } from '../../lib/process';
 import {
   connectContainer,
   disconnectContainer,
@@ -14,7 +14,7 @@ import {
   hostVethName,
   removeBridgeIfUnused,
 } from '../../runtime/network';
-import { sleep } from '../../runtime/proc';
+import { sleep } from '../../lib/proc';
 
 /*
  * Root only. "Containers" are `unshare --net sleep` processes, each in its

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { mountsUnder } from '../../runtime/mounts';
-import { getDriver } from '../../runtime/storage/registry';
+import { mountsUnder } from '../../lib/mounts';
+import { getDriver } from '../../storage/registry';
 import { eventually, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
 
 /**

@@ -6,14 +6,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../../runtime/errors';
-import { mountsUnder } from '../../runtime/mounts';
-import type { Pool, PoolRecord, PoolSpec } from '../../runtime/storage/driver';
-import { StorageError } from '../../runtime/storage/errors';
-import { readXattrs, setXattr } from '../../runtime/storage/libc';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../../lib/errors';
+import { mountsUnder } from '../../lib/mounts';
+import type { Pool, PoolRecord, PoolSpec } from '../../storage/driver';
+import { StorageError } from '../../storage/errors';
+import { readXattrs, setXattr } from '../../lib/libc-fs';
 import { xattrsWork } from '../helpers/xattr';
-import { negotiateFormat } from '../../runtime/storage/negotiate';
-import { createPool, destroyPool, getDriver, openPool } from '../../runtime/storage/registry';
+import { negotiateFormat } from '../../storage/negotiate';
+import { createPool, destroyPool, getDriver, openPool } from '../../storage/registry';
 
 /**
  * One table of cases run against every storage driver (dir, btrfs, zfs, lvm),

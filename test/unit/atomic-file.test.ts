@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { AtomicFileSlot, jsonText, readJsonIfExists, writeJsonAtomic } from '../../runtime/atomic-file';
+import { AtomicFileSlot, jsonText, readJsonIfExists, writeJsonAtomic } from '../../lib/atomic-file';
 
 describe('atomic files', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-atomic-'));

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cgroupYard, yardLinks } from '../../checkpoint/cgroup-yard';
-import type { MountInfo } from '../../runtime/mountinfo';
+import type { MountInfo } from '../../lib/mountinfo';
 
 const cg = (mountPoint: string, ...superOptions: string[]): MountInfo => ({ root: '/', mountPoint, fsType: 'cgroup', superOptions: ['rw', ...superOptions] });
 const cg2 = (mountPoint: string): MountInfo => ({ root: '/', mountPoint, fsType: 'cgroup2', superOptions: ['rw'] });

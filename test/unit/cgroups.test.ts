@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ContainerCgroups, detectCgroupMode } from '../../runtime/cgroups';
 import { errnoCode } from '../../runtime/cgroups/files';
 import { DEVICE_RULES } from '../../runtime/cgroups/v1';
-import { InvalidArgumentError, NotSupportedError, SystemError } from '../../runtime/errors';
+import { InvalidArgumentError, NotSupportedError, SystemError } from '../../lib/errors';
 
 /*
  * A fake cgroup tree in a temp dir. Unlike cgroupfs, a fake dir does not

@@ -10,7 +10,7 @@ import { ArchiveManifest, extractCheckpointArchive, parseManifest, writeCheckpoi
 import type { CheckpointMeta } from '../../checkpoint/catalog';
 import { formatAddress, inspectCheckpoint, MAGIC, parseImage, readDumpStats } from '../../checkpoint/images';
 import type { ContainerConfig } from '../../runtime/config';
-import { InvalidArgumentError } from '../../runtime/errors';
+import { InvalidArgumentError } from '../../lib/errors';
 
 const IMAGES_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-images.proto');
 const STATS_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-stats.proto');

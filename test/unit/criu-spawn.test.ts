@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { spawnWithFds } from '../../checkpoint/criu/spawn';
+import { spawnWithFds } from '../../lib/spawn-fds';
 
 describe('spawnWithFds (how criu swrk is started)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-spawn-'));

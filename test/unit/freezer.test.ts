@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { freeze, freezerFor, isFrozen, thaw, thawAll, withFrozen } from '../../checkpoint/freezer';
+import { freeze, freezerFor, isFrozen, thaw, thawAll, withFrozen } from '../../runtime/cgroups/freezer';
 import { ContainerCgroups } from '../../runtime/cgroups';
-import { NotSupportedError, TsvzError } from '../../runtime/errors';
+import { NotSupportedError, TsvzError } from '../../lib/errors';
 
 /*
  * A fake hybrid cgroup tree: the v1 freezer hierarchy and the unified one.

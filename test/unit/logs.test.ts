@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { lastLines, readTail } from '../../runtime/ops/logs';
+import { lastLines, readTail } from '../../ops/logs';
 
 describe('logs --tail reads the end of the log only', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-logs-'));

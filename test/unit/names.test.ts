@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InvalidArgumentError } from '../../runtime/errors';
-import { validateName } from '../../runtime/names';
+import { InvalidArgumentError } from '../../lib/errors';
+import { validateName } from '../../lib/names';
 
 test('valid names pass', () => {
   for (const n of ['p1', 'web-01', 'a.b_c', 'X', 'x'.repeat(64)]) assert.equal(validateName(n), n);

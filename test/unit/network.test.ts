@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { InvalidArgumentError } from '../../runtime/errors';
+import { InvalidArgumentError } from '../../lib/errors';
 import { hostVethName, parseContainerAddress } from '../../runtime/network';
 
 describe('parseContainerAddress', () => {

@@ -4,13 +4,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { readJsonIfExists, writeJsonAtomic } from '../../runtime/atomic-file';
-import { BusyError } from '../../runtime/errors';
-import { withLock } from '../../runtime/lock';
+import { readJsonIfExists, writeJsonAtomic } from '../../lib/atomic-file';
+import { BusyError } from '../../lib/errors';
+import { withLock } from '../../lib/lock';
 import { ContainerPaths } from '../../runtime/paths';
-import { processStartTime } from '../../runtime/proc';
+import { processStartTime } from '../../lib/proc';
 import { observeState, writeState } from '../../runtime/state';
-import { UndoStack, withUndo } from '../../runtime/undo';
+import { UndoStack, withUndo } from '../../lib/undo';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-state-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -46,7 +46,7 @@ test('the lock excludes a second holder, which fails with "busy"', async () => {
   const lockFile = path.join(dir, 'c.lock');
   // Another process holds the lock for a while.
   const holder = spawn(process.execPath, ['-e', `
-    const { withLock } = require(${JSON.stringify(path.resolve(__dirname, '../../runtime/lock.js'))});
+    const { withLock } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/lock.js'))});
     withLock(${JSON.stringify(lockFile)}, 'c', 1000, () => { process.stdout.write('held\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500); });
   `], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((res) => holder.stdout!.once('data', () => res()));
@@ -58,7 +58,7 @@ test('the lock excludes a second holder, which fails with "busy"', async () => {
 test('a lock held by a SIGKILLed process is free again', async () => {
   const lockFile = path.join(dir, 'd.lock');
   const holder = spawn(process.execPath, ['-e', `
-    const { withLock } = require(${JSON.stringify(path.resolve(__dirname, '../../runtime/lock.js'))});
+    const { withLock } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/lock.js'))});
     withLock(${JSON.stringify(lockFile)}, 'd', 1000, () => { process.stdout.write('held\\n'); for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000); });
   `], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((res) => holder.stdout!.once('data', () => res()));

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DriverCapabilities, SendFormat } from '../../runtime/storage/driver';
-import { canSendIncremental, negotiateFormat } from '../../runtime/storage/negotiate';
-import { getDriver } from '../../runtime/storage/registry';
+import type { DriverCapabilities, SendFormat } from '../../storage/driver';
+import { canSendIncremental, negotiateFormat } from '../../storage/negotiate';
+import { getDriver } from '../../storage/registry';
 
 const caps = (...sendFormats: SendFormat[]): DriverCapabilities => ({
   atomicSnapshot: true,

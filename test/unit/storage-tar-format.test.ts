@@ -6,10 +6,10 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import * as tar from 'tar-stream';
-import { StorageError } from '../../runtime/storage/errors';
-import { readXattrs, setXattr } from '../../runtime/storage/libc';
+import { StorageError } from '../../storage/errors';
+import { readXattrs, setXattr } from '../../lib/libc-fs';
 import { xattrsWork } from '../helpers/xattr';
-import { packTree, unpackTree } from '../../runtime/storage/tar-format';
+import { packTree, unpackTree } from '../../archive/tree-tar';
 
 /** The universal send format without root: files owned by whoever runs the tests. */
 

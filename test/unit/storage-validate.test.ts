@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AlreadyExistsError, CommandError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../../runtime/errors';
-import { isNoSpace, StorageError, storageFailure } from '../../runtime/storage/errors';
-import { driverNames, getDriver, createPool } from '../../runtime/storage/registry';
-import { checkSendOptions } from '../../runtime/storage/transfer';
-import { requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from '../../runtime/storage/validate';
+import { AlreadyExistsError, CommandError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../../lib/errors';
+import { isNoSpace, StorageError, storageFailure } from '../../storage/errors';
+import { driverNames, getDriver, createPool } from '../../storage/registry';
+import { checkSendOptions } from '../../storage/transfer';
+import { requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from '../../storage/validate';
 
 const MiB = 1024 ** 2;
 const spec = (extra: object) => ({ name: 'p1', driver: 'btrfs', rootDir: '/var/lib/tsvz', ...extra });

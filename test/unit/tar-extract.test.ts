@@ -5,8 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
-import { extractTarball } from '../../runtime/rootfs/tar-extract';
-import { InvalidArgumentError, NotFoundError } from '../../runtime/errors';
+import { extractTarball } from '../../archive/tar-extract';
+import { InvalidArgumentError, NotFoundError } from '../../lib/errors';
 
 type Spec = { header: tar.Header | (Partial<tar.Header> & { name: string }); data?: string | Buffer };
 

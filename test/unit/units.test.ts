@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatBytes, parseCpus, parsePositiveInt, parseSize } from '../../runtime/units';
-import { splitCommandLine } from '../../runtime/shell-words';
-import { lastLines } from '../../runtime/ops/logs';
-import { parseSignal } from '../../runtime/ops/kill';
+import { formatBytes, parseCpus, parsePositiveInt, parseSize } from '../../lib/units';
+import { splitCommandLine } from '../../lib/shell-words';
+import { lastLines } from '../../ops/logs';
+import { parseSignal } from '../../ops/kill';
 
 test('parseSize understands binary suffixes', () => {
   assert.equal(parseSize('512M'), 512 * 1024 ** 2);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { getDriver } from '../../runtime/storage/registry';
+import { getDriver } from '../../storage/registry';
 
 /**
  * The VM lane's storage tests (scripts/vm-lane/run boots a kernel with

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { findCommand } from '../../runtime/host-command';
+import { findCommand } from '../../lib/process';
 
 /**
  * Soft-dirty page tracking (what pre-copy migration's iterative dumps need):

@@ -1,0 +1,178 @@
+import fs = require('node:fs');
+import os = require('node:os');
+import type { Container } from '../runtime/container';
+import { AlreadyExistsError, InvalidStateError, SystemError } from '../lib/errors';
+import { faultPause } from '../lib/fault';
+import { reconcile } from '../runtime/release';
+import { isSameProcess, sleep } from '../lib/proc';
+import type { ContainerState } from '../runtime/state';
+import { withUndo } from '../lib/undo';
+import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
+import { cgroupYard } from './cgroup-yard';
+import { CriuClient } from './criu/client';
+import { CriuError } from './criu/errors';
+import { CriuLogs } from './criu-logs';
+import { DEV_EXTERNAL_DUMP, devMountOf, saveDev } from './dev-tmpfs';
+import { formatVersion, requireCriu } from './criu/version';
+import { criuFreezer, isFrozen, moveFreezeTo, thawAll } from '../runtime/cgroups/freezer';
+import { findUndumpable } from './undumpable';
+import { readDumpStats } from './images';
+import { trace } from '../lib/trace';
+
+export const CLONE_NEWNET = 0x40000000;
+
+export interface CheckpointOptions {
+  name?: string;
+  leaveRunning?: boolean;
+  tcpEstablished?: boolean;
+}
+
+/**
+ * Dump a running container with CRIU (vzctl chkpnt): frozen through its
+ * freezer cgroup, its whole tree written to checkpoints/<id>/. Without
+ * leaveRunning the container is stopped and `restore` continues it. A failed
+ * dump leaves the container running (CRIU resumes it; we thaw) and removes
+ * the partial images.
+ */
+export async function checkpointContainer(c: Container, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
+  return c.locked(async () => {
+    const state = reconcile(c);
+    if (state.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
+    return dumpContainer(c, state, new CheckpointCatalog(c), opts);
+  });
+}
+
+/**
+ * The dump itself, for a caller that holds the container's lock and has
+ * checked it runs (checkpoint, stateful snapshot). If the container is
+ * frozen already, CRIU leaves it frozen.
+ */
+export async function dumpContainer(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
+  trace('checkpoint: locked');
+  const id = opts.name ?? newCheckpointId();
+  const dir = catalog.dir(id);
+  if (fs.existsSync(dir)) throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${id}"`);
+  const criu = new CriuClient();
+  const version = await requireCriu('4.1', criu, c.root.cacheDir);
+  const cg = c.cgroups();
+  const freezer = criuFreezer(cg);
+  const wasFrozen = isFrozen(cg);
+  const loopbackOnly = c.config.net.mode === 'none';
+  const logs = new CriuLogs(c.paths.dir);
+  const dev = state.initPid === undefined ? undefined : devMountOf(state.initPid);
+  // Frozen by `tsvz freeze` (or a stateful snapshot): by CRIU's freezer only, or CRIU would wait forever.
+  if (wasFrozen) moveFreezeTo(freezer);
+
+  // Undo covers the dump only: once CRIU succeeded (and, without
+  // leaveRunning, killed the tree) the images are the container; nothing
+  // after this point may remove them.
+  const { dumpMs, record } = await withUndo(async (undo) => {
+    fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(dir, { mode: 0o700 });
+    undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
+    // The record's file is made durable now: after the images, its fsync would wait on theirs.
+    const slot = catalog.prepareSave(id);
+    undo.add('discard the record', () => slot.discard());
+    if (!wasFrozen) undo.add('thaw', () => thawAll(cg));
+    const imagesFd = fs.openSync(dir, 'r');
+    const logsFd = logs.open();
+    const started = process.hrtime.bigint();
+    try {
+      await criu.dump({
+        imagesDirFd: imagesFd,
+        workDirFd: logsFd,
+        logFile: logs.fileName('dump', id),
+        pid: state.initPid,
+        leaveRunning: opts.leaveRunning === true,
+        freezeCgroup: freezer.path,
+        // The console's master is held by the monitor: a new one is made on restore.
+        orphanPtsMaster: true,
+        manageCgroups: true,
+        manageCgroupsMode: 'SOFT',
+        cgroupYard: cgroupYard(c.root.cacheDir),
+        fileLocks: true,
+        tcpEstablished: opts.tcpEstablished === true,
+        // A --net none container has only loopback: nothing to lock out, nothing
+        // to save (CRIU's ip/iptables runs, inside the frozen window); restore makes it anew.
+        networkLock: loopbackOnly ? 'SKIP' : undefined,
+        emptyNs: loopbackOnly ? CLONE_NEWNET : undefined,
+        // /dev is saved by tsvz (dev-tmpfs.ts), not by CRIU's tar.
+        external: dev ? [DEV_EXTERNAL_DUMP] : undefined,
+        // post-dump: the images are written; CRIU is about to kill (or resume) the tree.
+        notifyScripts: true,
+      }, {
+        onNotify: (script) => {
+          if (script === 'network-lock') return faultPause('checkpoint:frozen');
+          if (script === 'post-dump') {
+            // The tree is still frozen: its /dev is what the images expect.
+            if (dev) saveDev(dev, dir);
+            // The device's flush of the images, which the record's write would wait for, runs while CRIU kills a big tree.
+            slot.startFlush();
+          }
+          return undefined;
+        },
+      });
+    } catch (err) {
+      throw explainDumpFailure(err, cg.pids());
+    } finally {
+      fs.closeSync(imagesFd);
+      fs.closeSync(logsFd);
+    }
+    return { dumpMs: Number(process.hrtime.bigint() - started) / 1e6, record: slot };
+  });
+
+  trace('checkpoint: dumped');
+  const meta: CheckpointMeta = {
+    id,
+    container: c.name,
+    createdAt: new Date().toISOString(),
+    criuVersion: formatVersion(version),
+    kernel: os.release(),
+    leaveRunning: opts.leaveRunning === true,
+    tcpEstablished: opts.tcpEstablished === true,
+    ...(loopbackOnly ? { emptyNetns: true } : {}),
+    dumpMs,
+    sizeBytes: 0,
+  };
+  try {
+    logs.keepWithImages(id, dir);
+    Object.assign(meta, { sizeBytes: directorySize(dir), ...dumpStats(dir) });
+    await catalog.saveInto(record, meta);
+  } catch (err) {
+    await record.discard();
+    if (!meta.leaveRunning) reconcile(c, { checkpoint: id });
+    throw new SystemError(`checkpoint ${id} of ${c.name} was taken (images in ${dir}) but its record could not be written`, err);
+  }
+
+  trace('checkpoint: recorded');
+  if (!meta.leaveRunning) {
+    // CRIU killed the tree; the monitor records that and exits.
+    for (let i = 0; i < 2000 && isSameProcess(state.monitorPid, state.monitorStartTime); i++) await sleep(1);
+    reconcile(c, { checkpoint: id });
+  }
+  return meta;
+}
+
+/** CRIU's statistics for `checkpoint list`; a dump is not failed over unreadable statistics. */
+function dumpStats(dir: string): Partial<CheckpointMeta> {
+  try {
+    const s = readDumpStats(dir);
+    if (!s) return {};
+    return { frozenMs: s.frozenUs / 1000, memdumpMs: s.memdumpUs / 1000, memwriteMs: s.memwriteUs / 1000, pagesWritten: s.pagesWritten };
+  } catch {
+    return {};
+  }
+}
+
+/** CRIU's reason for objects it can't dump is cryptic: name them when we see them. */
+function explainDumpFailure(err: unknown, pids: number[]): unknown {
+  if (!(err instanceof CriuError)) return err;
+  const undumpable = findUndumpable(pids);
+  if (undumpable.length === 0) return err;
+  return new CriuError('dump', {
+    logPath: err.logPath,
+    detail: `${undumpable.join('; ')}, which CRIU cannot checkpoint`,
+    hint: 'stop that program (or make it close that fd) before checkpointing',
+    cause: err,
+  });
+}

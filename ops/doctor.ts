@@ -1,0 +1,68 @@
+import { spawnSync } from 'node:child_process';
+import fs = require('node:fs');
+import { detectCgroupMode } from '../runtime/cgroups';
+import { criuBinary } from '../checkpoint/criu/binary';
+import { nativeBinary } from '../runtime/paths';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+function run(cmd: string, args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.error ? null : r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+function tool(name: string, args: string[] = ['--version']): Check {
+  const r = run(name, args);
+  return { name, ok: r.status === 0, detail: r.status === 0 ? r.out.split('\n')[0] : 'not installed' };
+}
+
+/** CRIU version as [major, minor] from `criu --version`. */
+export function parseCriuVersion(text: string): [number, number] | undefined {
+  const m = /Version:\s*(\d+)\.(\d+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+/** What this host supports: the answers `tsvz doctor` prints. */
+export function runDoctor(): Check[] {
+  const checks: Check[] = [];
+  const mode = detectCgroupMode();
+  checks.push({ name: 'cgroups', ok: true, detail: mode === 'hybrid' ? 'hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)' : mode });
+  const v1Freezer = fs.existsSync('/sys/fs/cgroup/freezer/freezer.state') || fs.existsSync('/sys/fs/cgroup/freezer/tasks');
+  const v2Root = mode === 'v2' ? '/sys/fs/cgroup' : '/sys/fs/cgroup/unified';
+  const v2Freeze = fs.existsSync(v2Root) && fs.readdirSync(v2Root).some((e) => fs.existsSync(`${v2Root}/${e}/cgroup.freeze`));
+  checks.push({ name: 'freezer', ok: v1Freezer || v2Freeze || mode !== 'v1', detail: [v1Freezer && 'v1 freezer.state', (v2Freeze || mode !== 'v1') && 'v2 cgroup.freeze'].filter(Boolean).join(', ') || 'none' });
+  for (const ns of ['pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup']) {
+    if (!fs.existsSync(`/proc/self/ns/${ns}`)) checks.push({ name: `namespace ${ns}`, ok: false, detail: 'missing' });
+  }
+  checks.push({ name: 'namespaces', ok: true, detail: 'pid mnt uts ipc net cgroup' });
+  for (const bin of ['tsvz-monitor', 'tsvz-exec'] as const) {
+    checks.push({ name: bin, ok: fs.existsSync(nativeBinary(bin)), detail: fs.existsSync(nativeBinary(bin)) ? nativeBinary(bin) : 'not built: run `npm install`' });
+  }
+  const criu = criuBinary();
+  const version = run(criu, ['--version']);
+  const v = parseCriuVersion(version.out);
+  const recent = v !== undefined && (v[0] > 4 || (v[0] === 4 && v[1] >= 1));
+  const full = /Version:\s*(\S+)/.exec(version.out)?.[1];
+  checks.push({ name: 'criu', ok: recent, detail: v ? `${full} (${criu})${recent ? '' : ': need >= 4.1'}` : 'not installed: run scripts/setup-host' });
+  if (v) {
+    const check = run(criu, ['check']);
+    checks.push({ name: 'criu check', ok: check.status === 0, detail: check.out.split('\n').pop() ?? '' });
+    const uffd = run(criu, ['check', '--feature', 'uffd-noncoop']);
+    checks.push({ name: 'userfaultfd (post-copy)', ok: uffd.status === 0, detail: uffd.status === 0 ? 'available' : 'unavailable' });
+    const dirty = run(criu, ['check', '--feature', 'mem_dirty_track']);
+    checks.push({ name: 'soft-dirty (pre-copy)', ok: dirty.status === 0, detail: dirty.status === 0 ? 'available' : 'unavailable on this kernel' });
+  }
+  // Storage drivers say themselves what they miss (tools, kernel support).
+  const { driverReport } = require('../storage/registry') as typeof import('../storage/registry');
+  for (const d of driverReport()) {
+    const caps = [d.capabilities.atomicSnapshot && 'atomic snapshot', d.capabilities.cowClone && 'cow clone', d.capabilities.incrementalSend && 'incremental send'].filter(Boolean).join(', ');
+    checks.push({ name: `storage ${d.name}`, ok: d.missing.length === 0, detail: d.missing.length === 0 ? `${caps || 'copies'}; sends ${d.capabilities.sendFormats.join('/')}` : d.missing.join('; ') });
+  }
+  checks.push(tool('ip', ['-V']));
+  checks.push(tool('runc', ['--version']));
+  return checks;
+}

@@ -1,0 +1,45 @@
+import { spawnSync } from 'node:child_process';
+import fs = require('node:fs');
+import os = require('node:os');
+import { DROPPED_CAPABILITIES } from '../runtime/config';
+import { isFrozen } from '../runtime/cgroups/freezer';
+import { Container } from '../runtime/container';
+import { InvalidArgumentError, InvalidStateError, LaunchError } from '../lib/errors';
+import { nativeBinary } from '../runtime/paths';
+import { isSameProcess } from '../lib/proc';
+import { mergeEnv } from '../lib/env';
+
+export interface ExecOptions {
+  tty?: boolean;
+  env?: string[];
+  cwd?: string;
+}
+
+/**
+ * Run a command inside a running container through native tsvz-exec (setns
+ * into a mount namespace needs a single-threaded process). Returns the
+ * command's exit status (128+signal when killed). Takes no lock: a long
+ * interactive exec must not block `stop`.
+ */
+export function execInContainer(c: Container, argv: string[], opts: ExecOptions = {}): number {
+  if (argv.length === 0) throw new InvalidArgumentError('no command given', 'tsvz exec NAME -- COMMAND [ARGS...]');
+  const state = c.state();
+  if (state.status !== 'running' || !isSameProcess(state.initPid, state.initStartTime)) {
+    throw new InvalidStateError(`container ${c.name} is not running`, `start it with \`tsvz start ${c.name}\``);
+  }
+  if (isFrozen(c.cgroups())) throw new InvalidStateError(`container ${c.name} is frozen`, `thaw it with \`tsvz unfreeze ${c.name}\``);
+  const bin = nativeBinary('tsvz-exec');
+  if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
+  const env = mergeEnv(c.config.env, [...(opts.tty && process.env.TERM ? [`TERM=${process.env.TERM}`] : []), ...(opts.env ?? [])]);
+  const args = ['--pid', String(state.initPid)];
+  for (const f of c.cgroups().procsFiles()) args.push('--cgroup', f);
+  for (const e of env) args.push('--env', e);
+  for (const cap of Object.values(DROPPED_CAPABILITIES)) args.push('--cap-drop', String(cap));
+  if (opts.cwd) args.push('--cwd', opts.cwd);
+  if (opts.tty) args.push('--tty');
+  args.push('--', ...argv);
+  const r = spawnSync(bin, args, { stdio: 'inherit' });
+  if (r.error) throw new LaunchError(`cannot run ${bin}: ${r.error.message}`);
+  // Killed by a signal itself: the shell's convention, 128 + its number.
+  return r.status ?? 128 + (r.signal ? os.constants.signals[r.signal] : 0);
+}

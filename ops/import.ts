@@ -1,0 +1,154 @@
+import fs = require('node:fs');
+import path = require('node:path');
+import { validateLimits } from '../runtime/cgroups/limits';
+import { Container } from '../runtime/container';
+import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../lib/errors';
+import { createContainer } from './create';
+import { destroyContainer } from './destroy';
+import type { Root } from '../runtime/paths';
+import { ContainerState } from '../runtime/state';
+import { withUndo } from '../lib/undo';
+import { ArchiveManifest, extractCheckpointArchive, writeCheckpointArchive } from '../checkpoint/archive';
+import { CheckpointCatalog, CheckpointMeta, directorySize } from '../checkpoint/catalog';
+import { compareVersions, formatVersion, parseVersion, requireCriu } from '../checkpoint/criu/version';
+import { restoreContainer } from '../checkpoint/restore';
+
+/** `tsvz checkpoint export`: the checkpoint (newest when no id), its meta and the container's config as one archive. */
+export async function exportCheckpoint(c: Container, id: string | undefined, file: string): Promise<ArchiveManifest> {
+  const catalog = new CheckpointCatalog(c);
+  const meta = catalog.get(id);
+  return writeCheckpointArchive(file, catalog.dir(meta.id), meta, c.config);
+}
+
+export interface Imported {
+  container: Container;
+  meta: CheckpointMeta;
+  /** The container was made by the import (from the archive's config and template). */
+  created: boolean;
+}
+
+/**
+ * Bring the checkpoint in archive `file` into container `name`'s catalog.
+ * The archive carries CRIU's images and the source's config, not its files:
+ * the restore runs on `name`'s own rootfs. An existing `name` must be
+ * stopped and is trusted to hold the same filesystem; a missing one is
+ * created from the source's template with the source's config (renamed,
+ * hostname kept). Changes made to the source's files after it was created
+ * are therefore not carried over; that needs a snapshot of its rootfs.
+ * The archive is verified (manifest checksums, no unsafe or unlisted
+ * entries) in a scratch directory before anything else changes; any failure
+ * leaves nothing behind.
+ */
+export async function importCheckpoint(root: Root, name: string, file: string): Promise<Imported> {
+  const c = new Container(root, name);
+  root.ensure();
+  const version = await requireCriu('4.1');
+  const scratch = await extractCheckpointArchive(file, root.cacheDir, {
+    onManifest: (m) => {
+      if (compareVersions(version, parseVersion(m.checkpoint.criuVersion)) < 0) {
+        throw new NotSupportedError(
+          `archive ${file} holds a checkpoint made by CRIU ${m.checkpoint.criuVersion}, newer than this host's ${formatVersion(version)}`,
+          'restore it on a host with that CRIU or newer',
+        );
+      }
+      if (c.exists()) checkTarget(c, m);
+    },
+  });
+  try {
+    return await withUndo(async (undo) => {
+      const m = scratch.manifest;
+      let created = false;
+      if (!c.exists()) {
+        await createFrom(root, name, m);
+        created = true;
+        undo.add(`destroy ${name}`, () => destroyContainer(root, name, true));
+      }
+      const meta = await c.locked(async () => {
+        checkTarget(c, m);
+        const catalog = new CheckpointCatalog(c);
+        const dest = catalog.dir(m.checkpoint.id);
+        fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
+        moveDir(path.join(scratch.dir, 'images'), dest);
+        undo.add('remove imported checkpoint', () => fs.rmSync(dest, { recursive: true, force: true }));
+        // Only the fields we know, as parseManifest checked them (an archive's own importedFrom is dropped).
+        const { id, container, createdAt, criuVersion, kernel, leaveRunning, tcpEstablished, dumpMs } = m.checkpoint;
+        const stats = Object.fromEntries((['frozenMs', 'memdumpMs', 'memwriteMs', 'pagesWritten'] as const)
+          .filter((k) => typeof m.checkpoint[k] === 'number').map((k) => [k, m.checkpoint[k]]));
+        const imported: CheckpointMeta = {
+          id, container, createdAt, criuVersion, kernel, leaveRunning, tcpEstablished, dumpMs, ...stats,
+          sizeBytes: directorySize(dest),
+          importedFrom: { archive: path.resolve(file), importedAt: new Date().toISOString() },
+        };
+        catalog.save(imported);
+        return imported;
+      });
+      return { container: c, meta, created };
+    });
+  } finally {
+    fs.rmSync(scratch.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `tsvz restore NAME --import FILE`: import, then restore. A refused archive
+ * leaves nothing behind; when CRIU fails, the container and the imported
+ * checkpoint stay (like any failed restore) so its log can be read and the
+ * restore retried.
+ */
+export async function restoreImported(root: Root, name: string, file: string): Promise<{ state: ContainerState; imported: Imported }> {
+  const imported = await importCheckpoint(root, name, file);
+  try {
+    return { state: await restoreContainer(imported.container, imported.meta.id), imported };
+  } catch (err) {
+    if (err instanceof Error) {
+      err.message += ` (the imported checkpoint ${imported.meta.id} stays in ${name}: retry with \`tsvz restore ${name}\`, or remove it with \`tsvz ${imported.created ? `destroy ${name}` : `checkpoint rm ${name} ${imported.meta.id}`}\`)`;
+    }
+    throw err;
+  }
+}
+
+/** An existing target must be stopped and must not already hold this checkpoint id. */
+function checkTarget(c: Container, m: ArchiveManifest): void {
+  const status = c.state().status;
+  if (status === 'running' || status === 'starting') {
+    throw new InvalidStateError(`container ${c.name} is running`, 'stop it first, or import under a new name');
+  }
+  if (new CheckpointCatalog(c).list().some((x) => x.id === m.checkpoint.id)) {
+    throw new AlreadyExistsError(`container ${c.name} already has a checkpoint "${m.checkpoint.id}"`, `remove it with \`tsvz checkpoint rm ${c.name} ${m.checkpoint.id}\``);
+  }
+}
+
+/**
+ * A new container like the archive's source: made by create from the
+ * source's template and settings (so every value is checked as if typed on
+ * the command line), under the new name, with the source's hostname.
+ */
+async function createFrom(root: Root, name: string, m: ArchiveManifest): Promise<void> {
+  const src = m.config;
+  const limits = { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids };
+  validateLimits(limits);
+  await createContainer(root, name, {
+    template: src.template,
+    init: src.init.map(shellQuote).join(' '),
+    hostname: src.hostname,
+    limits,
+    net: src.net.mode === 'bridge' ? { mode: 'bridge', ip: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
+    env: src.env,
+    stopSignal: src.stopSignal,
+  });
+}
+
+/** Rename, or copy when the scratch dir is on another filesystem than the container (its own volume). */
+function moveDir(src: string, dest: string): void {
+  try {
+    fs.renameSync(src, dest);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    fs.cpSync(src, dest, { recursive: true, errorOnExist: true, force: false });
+  }
+}
+
+/** One word for splitCommandLine, whatever it contains. */
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,62 @@
+import fs = require('node:fs');
+import type { CgroupUsage } from '../runtime/cgroups';
+import type { ContainerConfig } from '../runtime/config';
+import { Container } from '../runtime/container';
+import { Root } from '../runtime/paths';
+import { ContainerState, ExitInfo, Status } from '../runtime/state';
+
+export interface ContainerInfo {
+  name: string;
+  /** 'frozen': running, with every process stopped by the freezer cgroup. */
+  state: Status | 'frozen';
+  initPid?: number;
+  ip?: string;
+  createdAt: string;
+  startedAt?: string;
+  pool: string;
+  template: string;
+  exit?: ExitInfo;
+  /** The checkpoint that stopped it: `tsvz restore` continues from there. */
+  checkpoint?: string;
+  cgroup?: CgroupUsage;
+  config: ContainerConfig;
+}
+
+/** Everything `tsvz info` shows; `withUsage` reads the cgroup counters (running containers only). */
+export function containerInfo(c: Container, withUsage = true): ContainerInfo {
+  const state: ContainerState = c.state();
+  const cfg = c.config;
+  const info: ContainerInfo = {
+    name: c.name,
+    state: state.status === 'running' && isFrozen(c) ? 'frozen' : state.status,
+    initPid: state.status === 'running' ? state.initPid : undefined,
+    ip: cfg.net.mode === 'bridge' ? cfg.net.address.split('/')[0] : undefined,
+    createdAt: cfg.createdAt,
+    startedAt: state.startedAt,
+    pool: cfg.pool,
+    template: cfg.template,
+    exit: state.status === 'stopped' && !state.checkpoint ? state.exit : undefined,
+    checkpoint: state.status === 'stopped' ? state.checkpoint : undefined,
+    config: cfg,
+  };
+  if (withUsage && state.status === 'running') info.cgroup = c.cgroups().usage();
+  return info;
+}
+
+/** Every container under the root, sorted by name (half-created ones are not listed). */
+export function listContainers(root: Root): ContainerInfo[] {
+  let names: string[];
+  try { names = fs.readdirSync(root.containersDir); } catch { return []; }
+  return names
+    .filter((n) => !n.startsWith('.'))
+    .sort()
+    .map((n) => new Container(root, n))
+    .filter((c) => c.exists())
+    .map((c) => containerInfo(c, false));
+}
+
+function isFrozen(c: Container): boolean {
+  // Loaded on demand: only a running container can be frozen.
+  const freezer = require('../runtime/cgroups/freezer') as typeof import('../runtime/cgroups/freezer');
+  return freezer.isFrozen(c.cgroups());
+}

@@ -1,0 +1,57 @@
+import fs = require('node:fs');
+import { DROPPED_CAPABILITIES } from '../runtime/config';
+import { Container } from '../runtime/container';
+import { InvalidStateError } from '../lib/errors';
+import { faultPoint } from '../lib/fault';
+import { MonitorLaunch } from '../runtime/monitor';
+import { openPoolOf } from './pool-open';
+import { ContainerState, writeRunning, writeState } from '../runtime/state';
+import { withUndo } from '../lib/undo';
+import { reconcile, releaseHostResources } from '../runtime/release';
+
+/**
+ * Start a container: cgroups with its limits, a monitor that clones init
+ * into new namespaces, the network wired between "pid" and "go", then the
+ * state recorded as running. Returns as soon as init has exec'd. Any failure
+ * unwinds every step: no cgroup, veth, monitor or process is left behind.
+ */
+export async function startContainer(c: Container): Promise<ContainerState> {
+  return c.locked(async () => {
+    const current = reconcile(c);
+    if (current.status === 'running' || current.status === 'starting') {
+      throw new InvalidStateError(`container ${c.name} is already running`);
+    }
+    const cfg = c.config;
+    await openPoolOf(c);
+    return withUndo(async (undo) => {
+      for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
+      // Recorded first: a CLI killed from here on leaves a container that
+      // reconcile/destroy --force knows to clean up.
+      writeState(c.paths, { status: 'starting' });
+      undo.add('record stopped', () => writeState(c.paths, { ...current, status: current.status === 'created' ? 'created' : 'stopped' }));
+      undo.add('release host resources', () => { releaseHostResources(c); });
+
+      const cgroups = c.cgroups();
+      cgroups.create(cfg.limits);
+      if (cfg.net.mode === 'bridge') (await import('../runtime/network')).ensureBridge(cfg.net);
+
+      const launch = new MonitorLaunch({
+        dir: c.paths.dir,
+        rootfs: c.paths.rootfs,
+        hostname: cfg.hostname,
+        cgroupProcsFiles: cgroups.procsFiles(),
+        env: cfg.env,
+        capDrop: Object.values(DROPPED_CAPABILITIES),
+        shareNet: false,
+        init: cfg.init,
+      });
+      undo.add('stop monitor', () => launch.abort());
+      const pid = await launch.initPid();
+      if (cfg.net.mode === 'bridge') (await import('../runtime/network')).connectContainer(pid, c.key, cfg.net);
+      faultPoint('start:before-go');
+      await launch.go();
+
+      return writeRunning(c.paths, pid, launch.child.pid);
+    });
+  });
+}

@@ -1,0 +1,57 @@
+import { thawAll } from '../runtime/cgroups/freezer';
+import { Container } from '../runtime/container';
+import { InvalidArgumentError, InvalidStateError } from '../lib/errors';
+import { findMonitorPids } from '../runtime/monitor-pids';
+import { isSameProcess, SIGNALS, sleep } from '../lib/proc';
+import { ContainerState } from '../runtime/state';
+import { reconcile } from '../runtime/release';
+
+/**
+ * Clean shutdown: the container's stop signal to init, then SIGKILL to the
+ * whole cgroup once `timeoutSec` has passed. Waits for the monitor to record
+ * the exit, releases cgroups and veth, records "stopped".
+ */
+export async function stopContainer(c: Container, timeoutSec = 10): Promise<ContainerState> {
+  if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw new InvalidArgumentError(`invalid --timeout "${timeoutSec}"`);
+  return c.locked(async () => {
+    const current = reconcile(c);
+    if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
+    const pid = current.initPid!;
+    thawAll(c.cgroups()); // a frozen init would not see the stop signal
+    signalInit(c, current, SIGNALS[c.config.stopSignal] ?? SIGNALS.SIGTERM);
+    if (!(await waitGone(pid, current.initStartTime, timeoutSec * 1000))) {
+      c.cgroups().killAll();
+      if (!(await waitGone(pid, current.initStartTime, 5000))) {
+        throw new InvalidStateError(`container ${c.name}'s init (pid ${pid}) survived SIGKILL for 5 s`, 'it may be stuck in the kernel (state D); try again later');
+      }
+    }
+    // The monitor writes exit.json right after reaping init. Watch the one
+    // the state names, then make sure no other is left (one /proc scan, normally).
+    await waitFor(() => !isSameProcess(current.monitorPid, current.monitorStartTime), 2000);
+    await waitFor(() => findMonitorPids(c.paths.dir).length === 0, 2000);
+    return reconcile(c);
+  });
+}
+
+export function signalInit(c: Container, state: ContainerState, signal: number): void {
+  if (!isSameProcess(state.initPid, state.initStartTime)) throw new InvalidStateError(`container ${c.name} is not running`);
+  try {
+    process.kill(state.initPid!, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+async function waitGone(pid: number, startTime: number | undefined, ms: number): Promise<boolean> {
+  return waitFor(() => !isSameProcess(pid, startTime), ms);
+}
+
+/** Polls `cond`: every millisecond at first (a killed process is gone within a few), backing off to 50 ms. */
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (let delay = 1; ; delay = Math.min(delay * 1.25, 50)) {
+    if (cond()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(delay);
+  }
+}

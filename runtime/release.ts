@@ -1,0 +1,40 @@
+import type { Container } from './container';
+import { findMonitorPids } from './monitor-pids';
+import { ContainerState, ExitInfo, writeState } from './state';
+
+/**
+ * Free everything a (possibly half-)started container holds on the host:
+ * its processes, its monitor, its cgroups, its host veth. Derived from the
+ * container's name alone, so it works after a crash that recorded nothing.
+ */
+export function releaseHostResources(c: Container): { oomKilled: boolean } {
+  const cg = c.cgroups();
+  let oomKilled = false;
+  if (cg.exists()) {
+    oomKilled = (cg.usage().oomKills ?? 0) > 0;
+    cg.killAll();
+  }
+  for (const pid of findMonitorPids(c.paths.dir)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+  if (cg.exists()) cg.remove();
+  if (c.config.net.mode === 'bridge') (require('./network') as typeof import('./network')).disconnectContainer(c.key);
+  return { oomKilled };
+}
+
+/**
+ * Under the lock: if the record says running but init is gone, release the
+ * host resources and record "stopped" with how it ended (and, after a
+ * checkpoint, which one). Returns the truth.
+ */
+export function reconcile(c: Container, stoppedBy?: { checkpoint: string }): ContainerState {
+  const recorded = c.recordedState();
+  const observed = c.state();
+  if (recorded.status === observed.status && !stoppedBy) return observed;
+  const { oomKilled } = releaseHostResources(c);
+  const exit: ExitInfo = { ...observed.exit };
+  if (oomKilled) exit.oomKilled = true;
+  const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit, ...stoppedBy };
+  writeState(c.paths, next);
+  return next;
+}

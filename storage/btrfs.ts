@@ -1,0 +1,386 @@
+import fs = require('node:fs');
+import path = require('node:path');
+import type { Readable } from 'node:stream';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../lib/errors';
+import { findCommand } from '../lib/process';
+import { UndoStack, withUndo } from '../lib/undo';
+import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
+import { dependentClones, StorageError, storageFailure } from './errors';
+import { exchangePaths } from '../lib/libc-fs';
+import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, mount, unmount } from './loop';
+import { packTree } from '../archive/tree-tar';
+import { tool, toolAsync, toolOutput } from './tool';
+import { checkReceive, checkSendOptions, receiveTar } from './transfer';
+import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
+import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
+
+/**
+ * The btrfs driver: a subvolume per volume, read-only snapshots, clones as
+ * writable snapshots, `btrfs send -p` for incrementals.
+ *
+ *   <mnt>/volumes/<vol>                       writable subvolume (the rootfs)
+ *   <mnt>/snapshots/<vol>/<snap>/rootfs       read-only subvolume
+ *
+ * Why a directory per snapshot: the kernel refuses to move a read-only
+ * subvolume to another directory (EROFS), and `btrfs receive` names the new
+ * subvolume after the sender's. Receiving into a fresh staging directory,
+ * renaming inside it, then moving the (plain) directory gives any name.
+ *
+ * Pools: `--size` makes a loop image under the root (mixed data/metadata
+ * block groups below 1 GiB, as mkfs.btrfs recommends, so small pools can
+ * use their space); `--source` uses an empty directory on a mounted btrfs.
+ */
+
+export interface BtrfsPoolRecord extends PoolRecord {
+  driver: 'btrfs';
+  /** Where the filesystem (or the --source directory) is. */
+  mountpoint: string;
+  /** <rootDir>/pools/<name>, which every pool owns (it holds the name, and the loop image). */
+  dir: string;
+  /** Loop-backed pools: the image. */
+  image?: string;
+}
+
+const BTRFS_MAGIC = 0x9123683e;
+const MIN_SIZE = 64 * 1024 ** 2;
+const MIXED_BELOW = 1024 ** 3;
+
+class BtrfsDriver implements StorageDriver {
+  readonly name = 'btrfs';
+  readonly capabilities: DriverCapabilities = { atomicSnapshot: true, cowClone: true, incrementalSend: true, rollbackToAny: true, sendFormats: ['btrfs', 'tar'] };
+
+  missing(): string[] {
+    const missing: string[] = [];
+    if (!findCommand('btrfs') || !findCommand('mkfs.btrfs')) missing.push('btrfs-progs not installed');
+    if (!fs.readFileSync('/proc/filesystems', 'utf8').includes('\tbtrfs')) missing.push('no btrfs in this kernel (modprobe btrfs)');
+    return missing;
+  }
+
+  async createPool(spec: PoolSpec): Promise<BtrfsPoolRecord> {
+    validatePoolSpec(spec, MIN_SIZE);
+    requireUsable(this);
+    if (spec.source !== undefined) return this.adopt(spec);
+    if (spec.size === undefined) {
+      throw new InvalidArgumentError('a btrfs pool needs --size (a loop image under the root) or --source (an empty directory on a mounted btrfs)');
+    }
+    if (!findCommand('losetup')) throw new StorageError('cannot create a loop-backed pool: losetup not installed (util-linux)');
+    const dir = claimPoolDir(spec);
+    const image = path.join(dir, 'btrfs.img');
+    const mnt = path.join(dir, 'mnt');
+    const size = spec.size;
+    return withUndo(async (undo) => {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
+      undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
+      createImage(image, size, undo);
+      const dev = attachLoop(image, undo);
+      tool('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), dev]);
+      mount(dev, mnt, [], undo);
+      makeLayout(mnt);
+      return { name: spec.name, driver: 'btrfs', mountpoint: mnt, image, dir };
+    });
+  }
+
+  /** --source: an empty directory on a mounted btrfs; we only add our two directories to it. */
+  private async adopt(spec: PoolSpec): Promise<BtrfsPoolRecord> {
+    const dir = checkSourceDir(spec.source!, 'btrfs');
+    if (fs.statfsSync(dir).type !== BTRFS_MAGIC) {
+      throw new InvalidArgumentError(`pool source ${dir} is not on a btrfs filesystem`, 'mount a btrfs there, or use --size for a loop image');
+    }
+    const home = claimPoolDir(spec);
+    return withUndo(async (undo) => {
+      fs.mkdirSync(home, { recursive: true, mode: 0o711 });
+      undo.add(`remove ${home}`, () => fs.rmSync(home, { recursive: true, force: true }));
+      undo.add('remove layout', () => ['volumes', 'snapshots'].forEach((d) => fs.rmSync(path.join(dir, d), { recursive: true, force: true })));
+      makeLayout(dir);
+      return { name: spec.name, driver: 'btrfs', mountpoint: dir, dir: home };
+    });
+  }
+
+  async openPool(record: PoolRecord): Promise<BtrfsPool> {
+    const rec = record as BtrfsPoolRecord;
+    if (rec.image && !isMountpoint(rec.mountpoint)) {
+      if (!fs.existsSync(rec.image)) throw new NotFoundError(`pool ${rec.name}: image ${rec.image} is missing`);
+      await withUndo(async (undo) => {
+        const attached = ensureLoop(rec.image!);
+        undo.add('detach', () => detachLoops(rec.image!));
+        mount(attached, rec.mountpoint);
+      });
+    }
+    if (!isDirectory(path.join(rec.mountpoint, 'volumes')) || fs.statfsSync(rec.mountpoint).type !== BTRFS_MAGIC) {
+      throw new NotFoundError(`pool ${rec.name}: no btrfs pool at ${rec.mountpoint}`, 'is the filesystem mounted?');
+    }
+    const pool = new BtrfsPool(rec, this);
+    pool.sweepStaging();
+    return pool;
+  }
+
+  async destroyPool(record: PoolRecord, opts: { force?: boolean } = {}): Promise<void> {
+    const rec = record as BtrfsPoolRecord;
+    const pool = await this.openPool(rec);
+    const vols = await pool.listVolumes();
+    if (vols.length > 0 && !opts.force) {
+      throw new StorageError(`pool ${rec.name} still has volumes: ${vols.join(', ')}`, { code: 'ENOTEMPTY', hint: 'delete them first, or force' });
+    }
+    if (rec.image) {
+      unmount(rec.mountpoint);
+      detachLoops(rec.image);
+    } else {
+      for (const vol of vols) await pool.deleteVolume(vol);
+      for (const d of ['volumes', 'snapshots']) removeTree(path.join(rec.mountpoint, d));
+    }
+    removeTree(rec.dir);
+  }
+}
+
+function makeLayout(mnt: string): void {
+  for (const d of ['volumes', 'snapshots']) fs.mkdirSync(path.join(mnt, d), { mode: 0o711 });
+}
+
+// ---- subvolume primitives ----
+
+function createSubvolume(p: string): void {
+  tool('btrfs', ['-q', 'subvolume', 'create', p]);
+}
+
+function snapshotSubvolume(src: string, dst: string, readOnly: boolean): void {
+  tool('btrfs', ['-q', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), src, dst]);
+}
+
+function deleteSubvolume(p: string): void {
+  if (fs.existsSync(p)) tool('btrfs', ['-q', 'subvolume', 'delete', p]);
+}
+
+/** A subvolume's root directory always has inode 256. */
+function isSubvolume(p: string): boolean {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  return !!st?.isDirectory() && st.ino === 256;
+}
+
+function subvolumeUuid(p: string): string {
+  const m = /^\s*UUID:\s*(\S+)/m.exec(tool('btrfs', ['subvolume', 'show', p]).stdout);
+  if (!m) throw new StorageError(`cannot read the UUID of subvolume ${p}`);
+  return m[1];
+}
+
+/** Remove a staging directory and any (half-received) subvolume in it. */
+function discardStaging(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const e of fs.readdirSync(dir)) {
+    const p = path.join(dir, e);
+    if (isSubvolume(p)) deleteSubvolume(p);
+  }
+  removeTree(dir);
+}
+
+class BtrfsPool implements Pool {
+  constructor(readonly record: BtrfsPoolRecord, readonly driver: BtrfsDriver) {}
+
+  private get mnt(): string { return this.record.mountpoint; }
+  private get volumesDir(): string { return path.join(this.mnt, 'volumes'); }
+  private snapshotsDir(vol: string): string { return path.join(this.mnt, 'snapshots', vol); }
+  private snapshotDir(vol: string, snap: string): string { return path.join(this.snapshotsDir(vol), snap); }
+  private snapshotRootfs(vol: string, snap: string): string { return path.join(this.snapshotDir(vol, snap), 'rootfs'); }
+
+  volumePath(vol: string): string {
+    return path.join(this.volumesDir, validateVolumeName(vol));
+  }
+
+  async listVolumes(): Promise<string[]> {
+    return visibleEntries(this.volumesDir);
+  }
+
+  async createVolume(vol: string): Promise<string> {
+    const dir = this.volumePath(vol);
+    if (fs.existsSync(dir)) throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`);
+    try {
+      await withUndo(async (undo) => {
+        createSubvolume(dir);
+        undo.add(`delete ${dir}`, () => deleteSubvolume(dir));
+        fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
+      });
+    } catch (err) {
+      throw storageFailure(`create volume ${vol}`, this.record.name, err);
+    }
+    return dir;
+  }
+
+  async deleteVolume(vol: string): Promise<void> {
+    const dir = this.existingVolume(vol);
+    try {
+      deleteSubvolume(dir);
+      for (const e of fs.existsSync(this.snapshotsDir(vol)) ? fs.readdirSync(this.snapshotsDir(vol)) : []) {
+        discardStaging(path.join(this.snapshotsDir(vol), e));
+      }
+      removeTree(this.snapshotsDir(vol));
+    } catch (err) {
+      throw storageFailure(`delete volume ${vol}`, this.record.name, err);
+    }
+  }
+
+  async snapshot(vol: string, snap: string): Promise<SnapshotInfo> {
+    const src = this.existingVolume(vol);
+    const dst = this.snapshotDir(vol, validateSnapshotName(snap));
+    if (fs.existsSync(dst)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+    try {
+      await withUndo(async (undo) => {
+        fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
+        const stage = stagingPath(this.snapshotsDir(vol), `new-${snap}`);
+        fs.mkdirSync(stage, { mode: 0o711 });
+        undo.add(`discard ${stage}`, () => discardStaging(stage));
+        snapshotSubvolume(src, path.join(stage, 'rootfs'), true);
+        fs.renameSync(stage, dst);
+      });
+    } catch (err) {
+      throw storageFailure(`snapshot ${vol}@${snap}`, this.record.name, err);
+    }
+    return this.info(vol, snap);
+  }
+
+  async listSnapshots(vol: string): Promise<SnapshotInfo[]> {
+    this.existingVolume(vol);
+    const snaps = visibleEntries(this.snapshotsDir(vol)).filter((snap) => isSubvolume(this.snapshotRootfs(vol, snap)));
+    return byCreation(snaps, (snap) => this.snapshotRootfs(vol, snap)).map((snap) => this.info(vol, snap));
+  }
+
+  async deleteSnapshot(vol: string, snap: string): Promise<void> {
+    const rootfs = this.existingSnapshot(vol, snap);
+    const clones = this.clonesOf(vol, rootfs);
+    if (clones.length > 0) throw dependentClones(vol, snap, clones);
+    try {
+      deleteSubvolume(rootfs);
+      removeTree(this.snapshotDir(vol, snap));
+    } catch (err) {
+      throw storageFailure(`delete snapshot ${vol}@${snap}`, this.record.name, err);
+    }
+  }
+
+  async rollback(vol: string, snap: string): Promise<void> {
+    const rootfs = this.existingSnapshot(vol, snap);
+    const dir = this.existingVolume(vol);
+    try {
+      await withUndo(async (undo) => this.replaceVolume(dir, rootfs, undo));
+    } catch (err) {
+      throw storageFailure(`roll back ${vol} to ${snap}`, this.record.name, err);
+    }
+  }
+
+  /** Swap a writable snapshot of `rootfs` in for the volume (one rename), then drop the old one. */
+  private replaceVolume(dir: string, rootfs: string, undo: UndoStack): void {
+    const tmp = stagingPath(this.volumesDir, `replace-${path.basename(dir)}`);
+    snapshotSubvolume(rootfs, tmp, false);
+    undo.add(`delete ${tmp}`, () => deleteSubvolume(tmp));
+    exchangePaths(tmp, dir);
+    undo.add('swap back', () => exchangePaths(tmp, dir));
+    deleteSubvolume(tmp); // now the old content
+  }
+
+  async clone(src: string, snap: string | undefined, dst: string): Promise<string> {
+    const from = snap === undefined ? this.existingVolume(src) : this.existingSnapshot(src, snap);
+    const target = this.volumePath(dst);
+    if (fs.existsSync(target)) throw new AlreadyExistsError(`volume ${dst} already exists in pool ${this.record.name}`);
+    try {
+      await withUndo(async (undo) => {
+        snapshotSubvolume(from, target, false);
+        undo.add(`delete ${target}`, () => deleteSubvolume(target));
+        fs.mkdirSync(this.snapshotsDir(dst), { recursive: true, mode: 0o711 });
+      });
+    } catch (err) {
+      throw storageFailure(`clone ${src}${snap ? `@${snap}` : ''} to ${dst}`, this.record.name, err);
+    }
+    return target;
+  }
+
+  send(vol: string, snap: string, opts: SendOptions): Readable {
+    checkSendOptions(this.driver, opts);
+    const rootfs = this.existingSnapshot(vol, snap);
+    if (opts.format === 'tar') return packTree(rootfs);
+    const parent = opts.parent === undefined ? [] : ['-p', this.existingSnapshot(vol, opts.parent)];
+    return toolOutput('btrfs', ['send', '-q', ...parent, rootfs]);
+  }
+
+  async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
+    checkReceive(this.driver, vol, snap, opts);
+    if (opts.format === 'tar') return receiveTar(this, vol, snap, input);
+    try {
+      const exists = fs.existsSync(this.volumePath(vol));
+      if (opts.parent === undefined && exists) {
+        throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`, 'a full stream creates the volume: delete it first or receive under another name');
+      }
+      if (opts.parent !== undefined) this.existingSnapshot(vol, opts.parent);
+      if (fs.existsSync(this.snapshotDir(vol, snap))) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+      await withUndo(async (undo) => {
+        fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
+        const stage = stagingPath(this.snapshotsDir(vol), `recv-${snap}`);
+        fs.mkdirSync(stage, { mode: 0o711 });
+        undo.add(`discard ${stage}`, () => discardStaging(stage));
+        await toolAsync('btrfs', ['receive', '-q', stage], input);
+        const got = fs.readdirSync(stage);
+        if (got.length !== 1) throw new StorageError(`btrfs receive produced ${got.length} subvolumes, expected one`);
+        if (got[0] !== 'rootfs') fs.renameSync(path.join(stage, got[0]), path.join(stage, 'rootfs'));
+        const dst = this.snapshotDir(vol, snap);
+        fs.renameSync(stage, dst);
+        undo.add(`discard ${dst}`, () => discardStaging(dst));
+        const rootfs = path.join(dst, 'rootfs');
+        if (!exists) {
+          snapshotSubvolume(rootfs, this.volumePath(vol), false);
+          undo.add(`delete volume ${vol}`, () => deleteSubvolume(this.volumePath(vol)));
+        } else {
+          this.replaceVolume(this.volumePath(vol), rootfs, undo);
+        }
+      });
+    } catch (err) {
+      input.destroy();
+      throw storageFailure(`receive ${vol}@${snap}`, this.record.name, err);
+    }
+  }
+
+  async usage(): Promise<PoolUsage> {
+    return filesystemUsage(this.mnt);
+  }
+
+  /** Left-overs of operations whose process was killed mid-way (live ones are left alone). */
+  sweepStaging(): void {
+    for (const e of fs.readdirSync(this.volumesDir).filter(isStaleStaging)) deleteSubvolume(path.join(this.volumesDir, e));
+    for (const vol of visibleEntries(path.join(this.mnt, 'snapshots'))) {
+      for (const e of fs.readdirSync(this.snapshotsDir(vol)).filter(isStaleStaging)) discardStaging(path.join(this.snapshotsDir(vol), e));
+    }
+  }
+
+  private existingVolume(vol: string): string {
+    const dir = this.volumePath(vol);
+    if (!isSubvolume(dir)) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
+    return dir;
+  }
+
+  private existingSnapshot(vol: string, snap: string): string {
+    this.existingVolume(vol);
+    const rootfs = this.snapshotRootfs(vol, validateSnapshotName(snap));
+    if (!isSubvolume(rootfs)) throw new NotFoundError(`snapshot ${vol}@${snap} not found`, `see the volume's snapshots`);
+    return rootfs;
+  }
+
+  /**
+   * Volumes made from this snapshot: their subvolume's parent UUID is the
+   * snapshot's. (A volume rolled back to or received as its own snapshot is
+   * not a clone of it.)
+   */
+  private clonesOf(vol: string, rootfs: string): string[] {
+    const uuid = subvolumeUuid(rootfs);
+    const clones: string[] = [];
+    for (const line of tool('btrfs', ['subvolume', 'list', '-uq', this.mnt]).stdout.split('\n')) {
+      const m = /parent_uuid\s+(\S+)\s+uuid\s+\S+\s+path\s+(.+)$/.exec(line);
+      if (!m || m[1] !== uuid) continue;
+      const name = path.basename(m[2]);
+      if (path.basename(path.dirname(m[2])) === 'volumes' && name !== vol && !name.startsWith('.') && isSubvolume(path.join(this.volumesDir, name))) {
+        clones.push(name);
+      }
+    }
+    return clones.sort();
+  }
+
+  private info(vol: string, snap: string): SnapshotInfo {
+    return { name: snap, createdAt: createdAt(this.snapshotRootfs(vol, snap)) };
+  }
+}
+
+export const btrfsDriver = new BtrfsDriver();

@@ -1,0 +1,100 @@
+import fs = require('node:fs');
+import path = require('node:path');
+import { DefaultStore } from './default-pool';
+import { AlreadyExistsError } from '../lib/errors';
+import type { Root } from '../runtime/paths';
+import { DEFAULT_POOL, PoolCatalog } from './pool-catalog';
+import type { DriverCapabilities, Pool, SnapshotInfo } from './driver';
+import type { UndoStack } from '../lib/undo';
+
+/**
+ * Where containers' root filesystems live: a volume per container in its
+ * pool, named after the container. ROOT/containers/NAME/rootfs is a symlink
+ * to the volume's mounted directory (the monitor and CRIU follow it), so
+ * everything that uses `c.paths.rootfs` works whatever the pool. The default
+ * pool keeps the rootfs as a plain directory there instead (runtime/default-pool.ts).
+ */
+export interface RootfsStore {
+  readonly pool: string;
+  readonly driver: string;
+  readonly capabilities: DriverCapabilities;
+  /** An empty rootfs for container `name`, being built in `buildDir`: returns the directory to fill. `undo` removes it. */
+  createRootfs(name: string, buildDir: string, undo: UndoStack): Promise<string>;
+  /** `dst`'s rootfs (being built in `buildDir`) from `src@snap`, or from src's current state. `undo` removes it. */
+  cloneRootfs(src: string, snap: string | undefined, dst: string, buildDir: string, undo: UndoStack): Promise<string>;
+  /** Remove the container's volume and its snapshots; nothing to do when there is none. */
+  removeRootfs(name: string): Promise<void>;
+  snapshot(name: string, snap: string): Promise<SnapshotInfo>;
+  /** What the storage really holds, oldest first. */
+  listSnapshots(name: string): Promise<SnapshotInfo[]>;
+  deleteSnapshot(name: string, snap: string): Promise<void>;
+  rollback(name: string, snap: string): Promise<void>;
+  /** Where the driver keeps a snapshot (a path, dataset or LV): recorded in the snapshot catalog. */
+  snapshotHandle(name: string, snap: string): string;
+}
+
+/**
+ * Run `body` with the store of pool `pool`, holding the pool's lock shared
+ * (so `pool rm` can't remove it meanwhile). An unknown pool is "no such pool".
+ */
+export async function withStore<T>(root: Root, pool: string, body: (store: RootfsStore) => Promise<T>): Promise<T> {
+  if (pool === DEFAULT_POOL) return body(new DefaultStore(root));
+  const catalog = new PoolCatalog(root);
+  catalog.get(pool); // a clear error before taking a lock named after a typo
+  // Loaded here: containers in the default pool never load the storage drivers.
+  const { openPool } = require('./registry') as typeof import('./registry');
+  return catalog.locked(pool, async () => {
+    const opened = await catalog.opening(pool, () => openPool(catalog.get(pool).record));
+    return body(new PoolStore(opened));
+  }, { shared: true });
+}
+
+class PoolStore implements RootfsStore {
+  constructor(private readonly p: Pool) {}
+
+  get pool(): string { return this.p.record.name; }
+  get driver(): string { return this.p.driver.name; }
+  get capabilities(): DriverCapabilities { return this.p.driver.capabilities; }
+
+  async createRootfs(name: string, buildDir: string, undo: UndoStack): Promise<string> {
+    let dir: string;
+    try {
+      dir = await this.p.createVolume(name);
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) {
+        throw new AlreadyExistsError(err.message, `left by an interrupted create? \`tsvz destroy --force ${name}\` removes it`);
+      }
+      throw err;
+    }
+    undo.add(`delete volume ${name}`, () => this.p.deleteVolume(name));
+    fs.symlinkSync(dir, path.join(buildDir, 'rootfs'));
+    return dir;
+  }
+
+  async cloneRootfs(src: string, snap: string | undefined, dst: string, buildDir: string, undo: UndoStack): Promise<string> {
+    const dir = await this.p.clone(src, snap, dst);
+    undo.add(`delete volume ${dst}`, () => this.p.deleteVolume(dst));
+    fs.symlinkSync(dir, path.join(buildDir, 'rootfs'));
+    return dir;
+  }
+
+  async removeRootfs(name: string): Promise<void> {
+    if ((await this.p.listVolumes()).includes(name)) await this.p.deleteVolume(name);
+  }
+
+  snapshot(name: string, snap: string): Promise<SnapshotInfo> { return this.p.snapshot(name, snap); }
+  listSnapshots(name: string): Promise<SnapshotInfo[]> { return this.p.listSnapshots(name); }
+  deleteSnapshot(name: string, snap: string): Promise<void> { return this.p.deleteSnapshot(name, snap); }
+  rollback(name: string, snap: string): Promise<void> { return this.p.rollback(name, snap); }
+
+  snapshotHandle(name: string, snap: string): string {
+    const r = this.p.record as Record<string, unknown>;
+    switch (this.driver) {
+      case 'dir': return path.join(r.path as string, 'snapshots', name, snap);
+      case 'btrfs': return path.join(r.mountpoint as string, 'snapshots', name, snap, 'rootfs');
+      case 'zfs': return `${r.dataset as string}/volumes/${name}@${snap}`;
+      case 'lvm': return `${r.vg as string}/s+${name}+${snap}`;
+      default: return `${this.pool}:${name}@${snap}`;
+    }
+  }
+}
