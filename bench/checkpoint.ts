@@ -60,7 +60,7 @@ import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { MAGIC, parseImage, readDumpStats } from '../checkpoint/images';
 import {
-  buildBundle, configureChildEnv, currentChildEnv, hostInfo, intArg, Interrupted, must, NODE, parseCommonArgs,
+  buildBundle, configureChildEnv, currentChildEnv, hostInfo, intArg, must, NODE, parseCommonArgs,
   pollInterrupt, REPO, round, run, RuncCli, stats, Stats, timed, TSVZ_BIN, waitUntil, watchSignals, writeResult,
   runAsScript,
 } from './common';

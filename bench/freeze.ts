@@ -19,8 +19,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freeze, freezerFor, FreezerKind, thaw } from '../runtime/cgroups/freezer';
 import { ContainerCgroups } from '../runtime/cgroups';
-import { Root } from '../runtime/paths';
-import { sleepSync } from '../lib/proc';
+import { Root } from '../lib/root';
+import { sleepSync } from './common';
 import { runAsScript, stats, Stats } from './common';
 
 const REPO = path.resolve(__dirname, '..', '..');
@@ -87,8 +87,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     for (let i = 0; i < opts.warmup + opts.iterations; i++) {
       for (const kind of KINDS) {
         const f = freezerFor(cg, kind);
-        const ms = freeze(f);
-        thaw(f);
+        const ms = await freeze(f);
+        await thaw(f);
         if (i >= opts.warmup) samples[kind].push(ms);
         sleepSync(20); // let the thawed tasks settle back to sleep
       }

@@ -36,7 +36,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  buildBundle, configureChildEnv, hostInfo, Interrupted, must, NODE, parseCommonArgs, pollInterrupt, REPO, run, RuncCli,
+  buildBundle, configureChildEnv, hostInfo, must, NODE, parseCommonArgs, pollInterrupt, REPO, run, RuncCli,
   sleepSync, stats, Stats, timed, TSVZ_BIN, waitUntil, watchSignals, writeResult,
   runAsScript,
 } from './common';

@@ -73,7 +73,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { getDriver } from '../storage/registry';
 import {
-  configureChildEnv, hostInfo, intArg, Interrupted, must, NODE, parseCommonArgs, pollInterrupt, REPO, round, run,
+  configureChildEnv, hostInfo, intArg, must, NODE, parseCommonArgs, pollInterrupt, REPO, round, run,
   sleepSync, stats, Stats, timed, TSVZ_BIN, watchSignals, writeResult,
   runAsScript,
 } from './common';
@@ -574,7 +574,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (left.length > 0) {
       const msg = `left behind after clean-up: ${left.join('; ')}`;
       if (failed) log(msg);
-      else throw new Error(msg); // eslint-disable-line no-unsafe-finally
+      else throw new Error(msg);  
     }
   }
 }

@@ -1,10 +1,11 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import type { Container } from '../runtime/container';
-import { AlreadyExistsError, InvalidStateError, SystemError } from '../lib/errors';
+import { AlreadyExistsError, SystemError } from '../lib/errors';
 import { faultPause } from '../lib/fault';
 import { reconcile } from '../runtime/release';
-import { isSameProcess, sleep } from '../lib/proc';
+import { pollUntil } from '../lib/poll';
+import { isSameProcess } from '../lib/proc';
 import type { ContainerState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
@@ -29,23 +30,12 @@ export interface CheckpointOptions {
 
 /**
  * Dump a running container with CRIU (vzctl chkpnt): frozen through its
- * freezer cgroup, its whole tree written to checkpoints/<id>/. Without
- * leaveRunning the container is stopped and `restore` continues it. A failed
+ * freezer cgroup, its whole tree written to `catalog`'s <id>/. Without
+ * leaveRunning the container is stopped and a restore continues it. A failed
  * dump leaves the container running (CRIU resumes it; we thaw) and removes
- * the partial images.
- */
-export async function checkpointContainer(c: Container, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
-  return c.locked(async () => {
-    const state = reconcile(c);
-    if (state.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
-    return dumpContainer(c, state, new CheckpointCatalog(c), opts);
-  });
-}
-
-/**
- * The dump itself, for a caller that holds the container's lock and has
- * checked it runs (checkpoint, stateful snapshot). If the container is
- * frozen already, CRIU leaves it frozen.
+ * the partial images. The caller holds the container's lock and has checked
+ * it runs (ops/checkpoint, a stateful snapshot). If the container is frozen
+ * already, CRIU leaves it frozen.
  */
 export async function dumpContainer(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
   trace('checkpoint: locked');
@@ -61,7 +51,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   const logs = new CriuLogs(c.paths.dir);
   const dev = state.initPid === undefined ? undefined : devMountOf(state.initPid);
   // Frozen by `tsvz freeze` (or a stateful snapshot): by CRIU's freezer only, or CRIU would wait forever.
-  if (wasFrozen) moveFreezeTo(freezer);
+  if (wasFrozen) await moveFreezeTo(freezer);
 
   // Undo covers the dump only: once CRIU succeeded (and, without
   // leaveRunning, killed the tree) the images are the container; nothing
@@ -140,15 +130,15 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     await catalog.saveInto(record, meta);
   } catch (err) {
     await record.discard();
-    if (!meta.leaveRunning) reconcile(c, { checkpoint: id });
+    if (!meta.leaveRunning) await reconcile(c, { checkpoint: id });
     throw new SystemError(`checkpoint ${id} of ${c.name} was taken (images in ${dir}) but its record could not be written`, err);
   }
 
   trace('checkpoint: recorded');
   if (!meta.leaveRunning) {
     // CRIU killed the tree; the monitor records that and exits.
-    for (let i = 0; i < 2000 && isSameProcess(state.monitorPid, state.monitorStartTime); i++) await sleep(1);
-    reconcile(c, { checkpoint: id });
+    await pollUntil(() => !isSameProcess(state.monitorPid, state.monitorStartTime), { timeoutMs: 2000, maxMs: 1 });
+    await reconcile(c, { checkpoint: id });
   }
   return meta;
 }

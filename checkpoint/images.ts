@@ -32,12 +32,12 @@ const PAGE_SIZE = 4096;
 /** Which generated module (scripts/build) holds a message: proto/criu-images.proto, or the small criu-stats.proto. */
 type Proto = 'images' | 'stats';
 
-/* eslint-disable @typescript-eslint/no-var-requires */
+ 
 const GENERATED: Record<Proto, () => Record<string, StaticMessage>> = {
   images: () => (require('../proto/criu-images') as { tsvz: { criu: { images: Record<string, StaticMessage> } } }).tsvz.criu.images,
   stats: () => (require('../proto/criu-stats') as { tsvz: { criu: { stats: Record<string, StaticMessage> } } }).tsvz.criu.stats,
 };
-/* eslint-enable @typescript-eslint/no-var-requires */
+ 
 
 function type(name: string, proto: Proto): StaticMessage {
   const t = GENERATED[proto]()[name];

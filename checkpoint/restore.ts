@@ -4,8 +4,7 @@ import { criuBinary } from './criu/binary';
 import { InvalidStateError, NotSupportedError } from '../lib/errors';
 import { loopbackUp } from '../runtime/loopback';
 import { MonitorRestore } from '../runtime/monitor';
-import { openPoolOf } from '../ops/pool-open';
-import { reconcile, releaseHostResources } from '../runtime/release';
+import { releaseHostResources } from '../runtime/release';
 import { ContainerState, writeRunning, writeState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
 import { CheckpointCatalog, CheckpointMeta } from './catalog';
@@ -14,56 +13,33 @@ import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
 import { stageDev, StagedDev } from './dev-tmpfs';
-import { compareVersions, parseVersion, requireCriu } from './criu/version';
+import { compareVersions, formatVersion, parseVersion, requireCriu } from './criu/version';
 
 /**
- * Continue a container from a checkpoint (the newest when no id is given):
- * its cgroups are made again, CRIU restores the tree under a new monitor,
- * and the console CRIU re-creates is handed to that monitor, so logs, exec
- * and console work as before. A failed restore leaves the checkpoint intact
- * and the container stopped and restorable.
- */
-export async function restoreContainer(c: Container, id?: string): Promise<ContainerState> {
-  const catalog = new CheckpointCatalog(c);
-  return c.locked(async () => {
-    const current = reconcile(c);
-    if (current.status === 'running' || current.status === 'starting') {
-      throw new InvalidStateError(`container ${c.name} is running`, 'stop it (or checkpoint it) first');
-    }
-    const meta = catalog.get(id ?? current.checkpoint);
-    // An imported checkpoint (restore --import) may come from a container of another name or root.
-    if (meta.container !== c.name && !meta.importedFrom) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);
-    if (meta.filesRolledBack) {
-      throw new InvalidStateError(
-        `checkpoint ${meta.id} of ${c.name} predates the rollback of its files to snapshot ${meta.filesRolledBack.snapshot}: its processes would find other files`,
-        `start ${c.name} afresh, or remove the checkpoint (\`tsvz checkpoint rm ${c.name} ${meta.id}\`)`,
-      );
-    }
-    return restoreFrom(c, current, catalog, meta);
-  });
-}
-
-/**
- * The restore itself, for a caller that holds the container's lock and has
- * checked it is not running (restore, stateful snapshot rollback).
+ * Continue a container from checkpoint `meta` of `catalog`: its cgroups are
+ * made again, CRIU restores the tree under a new monitor, and the console
+ * CRIU re-creates is handed to that monitor, so logs, exec and console work
+ * as before. A failed restore leaves the checkpoint intact and the container
+ * stopped and restorable. The caller holds the container's lock, has checked
+ * it is not running and has opened its pool (ops/restore, a stateful
+ * snapshot's rollback).
  */
 export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta): Promise<ContainerState> {
   const criu = new CriuClient();
   const version = await requireCriu('4.1', criu, c.root.cacheDir);
   if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
-    throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's`, 'restore it on a host with that CRIU or newer');
+    throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's ${formatVersion(version)}`, 'restore it on a host with that CRIU or newer');
   }
   const cfg = c.config;
-  await openPoolOf(c);
 
   return withUndo(async (undo) => {
     for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
     writeState(c.paths, { status: 'starting' });
     undo.add('record stopped', () => writeState(c.paths, current));
-    undo.add('release host resources', () => { releaseHostResources(c); });
-    c.cgroups().create(cfg.limits);
+    undo.add('release host resources', async () => { await releaseHostResources(c); });
+    await c.cgroups().create(cfg.limits);
     const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
-    if (cfg.net.mode === 'bridge') network!.ensureBridge(cfg.net);
+    if (cfg.net.mode === 'bridge') await network!.ensureBridge(cfg.net);
 
     const monitor = new MonitorRestore(c.paths.dir, criuBinary());
     undo.add('stop monitor', () => monitor.abort());
@@ -116,7 +92,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     }
     logs.restored(meta.id, catalog.dir(meta.id));
     if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
-    if (cfg.net.mode === 'bridge') network!.hostVethUp(c.key);
+    if (cfg.net.mode === 'bridge') await network!.hostVethUp(c.key);
     await monitor.handOver(pid, ptyMaster);
     fs.closeSync(ptyMaster);
     ptyMaster = undefined;

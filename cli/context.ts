@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import type { Root } from '../runtime/paths';
+import type { Root } from '../lib/root';
+import type { Container } from '../runtime/container';
 import { print } from './output';
 
 /** The global options every command sees. */
@@ -10,8 +11,14 @@ export interface GlobalOptions {
 
 /** The root chosen by --root / TSVZ_ROOT / the default. */
 export function rootOf(cmd: Command): Root {
-  const { Root: RootClass } = require('../runtime/paths') as typeof import('../runtime/paths');
+  const { Root: RootClass } = require('../lib/root') as typeof import('../lib/root');
   return RootClass.fromOptions((cmd.optsWithGlobals() as GlobalOptions).root);
+}
+
+/** The existing container `name` under the command's root ("no such container" otherwise). */
+export function openContainer(cmd: Command, name: string): Container {
+  const { Container: ContainerClass } = require('../runtime/container') as typeof import('../runtime/container');
+  return ContainerClass.open(rootOf(cmd), name);
 }
 
 /** Print JSON or a table. */

@@ -7,7 +7,6 @@ import { trace } from '../lib/trace';
 // One file per command; each only parses and calls into runtime/. Listed
 // one by one (not `require(\`./commands/${name}\`)`) so the bundler sees them.
 type CommandModule = { register(p: Command): void };
-/* eslint-disable @typescript-eslint/no-var-requires */
 const LOADERS: Record<CommandName, () => CommandModule> = {
   create: () => require('./commands/create'),
   start: () => require('./commands/start'),
@@ -28,7 +27,6 @@ const LOADERS: Record<CommandName, () => CommandModule> = {
   snapshot: () => require('./commands/snapshot'),
   clone: () => require('./commands/clone'),
 };
-/* eslint-enable @typescript-eslint/no-var-requires */
 
 function buildProgram(commands: readonly CommandName[]): Command {
   const program = new Command('tsvz')
@@ -70,5 +68,5 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv).then((code) => process.exit(code));
+  void main(process.argv).then((code) => process.exit(code));
 }

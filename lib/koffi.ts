@@ -14,10 +14,10 @@ export function loadKoffi(): typeof Koffi {
   if (!loaded) {
     const native = `@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`;
     try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
+       
       loaded = require(native) as typeof Koffi;
     } catch {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
+       
       loaded = require('koffi') as typeof Koffi;
     }
   }

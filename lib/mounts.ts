@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import { readMountInfo } from './mountinfo';
+import { run } from './process';
 
 /** Mount points at or below `dir`, deepest first. */
 export function mountsUnder(dir: string): string[] {
@@ -9,6 +9,6 @@ export function mountsUnder(dir: string): string[] {
 }
 
 /** Unmount everything at or below `dir` (lazily, so a busy mount never blocks cleanup). */
-export function unmountUnder(dir: string): void {
-  for (const point of mountsUnder(dir)) spawnSync('umount', ['-l', point], { stdio: 'ignore' });
+export async function unmountUnder(dir: string): Promise<void> {
+  for (const point of mountsUnder(dir)) await run('umount', ['-l', point], { allowFail: true });
 }

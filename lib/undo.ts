@@ -1,8 +1,10 @@
+import { addCleanupFailures } from './errors';
+
 /**
  * A rollback scope (Incus's `revert`): each step of a multi-step operation
  * registers how to undo itself; on failure the steps are undone in reverse
- * order, on success they are forgotten. Undo failures are collected, never
- * allowed to hide the original error.
+ * order, on success they are forgotten. Undo failures are recorded on the
+ * original error (its cleanupFailures), never allowed to hide it.
  */
 export class UndoStack {
   private steps: { label: string; fn: () => void | Promise<void> }[] = [];
@@ -39,10 +41,7 @@ export async function withUndo<T>(body: (undo: UndoStack) => Promise<T>): Promis
     undo.commit();
     return result;
   } catch (err) {
-    const failed = await undo.unwind();
-    if (failed.length > 0 && err instanceof Error) {
-      err.message += ` (cleanup also failed: ${failed.join('; ')})`;
-    }
+    addCleanupFailures(err, await undo.unwind());
     throw err;
   }
 }

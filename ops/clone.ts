@@ -6,7 +6,8 @@ import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../lib/errors';
 import { validateName } from '../lib/names';
-import { ContainerPaths, Root } from '../runtime/paths';
+import { Root } from '../lib/root';
+import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { validateSnapshotName } from '../storage/validate';
 import { withUndo } from '../lib/undo';
@@ -41,7 +42,7 @@ export async function cloneContainer(root: Root, srcName: string, dstName: strin
     if (dst.exists()) throw new AlreadyExistsError(`container ${dstName} already exists`);
     const cfg = src.config;
     const net = await cloneNet(cfg, opts.ip);
-    const running = reconcile(src).status === 'running';
+    const running = (await reconcile(src)).status === 'running';
     return withStore(root, cfg.pool, (store) => withUndo(async (undo) => {
       if (snap !== undefined && !(await store.listSnapshots(srcName)).some((s) => s.name === snap)) {
         throw new NotFoundError(`container ${srcName} has no snapshot "${snap}"`, `see \`tsvz snapshot list ${srcName}\``);
@@ -75,7 +76,7 @@ async function cloneNet(cfg: ContainerConfig, ip?: string): Promise<ContainerCon
   if (ip === undefined) {
     throw new InvalidArgumentError(`${cfg.name} is on bridge ${cfg.net.bridge} with address ${cfg.net.address}: the clone needs its own`, 'give one with --ip, e.g. --ip 198.18.0.11/15');
   }
-  return resolveNet({ mode: 'bridge', ip, bridge: cfg.net.bridge });
+  return resolveNet({ mode: 'bridge', address: ip, bridge: cfg.net.bridge });
 }
 
 /** Containers cloned from `container`'s snapshot `snap`. */

@@ -2,28 +2,39 @@ import crypto = require('node:crypto');
 import fs = require('node:fs');
 import path = require('node:path');
 import { writeJsonAtomic } from '../lib/atomic-file';
-import type { CgroupLimits } from '../runtime/cgroups';
-import { ContainerConfig, DEFAULT_ENV, NetConfig } from '../runtime/config';
-import { Container } from '../runtime/container';
 import { mergeEnv } from '../lib/env';
 import { AlreadyExistsError, InvalidArgumentError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { validateName } from '../lib/names';
-import { ContainerPaths, Root } from '../runtime/paths';
 import { SIGNALS } from '../lib/proc';
-import { splitCommandLine } from '../lib/shell-words';
+import type { Root } from '../lib/root';
+import { withUndo } from '../lib/undo';
+import type { CgroupLimits } from '../runtime/cgroups';
+import { validateLimits } from '../runtime/cgroups/limits';
+import { ContainerConfig, DEFAULT_ENV, NetConfig } from '../runtime/config';
+import { Container } from '../runtime/container';
+import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { resolveTemplate } from '../runtime/templates';
-import { withUndo } from '../lib/undo';
 import { DEFAULT_POOL } from '../storage/pool-catalog';
 import { withStore } from '../storage/volumes';
 
-export interface CreateOptions {
+/** A network as asked for: the address is checked and the gateway derived by create. */
+export type NetRequest = { mode: 'none' } | { mode: 'bridge'; address: string; bridge?: string; gateway?: string };
+
+/**
+ * What a new container should be: typed values, not command-line text (the
+ * CLI parses sizes and command lines). Every field is still checked here,
+ * as if a stranger sent it: the daemon passes on what a peer asked for.
+ */
+export interface ContainerSpec {
+  /** busybox, debian or tar:FILE (see runtime/templates). */
   template: string;
-  init?: string;
+  /** init's argv (default: the template's). */
+  init?: string[];
   hostname?: string;
-  limits: CgroupLimits;
-  net: { mode: 'none' } | { mode: 'bridge'; ip: string; bridge?: string };
+  limits?: CgroupLimits;
+  net?: NetRequest;
   env?: string[];
   stopSignal?: string;
   /** Storage pool for the rootfs (default: "default", a directory under the root). */
@@ -42,22 +53,19 @@ export function creatingPrefix(name: string): string {
  * (a failure deletes the volume; a CLI killed half-way leaves a hidden
  * directory, and maybe a volume, that `destroy --force` removes).
  */
-export async function createContainer(root: Root, name: string, opts: CreateOptions): Promise<ContainerConfig> {
+export async function createContainer(root: Root, name: string, spec: ContainerSpec): Promise<ContainerConfig> {
   validateName(name);
-  const env = validateEnv(opts.env ?? []);
-  const hostname = opts.hostname ?? name;
-  if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$/.test(hostname)) throw new InvalidArgumentError(`invalid hostname "${hostname}"`);
-  const stopSignal = opts.stopSignal?.toUpperCase();
-  if (stopSignal !== undefined && !(stopSignal in SIGNALS)) throw new InvalidArgumentError(`unknown signal "${opts.stopSignal}"`);
-  const net = await resolveNet(opts.net);
-  const template = await resolveTemplate(opts.template);
-  const init = opts.init !== undefined ? splitCommandLine(opts.init) : template.defaults.init;
-  if (init.length === 0) throw new InvalidArgumentError('--init is empty');
+  const env = validateEnv(spec.env ?? []);
+  const hostname = validateHostname(spec.hostname ?? name);
+  const stopSignal = validateSignal(spec.stopSignal);
+  const limits = spec.limits ?? {};
+  validateLimits(limits);
+  const net = await resolveNet(spec.net ?? { mode: 'none' });
+  const template = await resolveTemplate(spec.template);
+  const init = spec.init === undefined ? template.defaults.init : validateInit(spec.init);
+  const pool = validateName(spec.pool ?? DEFAULT_POOL, 'pool');
   root.ensure();
   const c = new Container(root, name);
-
-  const pool = opts.pool ?? DEFAULT_POOL;
-  validateName(pool, 'pool');
 
   return c.locked(async () => {
     if (c.exists()) throw new AlreadyExistsError(`container ${name} already exists`);
@@ -74,7 +82,7 @@ export async function createContainer(root: Root, name: string, opts: CreateOpti
         init,
         stopSignal: stopSignal ?? template.defaults.stopSignal,
         env: mergeEnv(DEFAULT_ENV, env),
-        limits: opts.limits,
+        limits: { memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids },
         net,
         pool,
         createdAt: new Date().toISOString(),
@@ -83,7 +91,7 @@ export async function createContainer(root: Root, name: string, opts: CreateOpti
       writeJsonAtomic(paths.config, config);
       const rootfs = await store.createRootfs(name, building, undo);
       await template.populate(rootfs, { root, hostname });
-      faultPoint('create:populated');
+      await faultPoint('create:populated');
       writeState(paths, { status: 'created' });
       fs.renameSync(building, c.paths.dir);
       return config;
@@ -91,20 +99,52 @@ export async function createContainer(root: Root, name: string, opts: CreateOpti
   });
 }
 
-export async function resolveNet(net: CreateOptions['net']): Promise<NetConfig> {
+export async function resolveNet(net: NetRequest): Promise<NetConfig> {
   if (net.mode === 'none') return { mode: 'none' };
-  const { parseContainerAddress } = await import('../runtime/network');
-  const parsed = parseContainerAddress(net.ip);
-  return { mode: 'bridge', bridge: net.bridge ?? 'tsvzbr0', address: `${parsed.address}/${parsed.prefix}`, gateway: parsed.gateway };
+  if (net.mode !== 'bridge') throw new InvalidArgumentError(`unknown network mode ${JSON.stringify(String((net as { mode: unknown }).mode))}`, 'use none or bridge');
+  const { parseContainerAddress, validateBridgeName, DEFAULT_BRIDGE } = await import('../runtime/network');
+  const bridge = validateBridgeName(net.bridge ?? DEFAULT_BRIDGE);
+  const parsed = parseContainerAddress(net.address, net.gateway);
+  return { mode: 'bridge', bridge, address: `${parsed.address}/${parsed.prefix}`, gateway: parsed.gateway };
 }
 
 /** The native helpers take at most 256 list arguments; the defaults use a few. */
 const MAX_ENV = 200;
+const MAX_INIT_ARGS = 200;
+/** Linux's limit for one argument (MAX_ARG_STRLEN). */
+const MAX_ARG_BYTES = 128 * 1024;
 
-function validateEnv(env: string[]): string[] {
+function validateEnv(env: unknown): string[] {
+  if (!Array.isArray(env)) throw new InvalidArgumentError('environment is not a list of NAME=value entries');
   if (env.length > MAX_ENV) throw new InvalidArgumentError(`too many environment entries (${env.length}, at most ${MAX_ENV})`);
   for (const e of env) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e) || e.includes('\0')) throw new InvalidArgumentError(`invalid environment entry "${e}"`, 'use NAME=value');
+    if (typeof e !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*=/.test(e) || e.includes('\0') || e.length > MAX_ARG_BYTES) {
+      throw new InvalidArgumentError(`invalid environment entry ${JSON.stringify(String(e)).slice(0, 80)}`, 'use NAME=value');
+    }
   }
-  return env;
+  return env as string[];
+}
+
+function validateInit(init: unknown): string[] {
+  if (!Array.isArray(init) || init.length === 0) throw new InvalidArgumentError('init is empty', "give init's command, e.g. --init /sbin/init");
+  if (init.length > MAX_INIT_ARGS) throw new InvalidArgumentError(`init has too many arguments (${init.length}, at most ${MAX_INIT_ARGS})`);
+  for (const a of init) {
+    if (typeof a !== 'string' || a.includes('\0') || a.length > MAX_ARG_BYTES) throw new InvalidArgumentError('init has an invalid argument (not text, a NUL byte, or too long)');
+  }
+  if ((init[0] as string).length === 0) throw new InvalidArgumentError("init's command is empty");
+  return init as string[];
+}
+
+export function validateHostname(hostname: unknown): string {
+  if (typeof hostname !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$/.test(hostname)) {
+    throw new InvalidArgumentError(`invalid hostname ${JSON.stringify(String(hostname)).slice(0, 80)}`, 'use up to 63 letters, digits and "-"');
+  }
+  return hostname;
+}
+
+function validateSignal(signal: unknown): string | undefined {
+  if (signal === undefined) return undefined;
+  const upper = typeof signal === 'string' ? signal.toUpperCase() : '';
+  if (!(upper in SIGNALS)) throw new InvalidArgumentError(`unknown signal ${JSON.stringify(String(signal)).slice(0, 40)}`);
+  return upper;
 }

@@ -5,7 +5,7 @@ import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
 import { InvalidStateError, NotFoundError } from '../lib/errors';
 import { unmountUnder } from '../lib/mounts';
-import { Root } from '../runtime/paths';
+import { Root } from '../lib/root';
 import { DEFAULT_POOL } from '../storage/pool-catalog';
 import { withStore } from '../storage/volumes';
 import { creatingPrefix } from './create';
@@ -31,16 +31,16 @@ export async function destroyContainer(root: Root, name: string, force = false):
         await withStore(root, pool, (store) => store.removeRootfs(name));
       }
     } else {
-      const state = force ? c.state() : reconcile(c);
+      const state = force ? c.state() : await reconcile(c);
       if (!force && (state.status === 'running' || state.status === 'starting')) {
         throw new InvalidStateError(`container ${name} is running`, 'stop it first or use --force');
       }
-      releaseHostResources(c);
+      await releaseHostResources(c);
       if (c.config.pool !== DEFAULT_POOL) await withStore(root, c.config.pool, (store) => store.removeRootfs(name));
       leftovers.push(c.paths.dir);
     }
     for (const dir of leftovers) {
-      unmountUnder(dir);
+      await unmountUnder(dir);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
+import { findCommand, run as runTool } from '../lib/process';
 import { detectCgroupMode } from '../runtime/cgroups';
 import { criuBinary } from '../checkpoint/criu/binary';
 import { nativeBinary } from '../runtime/paths';
@@ -10,13 +10,19 @@ export interface Check {
   detail: string;
 }
 
-function run(cmd: string, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
-  return { status: r.error ? null : r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+/** A probe: status null when the tool is missing, failed to start or hung. */
+async function run(cmd: string, args: string[]): Promise<{ status: number | null; out: string }> {
+  if (!findCommand(cmd)) return { status: null, out: '' };
+  try {
+    const r = await runTool(cmd, args, { allowFail: true, timeoutMs: 30_000 });
+    return { status: r.status, out: `${r.stdout}${r.stderr}`.trim() };
+  } catch {
+    return { status: null, out: '' };
+  }
 }
 
-function tool(name: string, args: string[] = ['--version']): Check {
-  const r = run(name, args);
+async function tool(name: string, args: string[] = ['--version']): Promise<Check> {
+  const r = await run(name, args);
   return { name, ok: r.status === 0, detail: r.status === 0 ? r.out.split('\n')[0] : 'not installed' };
 }
 
@@ -27,7 +33,7 @@ export function parseCriuVersion(text: string): [number, number] | undefined {
 }
 
 /** What this host supports: the answers `tsvz doctor` prints. */
-export function runDoctor(): Check[] {
+export async function runDoctor(): Promise<Check[]> {
   const checks: Check[] = [];
   const mode = detectCgroupMode();
   checks.push({ name: 'cgroups', ok: true, detail: mode === 'hybrid' ? 'hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)' : mode });
@@ -43,17 +49,20 @@ export function runDoctor(): Check[] {
     checks.push({ name: bin, ok: fs.existsSync(nativeBinary(bin)), detail: fs.existsSync(nativeBinary(bin)) ? nativeBinary(bin) : 'not built: run `npm install`' });
   }
   const criu = criuBinary();
-  const version = run(criu, ['--version']);
+  const version = await run(criu, ['--version']);
   const v = parseCriuVersion(version.out);
   const recent = v !== undefined && (v[0] > 4 || (v[0] === 4 && v[1] >= 1));
   const full = /Version:\s*(\S+)/.exec(version.out)?.[1];
   checks.push({ name: 'criu', ok: recent, detail: v ? `${full} (${criu})${recent ? '' : ': need >= 4.1'}` : 'not installed: run scripts/setup-host' });
   if (v) {
-    const check = run(criu, ['check']);
+    // Independent probes, each a CRIU start: run together.
+    const [check, uffd, dirty] = await Promise.all([
+      run(criu, ['check']),
+      run(criu, ['check', '--feature', 'uffd-noncoop']),
+      run(criu, ['check', '--feature', 'mem_dirty_track']),
+    ]);
     checks.push({ name: 'criu check', ok: check.status === 0, detail: check.out.split('\n').pop() ?? '' });
-    const uffd = run(criu, ['check', '--feature', 'uffd-noncoop']);
     checks.push({ name: 'userfaultfd (post-copy)', ok: uffd.status === 0, detail: uffd.status === 0 ? 'available' : 'unavailable' });
-    const dirty = run(criu, ['check', '--feature', 'mem_dirty_track']);
     checks.push({ name: 'soft-dirty (pre-copy)', ok: dirty.status === 0, detail: dirty.status === 0 ? 'available' : 'unavailable on this kernel' });
   }
   // Storage drivers say themselves what they miss (tools, kernel support).
@@ -62,7 +71,6 @@ export function runDoctor(): Check[] {
     const caps = [d.capabilities.atomicSnapshot && 'atomic snapshot', d.capabilities.cowClone && 'cow clone', d.capabilities.incrementalSend && 'incremental send'].filter(Boolean).join(', ');
     checks.push({ name: `storage ${d.name}`, ok: d.missing.length === 0, detail: d.missing.length === 0 ? `${caps || 'copies'}; sends ${d.capabilities.sendFormats.join('/')}` : d.missing.join('; ') });
   }
-  checks.push(tool('ip', ['-V']));
-  checks.push(tool('runc', ['--version']));
+  checks.push(...(await Promise.all([tool('ip', ['-V']), tool('runc', ['--version'])])));
   return checks;
 }

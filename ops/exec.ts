@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import type { StdioOptions } from 'node:child_process';
 import fs = require('node:fs');
 import os = require('node:os');
 import { DROPPED_CAPABILITIES } from '../runtime/config';
@@ -13,6 +13,8 @@ export interface ExecOptions {
   tty?: boolean;
   env?: string[];
   cwd?: string;
+  /** Where the command's stdin, stdout and stderr go (default: this process's). */
+  stdio?: StdioOptions;
 }
 
 /**
@@ -21,7 +23,7 @@ export interface ExecOptions {
  * command's exit status (128+signal when killed). Takes no lock: a long
  * interactive exec must not block `stop`.
  */
-export function execInContainer(c: Container, argv: string[], opts: ExecOptions = {}): number {
+export async function execInContainer(c: Container, argv: string[], opts: ExecOptions = {}): Promise<number> {
   if (argv.length === 0) throw new InvalidArgumentError('no command given', 'tsvz exec NAME -- COMMAND [ARGS...]');
   const state = c.state();
   if (state.status !== 'running' || !isSameProcess(state.initPid, state.initStartTime)) {
@@ -38,8 +40,11 @@ export function execInContainer(c: Container, argv: string[], opts: ExecOptions 
   if (opts.cwd) args.push('--cwd', opts.cwd);
   if (opts.tty) args.push('--tty');
   args.push('--', ...argv);
-  const r = spawnSync(bin, args, { stdio: 'inherit' });
-  if (r.error) throw new LaunchError(`cannot run ${bin}: ${r.error.message}`);
-  // Killed by a signal itself: the shell's convention, 128 + its number.
-  return r.status ?? 128 + (r.signal ? os.constants.signals[r.signal] : 0);
+  const { spawn } = await import('node:child_process');
+  const child = spawn(bin, args, { stdio: opts.stdio ?? 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => reject(new LaunchError(`cannot run ${bin}: ${err.message}`)));
+    // Killed by a signal itself: the shell's convention, 128 + its number.
+    child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
+  });
 }

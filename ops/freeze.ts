@@ -6,22 +6,22 @@ import { reconcile } from '../runtime/release';
 /** Freeze every process of a running container; returns how long the kernel took. */
 export async function freezeContainer(c: Container, opts: { prefer?: FreezerKind } = {}): Promise<{ ms: number }> {
   return c.locked(async () => {
-    const cg = runningCgroups(c);
+    const cg = await runningCgroups(c);
     if (isFrozen(cg)) throw new InvalidStateError(`container ${c.name} is already frozen`, `thaw it with \`tsvz unfreeze ${c.name}\``);
-    return { ms: freeze(freezerFor(cg, opts.prefer)) };
+    return { ms: await freeze(freezerFor(cg, opts.prefer)) };
   });
 }
 
 /** Thaw a frozen container (both freezers on a hybrid host). */
 export async function unfreezeContainer(c: Container): Promise<void> {
   await c.locked(async () => {
-    const cg = runningCgroups(c);
+    const cg = await runningCgroups(c);
     if (!isFrozen(cg)) throw new InvalidStateError(`container ${c.name} is not frozen`);
-    thawAll(cg);
+    await thawAll(cg);
   });
 }
 
-function runningCgroups(c: Container) {
-  if (reconcile(c).status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
+async function runningCgroups(c: Container) {
+  if ((await reconcile(c)).status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
   return c.cgroups();
 }

@@ -1,24 +1,16 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { validateLimits } from '../runtime/cgroups/limits';
 import { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../lib/errors';
 import { createContainer } from './create';
 import { destroyContainer } from './destroy';
-import type { Root } from '../runtime/paths';
+import type { Root } from '../lib/root';
 import { ContainerState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
-import { ArchiveManifest, extractCheckpointArchive, writeCheckpointArchive } from '../checkpoint/archive';
+import { ArchiveManifest, extractCheckpointArchive } from '../checkpoint/archive';
 import { CheckpointCatalog, CheckpointMeta, directorySize } from '../checkpoint/catalog';
 import { compareVersions, formatVersion, parseVersion, requireCriu } from '../checkpoint/criu/version';
-import { restoreContainer } from '../checkpoint/restore';
-
-/** `tsvz checkpoint export`: the checkpoint (newest when no id), its meta and the container's config as one archive. */
-export async function exportCheckpoint(c: Container, id: string | undefined, file: string): Promise<ArchiveManifest> {
-  const catalog = new CheckpointCatalog(c);
-  const meta = catalog.get(id);
-  return writeCheckpointArchive(file, catalog.dir(meta.id), meta, c.config);
-}
+import { restoreContainer } from './restore';
 
 export interface Imported {
   container: Container;
@@ -126,13 +118,12 @@ function checkTarget(c: Container, m: ArchiveManifest): void {
 async function createFrom(root: Root, name: string, m: ArchiveManifest): Promise<void> {
   const src = m.config;
   const limits = { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids };
-  validateLimits(limits);
   await createContainer(root, name, {
     template: src.template,
-    init: src.init.map(shellQuote).join(' '),
+    init: src.init,
     hostname: src.hostname,
     limits,
-    net: src.net.mode === 'bridge' ? { mode: 'bridge', ip: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
+    net: src.net.mode === 'bridge' ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
     env: src.env,
     stopSignal: src.stopSignal,
   });
@@ -146,9 +137,4 @@ function moveDir(src: string, dest: string): void {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
     fs.cpSync(src, dest, { recursive: true, errorOnExist: true, force: false });
   }
-}
-
-/** One word for splitCommandLine, whatever it contains. */
-function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
 }

@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import type { CgroupUsage } from '../runtime/cgroups';
 import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
-import { Root } from '../runtime/paths';
+import { Root } from '../lib/root';
 import { ContainerState, ExitInfo, Status } from '../runtime/state';
 
 export interface ContainerInfo {

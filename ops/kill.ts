@@ -18,9 +18,9 @@ export function parseSignal(text: string): number {
 export async function killContainer(c: Container, signal = 'SIGKILL'): Promise<void> {
   const sig = parseSignal(signal);
   await c.locked(async () => {
-    const current = reconcile(c);
+    const current = await reconcile(c);
     if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
     signalInit(c, current, sig);
-    if (sig === SIGNALS.SIGKILL) thawAll(c.cgroups()); // the v1 freezer holds even SIGKILL pending
+    if (sig === SIGNALS.SIGKILL) await thawAll(c.cgroups()); // the v1 freezer holds even SIGKILL pending
   });
 }

@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import { Container } from '../runtime/container';
-import { sleep } from '../lib/proc';
+import { sleep } from '../lib/poll';
 
 /** The console log turned into plain text lines (the pty writes CRLF). */
 function clean(text: string): string {

@@ -4,7 +4,7 @@ import { readJsonIfExists } from '../lib/atomic-file';
 import type { ContainerConfig } from '../runtime/config';
 import { AlreadyExistsError, InvalidArgumentError, InvalidStateError, NotFoundError } from '../lib/errors';
 import { validateName } from '../lib/names';
-import { Root } from '../runtime/paths';
+import { Root } from '../lib/root';
 import { DEFAULT_POOL, PoolCatalog, PoolEntry } from '../storage/pool-catalog';
 import type { DriverCapabilities, PoolRecord } from '../storage/driver';
 import { createPool, destroyPool, getDriver, openPool } from '../storage/registry';
@@ -53,7 +53,7 @@ export async function createStoragePool(root: Root, name: string, opts: PoolCrea
     const record = await createPool({ name, driver: opts.driver, source: opts.source, size: opts.size, rootDir: root.dir });
     const entry: PoolEntry = { name, record, createdAt: new Date().toISOString() };
     try {
-      catalog.add(entry);
+      await catalog.add(entry);
     } catch (err) {
       await destroyPool(record, { force: true }).catch(() => undefined);
       throw err;
@@ -123,7 +123,7 @@ export async function removeStoragePool(root: Root, name: string, opts: { force?
     } catch (err) {
       if (!(opts.force && err instanceof NotFoundError)) throw err;
     }
-    catalog.remove(name);
+    await catalog.remove(name);
   });
 }
 

@@ -35,12 +35,12 @@ export function newSnapshotName(now = new Date()): string {
 export async function createSnapshot(c: Container, name?: string, opts: { stateful?: boolean } = {}): Promise<SnapshotRecord> {
   const snap = validateSnapshotName(name ?? newSnapshotName());
   return c.locked(async () => {
-    const state = reconcile(c);
+    const state = await reconcile(c);
     const running = state.status === 'running';
     if (opts.stateful && !running) {
       throw new InvalidStateError(`container ${c.name} is not running`, 'a stateful snapshot saves memory too: start it, or take a plain snapshot');
     }
-    const catalog = new SnapshotCatalog(c.paths);
+    const catalog = new SnapshotCatalog(c.paths.dir);
     if (catalog.find(snap)) {
       throw new AlreadyExistsError(`container ${c.name} already has a snapshot "${snap}"`, `pick another name, or remove it with \`tsvz snapshot rm ${c.name} ${snap}\``);
     }
@@ -91,7 +91,7 @@ function snapshotState(c: Container) {
  */
 export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
   return c.locked(async () => withStore(c.root, c.config.pool, async (store) => {
-    const catalog = new SnapshotCatalog(c.paths);
+    const catalog = new SnapshotCatalog(c.paths.dir);
     const recorded = catalog.list();
     const actual = new Map((await store.listSnapshots(c.name)).map((s) => [s.name, s]));
     const now = new Date().toISOString();
@@ -127,7 +127,7 @@ export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
 export async function removeSnapshot(c: Container, snap: string): Promise<{ wasMissing: boolean }> {
   validateSnapshotName(snap);
   return c.locked(async () => withStore(c.root, c.config.pool, async (store) => {
-    const catalog = new SnapshotCatalog(c.paths);
+    const catalog = new SnapshotCatalog(c.paths.dir);
     const recorded = catalog.find(snap) !== undefined;
     const exists = await hasSnapshot(store, c.name, snap);
     if (!recorded && !exists) throw noSuchSnapshot(c, snap);
@@ -156,7 +156,7 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
   validateSnapshotName(snap);
   // Checked before anything is stopped: a typo must not cost a restart.
   const wasRunning = await c.locked(async () => {
-    const running = reconcile(c).status === 'running';
+    const running = (await reconcile(c)).status === 'running';
     await withStore(c.root, c.config.pool, async (store) => {
       const names = (await store.listSnapshots(c.name)).map((s) => s.name);
       if (!names.includes(snap)) throw noSuchSnapshot(c, snap);
@@ -168,19 +168,19 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
         });
       }
     });
-    if (new SnapshotCatalog(c.paths).find(snap)?.stateful) snapshotState(c).get(snap); // its memory must be there too
+    if (new SnapshotCatalog(c.paths.dir).find(snap)?.stateful) snapshotState(c).get(snap); // its memory must be there too
     if (running && !opts.force) {
       throw new InvalidStateError(`container ${c.name} is running`, 'stop it first, or use --force to stop it, roll back and start it again');
     }
     return running;
   });
   if (wasRunning) await (await import('./stop')).stopContainer(c);
-  const stateful = new SnapshotCatalog(c.paths).find(snap)?.stateful === true;
+  const stateful = new SnapshotCatalog(c.paths.dir).find(snap)?.stateful === true;
   let failure: unknown;
   let rolledBack = false;
   try {
     await c.locked(async () => {
-      const current = reconcile(c);
+      const current = await reconcile(c);
       if (current.status === 'running' || current.status === 'starting') throw new InvalidStateError(`container ${c.name} was started again meanwhile`, 'stop it and retry');
       await withStore(c.root, c.config.pool, async (store) => {
         if (!(await hasSnapshot(store, c.name, snap))) throw noSuchSnapshot(c, snap);
@@ -192,7 +192,7 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
         // The memory of that instant, over the files of that instant: it comes back running.
         const { restoreFrom } = await import('../checkpoint/restore');
         const state = snapshotState(c);
-        await restoreFrom(c, reconcile(c), state, state.get(snap));
+        await restoreFrom(c, await reconcile(c), state, state.get(snap));
       }
     });
   } catch (err) {

@@ -17,7 +17,7 @@ import { reconcile, releaseHostResources } from '../runtime/release';
  */
 export async function startContainer(c: Container): Promise<ContainerState> {
   return c.locked(async () => {
-    const current = reconcile(c);
+    const current = await reconcile(c);
     if (current.status === 'running' || current.status === 'starting') {
       throw new InvalidStateError(`container ${c.name} is already running`);
     }
@@ -29,11 +29,11 @@ export async function startContainer(c: Container): Promise<ContainerState> {
       // reconcile/destroy --force knows to clean up.
       writeState(c.paths, { status: 'starting' });
       undo.add('record stopped', () => writeState(c.paths, { ...current, status: current.status === 'created' ? 'created' : 'stopped' }));
-      undo.add('release host resources', () => { releaseHostResources(c); });
+      undo.add('release host resources', async () => { await releaseHostResources(c); });
 
       const cgroups = c.cgroups();
-      cgroups.create(cfg.limits);
-      if (cfg.net.mode === 'bridge') (await import('../runtime/network')).ensureBridge(cfg.net);
+      await cgroups.create(cfg.limits);
+      if (cfg.net.mode === 'bridge') await (await import('../runtime/network')).ensureBridge(cfg.net);
 
       const launch = new MonitorLaunch({
         dir: c.paths.dir,
@@ -47,8 +47,8 @@ export async function startContainer(c: Container): Promise<ContainerState> {
       });
       undo.add('stop monitor', () => launch.abort());
       const pid = await launch.initPid();
-      if (cfg.net.mode === 'bridge') (await import('../runtime/network')).connectContainer(pid, c.key, cfg.net);
-      faultPoint('start:before-go');
+      if (cfg.net.mode === 'bridge') await (await import('../runtime/network')).connectContainer(pid, c.key, cfg.net);
+      await faultPoint('start:before-go');
       await launch.go();
 
       return writeRunning(c.paths, pid, launch.child.pid);

@@ -2,7 +2,8 @@ import { thawAll } from '../runtime/cgroups/freezer';
 import { Container } from '../runtime/container';
 import { InvalidArgumentError, InvalidStateError } from '../lib/errors';
 import { findMonitorPids } from '../runtime/monitor-pids';
-import { isSameProcess, SIGNALS, sleep } from '../lib/proc';
+import { pollUntil } from '../lib/poll';
+import { isSameProcess, SIGNALS } from '../lib/proc';
 import { ContainerState } from '../runtime/state';
 import { reconcile } from '../runtime/release';
 
@@ -14,13 +15,13 @@ import { reconcile } from '../runtime/release';
 export async function stopContainer(c: Container, timeoutSec = 10): Promise<ContainerState> {
   if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw new InvalidArgumentError(`invalid --timeout "${timeoutSec}"`);
   return c.locked(async () => {
-    const current = reconcile(c);
+    const current = await reconcile(c);
     if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
     const pid = current.initPid!;
-    thawAll(c.cgroups()); // a frozen init would not see the stop signal
+    await thawAll(c.cgroups()); // a frozen init would not see the stop signal
     signalInit(c, current, SIGNALS[c.config.stopSignal] ?? SIGNALS.SIGTERM);
     if (!(await waitGone(pid, current.initStartTime, timeoutSec * 1000))) {
-      c.cgroups().killAll();
+      await c.cgroups().killAll();
       if (!(await waitGone(pid, current.initStartTime, 5000))) {
         throw new InvalidStateError(`container ${c.name}'s init (pid ${pid}) survived SIGKILL for 5 s`, 'it may be stuck in the kernel (state D); try again later');
       }
@@ -29,7 +30,7 @@ export async function stopContainer(c: Container, timeoutSec = 10): Promise<Cont
     // the state names, then make sure no other is left (one /proc scan, normally).
     await waitFor(() => !isSameProcess(current.monitorPid, current.monitorStartTime), 2000);
     await waitFor(() => findMonitorPids(c.paths.dir).length === 0, 2000);
-    return reconcile(c);
+    return await reconcile(c);
   });
 }
 
@@ -47,11 +48,6 @@ async function waitGone(pid: number, startTime: number | undefined, ms: number):
 }
 
 /** Polls `cond`: every millisecond at first (a killed process is gone within a few), backing off to 50 ms. */
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (let delay = 1; ; delay = Math.min(delay * 1.25, 50)) {
-    if (cond()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(delay);
-  }
+function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  return pollUntil(cond, { timeoutMs: ms, factor: 1.25, maxMs: 50 });
 }

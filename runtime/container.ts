@@ -3,9 +3,10 @@ import { readJsonIfExists } from '../lib/atomic-file';
 import type { ContainerCgroups } from './cgroups';
 import type { ContainerConfig } from './config';
 import { NotFoundError } from '../lib/errors';
-import { withLockAsync } from '../lib/lock';
+import { withLock } from '../lib/lock';
 import { validateName } from '../lib/names';
-import { ContainerPaths, Root } from './paths';
+import { Root } from '../lib/root';
+import { ContainerPaths } from './paths';
 import { ContainerState, observeState, readState } from './state';
 
 /** How long a second operation on the same container waits for the first. */
@@ -65,6 +66,6 @@ export class Container {
   /** Run `body` holding this container's lock (two operations never interleave). */
   locked<T>(body: () => Promise<T>): Promise<T> {
     this.root.ensure();
-    return withLockAsync(this.root.lockFile(this.name), `container ${this.name}`, LOCK_WAIT_MS, body);
+    return withLock(this.root.lockFile(this.name), `container ${this.name}`, LOCK_WAIT_MS, body);
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs = require('node:fs');
 import os = require('node:os');
-import { CommandError, InvalidArgumentError, InvalidStateError, NotFoundError, NotSupportedError } from '../lib/errors';
+import { addCleanupFailures, CommandError, InvalidArgumentError, InvalidStateError, NotFoundError, NotSupportedError } from '../lib/errors';
 import { findCommand, run } from '../lib/process';
 
 /**
@@ -116,6 +116,11 @@ function validateIfName(name: string, what: string): string {
   return name;
 }
 
+/** A bridge name, checked where it is first given (create), not only where it is used. */
+export function validateBridgeName(name: string): string {
+  return validateIfName(name, 'bridge');
+}
+
 function bridgeName(cfg: BridgeNetConfig): string {
   return validateIfName(cfg.bridge || DEFAULT_BRIDGE, 'bridge');
 }
@@ -164,9 +169,9 @@ function requireTools(): void {
  * the first failing line; the error names that line rather than ip's
  * unhelpful "Command failed -:N".
  */
-function ipBatch(prefix: string[], lines: string[]): void {
+async function ipBatch(prefix: string[], lines: string[]): Promise<void> {
   const [cmd, ...args] = [...prefix, 'ip', '-batch', '-'];
-  const r = run(cmd, args, { input: lines.join('\n') + '\n', allowFail: true });
+  const r = await run(cmd, args, { input: lines.join('\n') + '\n', allowFail: true });
   if (r.status === 0) return;
   const lineNo = /Command failed -:(\d+)/.exec(r.stderr)?.[1];
   const failed = lineNo ? lines[Number(lineNo) - 1] : undefined;
@@ -182,12 +187,12 @@ function ipBatch(prefix: string[], lines: string[]): void {
  * Costs no process spawn when the bridge is already configured. A bridge
  * that exists with another subnet gets this gateway address in addition.
  */
-export function ensureBridge(cfg: BridgeNetConfig): void {
+export async function ensureBridge(cfg: BridgeNetConfig): Promise<void> {
   const bridge = bridgeName(cfg);
   const { prefix, gateway } = parseContainerAddress(cfg.address, cfg.gateway);
   requireTools();
   if (!linkExists(bridge)) {
-    const r = run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge'], { allowFail: true });
+    const r = await run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge'], { allowFail: true });
     if (r.status !== 0 && !/File exists/.test(r.stderr)) {
       throw new CommandError(`ip link add name ${bridge} type bridge`, r.status, r.stderr);
     }
@@ -195,7 +200,7 @@ export function ensureBridge(cfg: BridgeNetConfig): void {
   assertIsBridge(bridge);
   if (bridgeReady(bridge, gateway, prefix)) return;
   // `replace` instead of `add`: no "File exists" when a concurrent caller got there first.
-  ipBatch([], [`addr replace ${gateway}/${prefix} brd + dev ${bridge}`, `link set dev ${bridge} up`]);
+  await ipBatch([], [`addr replace ${gateway}/${prefix} brd + dev ${bridge}`, `link set dev ${bridge} up`]);
 }
 
 /**
@@ -207,7 +212,7 @@ export function ensureBridge(cfg: BridgeNetConfig): void {
  * with it the peer) is deleted again and the error rethrown.
  * The bridge must exist (ensureBridge).
  */
-export function connectContainer(pid: number, key: string, cfg: BridgeNetConfig): void {
+export async function connectContainer(pid: number, key: string, cfg: BridgeNetConfig): Promise<void> {
   const bridge = bridgeName(cfg);
   const { address, prefix, gateway } = parseContainerAddress(cfg.address, cfg.gateway);
   if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`invalid pid ${pid}`);
@@ -217,9 +222,9 @@ export function connectContainer(pid: number, key: string, cfg: BridgeNetConfig)
   const veth = hostVethName(key);
   const eth = CONTAINER_IFNAME;
 
-  run('ip', ['link', 'add', 'name', veth, 'up', 'master', bridge, 'type', 'veth', 'peer', 'name', eth, 'address', containerMac(key), 'netns', String(pid)]);
+  await run('ip', ['link', 'add', 'name', veth, 'up', 'master', bridge, 'type', 'veth', 'peer', 'name', eth, 'address', containerMac(key), 'netns', String(pid)]);
   try {
-    ipBatch(['nsenter', '-t', String(pid), '-n'], [
+    await ipBatch(['nsenter', '-t', String(pid), '-n'], [
       'link set dev lo up',
       `addr add ${address}/${prefix} brd + dev ${eth}`,
       `link set dev ${eth} up`,
@@ -227,9 +232,9 @@ export function connectContainer(pid: number, key: string, cfg: BridgeNetConfig)
     ]);
   } catch (err) {
     try {
-      deleteLink(veth);
+      await deleteLink(veth);
     } catch (cleanupErr) {
-      if (err instanceof Error) err.message += ` (cleanup also failed: ${(cleanupErr as Error).message})`;
+      addCleanupFailures(err, [`delete ${veth}: ${(cleanupErr as Error).message}`]);
     }
     throw err;
   }
@@ -257,20 +262,20 @@ export function criuExternalVeth(key: string, cfg: BridgeNetConfig): string {
 }
 
 /** Bring the host end of a container's veth up (CRIU creates it down). */
-export function hostVethUp(key: string): void {
-  run('ip', ['link', 'set', 'dev', hostVethName(key), 'up']);
+export async function hostVethUp(key: string): Promise<void> {
+  await run('ip', ['link', 'set', 'dev', hostVethName(key), 'up']);
 }
 
 /**
  * Remove the host veth if it still exists (when the container's netns dies
  * the pair vanishes by itself; this is for cleanup after crashes). Idempotent.
  */
-export function disconnectContainer(key: string): void {
-  deleteLink(hostVethName(key));
+export async function disconnectContainer(key: string): Promise<void> {
+  await deleteLink(hostVethName(key));
 }
 
 /** Remove the bridge if no interface is attached to it anymore. Idempotent. */
-export function removeBridgeIfUnused(bridge: string): void {
+export async function removeBridgeIfUnused(bridge: string): Promise<void> {
   validateIfName(bridge, 'bridge');
   if (!linkExists(bridge)) return;
   assertIsBridge(bridge);
@@ -280,12 +285,12 @@ export function removeBridgeIfUnused(bridge: string): void {
   } catch {
     return; // vanished meanwhile
   }
-  if (ports.length === 0) deleteLink(bridge);
+  if (ports.length === 0) await deleteLink(bridge);
 }
 
 /** `ip link del` that treats "already gone" as success. */
-function deleteLink(name: string): void {
+async function deleteLink(name: string): Promise<void> {
   if (!linkExists(name)) return;
-  const r = run('ip', ['link', 'del', 'dev', name], { allowFail: true });
+  const r = await run('ip', ['link', 'del', 'dev', name], { allowFail: true });
   if (r.status !== 0 && linkExists(name)) throw new CommandError(`ip link del dev ${name}`, r.status, r.stderr);
 }

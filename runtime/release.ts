@@ -7,18 +7,18 @@ import { ContainerState, ExitInfo, writeState } from './state';
  * its processes, its monitor, its cgroups, its host veth. Derived from the
  * container's name alone, so it works after a crash that recorded nothing.
  */
-export function releaseHostResources(c: Container): { oomKilled: boolean } {
+export async function releaseHostResources(c: Container): Promise<{ oomKilled: boolean }> {
   const cg = c.cgroups();
   let oomKilled = false;
   if (cg.exists()) {
     oomKilled = (cg.usage().oomKills ?? 0) > 0;
-    cg.killAll();
+    await cg.killAll();
   }
   for (const pid of findMonitorPids(c.paths.dir)) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
   }
-  if (cg.exists()) cg.remove();
-  if (c.config.net.mode === 'bridge') (require('./network') as typeof import('./network')).disconnectContainer(c.key);
+  if (cg.exists()) await cg.remove();
+  if (c.config.net.mode === 'bridge') await (require('./network') as typeof import('./network')).disconnectContainer(c.key);
   return { oomKilled };
 }
 
@@ -27,11 +27,11 @@ export function releaseHostResources(c: Container): { oomKilled: boolean } {
  * host resources and record "stopped" with how it ended (and, after a
  * checkpoint, which one). Returns the truth.
  */
-export function reconcile(c: Container, stoppedBy?: { checkpoint: string }): ContainerState {
+export async function reconcile(c: Container, stoppedBy?: { checkpoint: string }): Promise<ContainerState> {
   const recorded = c.recordedState();
   const observed = c.state();
   if (recorded.status === observed.status && !stoppedBy) return observed;
-  const { oomKilled } = releaseHostResources(c);
+  const { oomKilled } = await releaseHostResources(c);
   const exit: ExitInfo = { ...observed.exit };
   if (oomKilled) exit.oomKilled = true;
   const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit, ...stoppedBy };

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { AlreadyExistsError, NotFoundError } from '../lib/errors';
-import type { Root } from '../runtime/paths';
+import type { Root } from '../lib/root';
 import type { DriverCapabilities, SnapshotInfo } from './driver';
 import { storageFailure } from './errors';
 import { exchangePaths } from '../lib/libc-fs';

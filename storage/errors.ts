@@ -1,4 +1,4 @@
-import { CommandError, TsvzError } from '../lib/errors';
+import { CommandError, ErrorCode, TsvzError } from '../lib/errors';
 
 /**
  * A storage operation failed: the pool is full, a snapshot is still needed
@@ -7,7 +7,7 @@ import { CommandError, TsvzError } from '../lib/errors';
  * ESTORAGE otherwise.
  */
 export class StorageError extends TsvzError {
-  constructor(message: string, opts: { code?: string; hint?: string; cause?: unknown } = {}) {
+  constructor(message: string, opts: { code?: Extract<ErrorCode, 'ENOSPC' | 'EDEPENDENT' | 'ENOTEMPTY' | 'ESTORAGE' | 'ETIMEDOUT' | 'EBUSY'>; hint?: string; cause?: unknown } = {}) {
     super(opts.code ?? 'ESTORAGE', message, { hint: opts.hint, cause: opts.cause });
   }
 }

@@ -2,9 +2,9 @@ import fs = require('node:fs');
 import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
 import { AlreadyExistsError, NotFoundError } from '../lib/errors';
-import { withLock, withLockAsync } from '../lib/lock';
+import { withLock } from '../lib/lock';
 import { validateName } from '../lib/names';
-import type { Root } from '../runtime/paths';
+import type { Root } from '../lib/root';
 import type { PoolRecord } from './driver';
 import { compareText } from '../lib/compare';
 
@@ -59,15 +59,15 @@ export class PoolCatalog {
     return entry;
   }
 
-  add(entry: PoolEntry): void {
-    this.update((file) => {
+  async add(entry: PoolEntry): Promise<void> {
+    await this.update((file) => {
       if (file.pools[entry.name]) throw new AlreadyExistsError(`pool ${entry.name} already exists`);
       file.pools[entry.name] = entry;
     });
   }
 
-  remove(name: string): void {
-    this.update((file) => {
+  async remove(name: string): Promise<void> {
+    await this.update((file) => {
       delete file.pools[name];
     });
   }
@@ -76,7 +76,7 @@ export class PoolCatalog {
   locked<T>(name: string, body: () => Promise<T>, opts: { shared?: boolean } = {}): Promise<T> {
     validateName(name, 'pool');
     this.ensureLocksDir();
-    return withLockAsync(path.join(this.locksDir, `${name}.lock`), `pool ${name}`, LOCK_WAIT_MS, body, opts);
+    return withLock(path.join(this.locksDir, `${name}.lock`), `pool ${name}`, LOCK_WAIT_MS, body, opts);
   }
 
   /**
@@ -87,16 +87,16 @@ export class PoolCatalog {
   opening<T>(name: string, body: () => Promise<T>): Promise<T> {
     validateName(name, 'pool');
     this.ensureLocksDir();
-    return withLockAsync(path.join(this.locksDir, `.${name}.open.lock`), `pool ${name}`, LOCK_WAIT_MS, body);
+    return withLock(path.join(this.locksDir, `.${name}.open.lock`), `pool ${name}`, LOCK_WAIT_MS, body);
   }
 
   private read(): CatalogFile {
     return readJsonIfExists<CatalogFile>(this.file) ?? { version: 1, pools: {} };
   }
 
-  private update(change: (file: CatalogFile) => void): void {
+  private async update(change: (file: CatalogFile) => void): Promise<void> {
     this.ensureLocksDir();
-    withLock(path.join(this.locksDir, '.catalog.lock'), 'the pool catalog', LOCK_WAIT_MS, () => {
+    await withLock(path.join(this.locksDir, '.catalog.lock'), 'the pool catalog', LOCK_WAIT_MS, async () => {
       const file = this.read();
       change(file);
       writeJsonAtomic(this.file, file);

@@ -1,6 +1,5 @@
 import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
-import type { ContainerPaths } from '../runtime/paths';
 import { compareText } from '../lib/compare';
 
 /** What tsvz knows of one snapshot of a container's rootfs. */
@@ -31,10 +30,11 @@ interface CatalogFile {
  * this file with it (runtime/ops/snapshot.ts).
  */
 export class SnapshotCatalog {
-  constructor(private readonly paths: ContainerPaths) {}
+  /** `dir`: the container's directory. */
+  constructor(private readonly dir: string) {}
 
   get file(): string {
-    return path.join(this.paths.dir, 'snapshots.json');
+    return path.join(this.dir, 'snapshots.json');
   }
 
   list(): SnapshotRecord[] {

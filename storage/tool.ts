@@ -36,7 +36,7 @@ export function tool(cmd: string, args: string[], opts: ToolOptions = {}): RunRe
     }
     throw new SystemError(`cannot run ${commandLine(cmd, args)}: ${r.error.message}`, r.error);
   }
-  const result = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const result = { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
   if (r.status !== 0 && !opts.allowFail) throw failure(cmd, args, r.status, r.signal, r.stderr);
   return result;
 }
@@ -85,7 +85,7 @@ export function toolAsync(cmd: string, args: string[], input?: Readable): Promis
         input?.destroy();
         return reject(failure(cmd, args, code, signal, stderr()));
       }
-      resolve({ status: code, stdout: stdout(), stderr: stderr() });
+      resolve({ status: code, signal: null, stdout: stdout(), stderr: stderr() });
     });
   });
 }

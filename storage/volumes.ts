@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import path = require('node:path');
 import { DefaultStore } from './default-pool';
 import { AlreadyExistsError } from '../lib/errors';
-import type { Root } from '../runtime/paths';
+import type { Root } from '../lib/root';
 import { DEFAULT_POOL, PoolCatalog } from './pool-catalog';
 import type { DriverCapabilities, Pool, SnapshotInfo } from './driver';
 import type { UndoStack } from '../lib/undo';

@@ -4,7 +4,8 @@ import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, CommandError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../lib/errors';
 import { commandLine, findCommand } from '../lib/process';
-import { sleepSync } from '../lib/proc';
+// TODO(async storage): the retry below still sleeps synchronously.
+function sleepSync(ms: number): void { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); }
 import { withUndo } from '../lib/undo';
 import type { UndoStack } from '../lib/undo';
 import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';

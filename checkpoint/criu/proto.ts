@@ -112,7 +112,7 @@ let messages: { req: StaticMessage; resp: StaticMessage } | undefined;
 
 function load(): { req: StaticMessage; resp: StaticMessage } {
   if (!messages) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+     
     const root = require('../../proto/criu-rpc') as Record<string, StaticMessage>;
     messages = { req: root.criu_req, resp: root.criu_resp };
   }

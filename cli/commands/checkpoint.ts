@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { printJson, printTable, rootOf } from '../context';
+import { openContainer, printJson, printTable } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -15,9 +15,8 @@ export function register(program: Command): void {
     .option('--leave-running', 'keep the container running after the dump')
     .option('--tcp-established', 'dump established TCP connections')
     .action(async (name: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
-      const { checkpointContainer } = await import('../../checkpoint/dump');
-      const meta = await checkpointContainer(Container.open(rootOf(cmd), name), {
+      const { checkpointContainer } = await import('../../ops/checkpoint');
+      const meta = await checkpointContainer(openContainer(cmd, name), {
         name: o.name,
         leaveRunning: o.leaveRunning,
         tcpEstablished: o.tcpEstablished,
@@ -31,10 +30,9 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
-      const { CheckpointCatalog } = await import('../../checkpoint/catalog');
+      const { listCheckpoints } = await import('../../ops/checkpoint');
       const { formatBytes } = await import('../../lib/units');
-      const all = new CheckpointCatalog(Container.open(rootOf(cmd), name)).list();
+      const all = listCheckpoints(openContainer(cmd, name));
       if (o.json) return printJson(all);
       const ms = (v?: number) => (v === undefined ? '-' : v.toFixed(0));
       printTable([
@@ -55,13 +53,9 @@ export function register(program: Command): void {
     .argument('[id]', 'checkpoint id (default: the newest)')
     .option('--json', 'machine-readable output')
     .action(async (name: string, id: string | undefined, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
-      const { CheckpointCatalog } = await import('../../checkpoint/catalog');
-      const { inspectCheckpoint } = await import('../../checkpoint/images');
+      const { inspectCheckpointOf } = await import('../../ops/checkpoint');
       const { formatBytes } = await import('../../lib/units');
-      const catalog = new CheckpointCatalog(Container.open(rootOf(cmd), name));
-      const meta = catalog.get(id);
-      const r = inspectCheckpoint(catalog.dir(meta.id));
+      const { meta, report: r } = inspectCheckpointOf(openContainer(cmd, name), id);
       if (o.json) return printJson({ checkpoint: meta, ...r });
       const out = (text: string) => print(text);
       out(`checkpoint ${meta.id} of ${meta.container}, ${meta.createdAt}, CRIU ${meta.criuVersion}\n\n`);
@@ -90,9 +84,8 @@ export function register(program: Command): void {
     .argument('<id>', 'checkpoint id')
     .argument('<file>', 'archive to write: FILE.tar or FILE.tar.zst')
     .action(async (name: string, id: string, file: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
-      const { exportCheckpoint } = await import('../../ops/import');
-      const m = await exportCheckpoint(Container.open(rootOf(cmd), name), id, file);
+      const { exportCheckpoint } = await import('../../ops/export');
+      const m = await exportCheckpoint(openContainer(cmd, name), id, file);
       print(`exported ${m.checkpoint.id} of ${name} to ${file} (${m.files.length} files)\n`);
     });
 
@@ -102,10 +95,8 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .argument('<id>', 'checkpoint id')
     .action(async (name: string, id: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
-      const { CheckpointCatalog } = await import('../../checkpoint/catalog');
-      const c = Container.open(rootOf(cmd), name);
-      await c.locked(async () => new CheckpointCatalog(c).remove(id));
+      const { removeCheckpoint } = await import('../../ops/checkpoint');
+      await removeCheckpoint(openContainer(cmd, name), id);
       print(`removed ${id}\n`);
     });
 }

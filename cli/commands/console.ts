@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 
 export function register(program: Command): void {
   program
@@ -7,8 +7,7 @@ export function register(program: Command): void {
     .description("attach to the container's console (detach with Ctrl-a q)")
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { attachConsole } = await import('../../ops/console');
-      await attachConsole(Container.open(rootOf(cmd), name), process.stdin, process.stdout);
+      await attachConsole(openContainer(cmd, name), process.stdin, process.stdout);
     });
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { NetRequest } from '../../ops/create';
 import { rootOf } from '../context';
 import { print } from '../output';
 
@@ -22,25 +23,28 @@ export function register(program: Command): void {
     .action(async (name: string, o, cmd: Command) => {
       const { InvalidArgumentError } = await import('../../lib/errors');
       const { parseSize, parseCpus, parsePositiveInt } = await import('../../lib/units');
+      const { splitCommandLine } = await import('../../lib/shell-words');
       const { createContainer } = await import('../../ops/create');
       const limits = {
         memoryBytes: o.memory !== undefined ? parseSize(o.memory, '--memory') : undefined,
         cpus: o.cpus !== undefined ? parseCpus(o.cpus) : undefined,
         pids: o.pids !== undefined ? parsePositiveInt(o.pids, '--pids') : undefined,
       };
-      let net: { mode: 'none' } | { mode: 'bridge'; ip: string; bridge: string };
+      let net: NetRequest;
       if (o.net === 'none') {
         if (o.ip) throw new InvalidArgumentError('--ip needs --net bridge');
         net = { mode: 'none' };
       } else if (o.net === 'bridge') {
         if (!o.ip) throw new InvalidArgumentError('--net bridge needs --ip, e.g. --ip 198.18.0.10/15');
-        net = { mode: 'bridge', ip: o.ip, bridge: o.bridge };
+        net = { mode: 'bridge', address: o.ip, bridge: o.bridge };
       } else {
         throw new InvalidArgumentError(`unknown --net "${o.net}"`, 'use none or bridge');
       }
+      const init = o.init === undefined ? undefined : splitCommandLine(o.init);
+      if (init !== undefined && init.length === 0) throw new InvalidArgumentError('--init is empty');
       await createContainer(rootOf(cmd), name, {
         template: o.template,
-        init: o.init,
+        init,
         hostname: o.hostname,
         limits,
         net,

@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const { runDoctor } = await import('../../ops/doctor');
-      const checks = runDoctor();
+      const checks = await runDoctor();
       if (o.json) return printJson(checks);
       printTable(checks.map((c) => [c.ok ? 'ok ' : 'no ', c.name, c.detail]));
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 
 export function register(program: Command): void {
   program
@@ -11,8 +11,7 @@ export function register(program: Command): void {
     .option('-e, --env <NAME=value...>', 'extra environment')
     .option('-w, --workdir <dir>', 'working directory inside', '/')
     .action(async (name: string, command: string[], o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { execInContainer } = await import('../../ops/exec');
-      process.exitCode = execInContainer(Container.open(rootOf(cmd), name), command, { tty: o.tty, env: o.env, cwd: o.workdir });
+      process.exitCode = await execInContainer(openContainer(cmd, name), command, { tty: o.tty, env: o.env, cwd: o.workdir });
     });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -10,12 +10,11 @@ export function register(program: Command): void {
     .option('--v1', 'use the cgroup v1 freezer (freezer.state)')
     .option('--v2', 'use the cgroup v2 freezer (cgroup.freeze)')
     .action(async (name: string, o: { v1?: boolean; v2?: boolean }, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { freezeContainer } = await import('../../ops/freeze');
       const { InvalidArgumentError } = await import('../../lib/errors');
       if (o.v1 && o.v2) throw new InvalidArgumentError('--v1 and --v2 exclude each other');
       const prefer = o.v1 ? 'v1' : o.v2 ? 'v2' : undefined;
-      const { ms } = await freezeContainer(Container.open(rootOf(cmd), name), { prefer });
+      const { ms } = await freezeContainer(openContainer(cmd, name), { prefer });
       print(`frozen ${name} in ${ms.toFixed(1)} ms\n`);
     });
 }

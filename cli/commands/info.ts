@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { printJson, printTable, rootOf } from '../context';
+import { openContainer, printJson, printTable } from '../context';
 
 export function register(program: Command): void {
   program
@@ -8,10 +8,9 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { containerInfo } = await import('../../ops/info');
       const { formatBytes } = await import('../../lib/units');
-      const info = containerInfo(Container.open(rootOf(cmd), name));
+      const info = containerInfo(openContainer(cmd, name));
       if (o.json) return printJson(info);
       const usage = info.cgroup;
       const limit = (n?: number) => (n === undefined ? 'unlimited' : formatBytes(n));

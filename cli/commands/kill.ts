@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 
 export function register(program: Command): void {
   program
@@ -8,8 +8,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .argument('[signal]', 'signal name or number', 'SIGKILL')
     .action(async (name: string, signal: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { killContainer } = await import('../../ops/kill');
-      await killContainer(Container.open(rootOf(cmd), name), signal);
+      await killContainer(openContainer(cmd, name), signal);
     });
 }

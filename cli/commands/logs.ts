@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 
 export function register(program: Command): void {
   program
@@ -9,12 +9,11 @@ export function register(program: Command): void {
     .option('-f, --follow', 'keep printing until the container stops')
     .option('-n, --tail <lines>', 'only the last N lines')
     .action(async (name: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { streamLogs } = await import('../../ops/logs');
       const { parsePositiveInt } = await import('../../lib/units');
       const tail = o.tail !== undefined ? (o.tail === '0' ? 0 : parsePositiveInt(o.tail, '--tail')) : undefined;
       // `tsvz logs p1 | head`: a reader that went away is not an error.
       process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });
-      await streamLogs(Container.open(rootOf(cmd), name), process.stdout, { follow: o.follow, tail });
+      await streamLogs(openContainer(cmd, name), process.stdout, { follow: o.follow, tail });
     });
 }

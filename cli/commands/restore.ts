@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer, rootOf } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -18,9 +18,8 @@ export function register(program: Command): void {
         print(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id} (init pid ${state.initPid})\n`);
         return;
       }
-      const { Container } = await import('../../runtime/container');
-      const { restoreContainer } = await import('../../checkpoint/restore');
-      const state = await restoreContainer(Container.open(rootOf(cmd), name), id);
+      const { restoreContainer } = await import('../../ops/restore');
+      const state = await restoreContainer(openContainer(cmd, name), id);
       print(`restored ${name} (init pid ${state.initPid})\n`);
     });
 }

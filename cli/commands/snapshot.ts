@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { printJson, printTable, rootOf } from '../context';
+import { openContainer, printJson, printTable } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -14,9 +14,8 @@ export function register(program: Command): void {
     .argument('[snapshot]', 'snapshot name (default: a timestamp)')
     .option('--stateful', 'memory too (CRIU, the container keeps running): rollback brings it back running')
     .action(async (name: string, snap: string | undefined, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { createSnapshot } = await import('../../ops/snapshot');
-      const rec = await createSnapshot(Container.open(rootOf(cmd), name), snap, { stateful: o.stateful === true });
+      const rec = await createSnapshot(openContainer(cmd, name), snap, { stateful: o.stateful === true });
       print(`${rec.name}\n`);
     });
 
@@ -27,10 +26,9 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { listSnapshots } = await import('../../ops/snapshot');
       const { formatBytes } = await import('../../lib/units');
-      const all = await listSnapshots(Container.open(rootOf(cmd), name));
+      const all = await listSnapshots(openContainer(cmd, name));
       if (o.json) return printJson(all);
       const bytes = (n?: number) => (n === undefined ? '-' : formatBytes(n));
       printTable([
@@ -46,9 +44,8 @@ export function register(program: Command): void {
     .argument('<snapshot>', 'snapshot name')
     .option('-f, --force', 'stop a running container, roll back, start it again')
     .action(async (name: string, snap: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { rollbackSnapshot } = await import('../../ops/snapshot');
-      const r = await rollbackSnapshot(Container.open(rootOf(cmd), name), snap, { force: o.force === true });
+      const r = await rollbackSnapshot(openContainer(cmd, name), snap, { force: o.force === true });
       print(`rolled back ${name} to ${snap}${r.restarted ? ' (restarted)' : ''}\n`);
     });
 
@@ -58,9 +55,8 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .argument('<snapshot>', 'snapshot name')
     .action(async (name: string, snap: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { removeSnapshot } = await import('../../ops/snapshot');
-      const r = await removeSnapshot(Container.open(rootOf(cmd), name), snap);
+      const r = await removeSnapshot(openContainer(cmd, name), snap);
       print(`removed ${snap}${r.wasMissing ? ' (it was already gone from the pool)' : ''}\n`);
     });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -8,9 +8,8 @@ export function register(program: Command): void {
     .description('start a container; returns once its init runs')
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { startContainer } = await import('../../ops/start');
-      const state = await startContainer(Container.open(rootOf(cmd), name));
+      const state = await startContainer(openContainer(cmd, name));
       print(`started ${name} (init pid ${state.initPid})\n`);
     });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -9,12 +9,11 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('-t, --timeout <seconds>', 'seconds to wait before SIGKILL', '10')
     .action(async (name: string, o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { stopContainer } = await import('../../ops/stop');
       const { InvalidArgumentError } = await import('../../lib/errors');
       const timeout = Number(o.timeout);
       if (!/^\d+(\.\d+)?$/.test(o.timeout)) throw new InvalidArgumentError(`invalid --timeout "${o.timeout}"`);
-      await stopContainer(Container.open(rootOf(cmd), name), timeout);
+      await stopContainer(openContainer(cmd, name), timeout);
       print(`stopped ${name}\n`);
     });
 }

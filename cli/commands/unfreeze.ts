@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { rootOf } from '../context';
+import { openContainer } from '../context';
 import { print } from '../output';
 
 export function register(program: Command): void {
@@ -8,9 +8,8 @@ export function register(program: Command): void {
     .description('thaw a frozen container')
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
-      const { Container } = await import('../../runtime/container');
       const { unfreezeContainer } = await import('../../ops/freeze');
-      await unfreezeContainer(Container.open(rootOf(cmd), name));
+      await unfreezeContainer(openContainer(cmd, name));
       print(`unfrozen ${name}\n`);
     });
 }

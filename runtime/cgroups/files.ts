@@ -1,6 +1,6 @@
 import fs = require('node:fs');
-import { sleepSync } from '../../lib/proc';
-import { SystemError } from '../../lib/errors';
+import { pollUntil } from '../../lib/poll';
+import { errnoCode, SystemError } from '../../lib/errors';
 
 /**
  * Reading and writing cgroup control files. Reads never throw (a missing
@@ -25,12 +25,6 @@ const STRERROR: Record<string, string> = {
   EROFS: 'Read-only file system',
   ESRCH: 'No such process',
 };
-
-/** The errno name ("EBUSY") of a Node error, or of the one our SystemError wraps (its own code is "ESYSTEM"). */
-export function errnoCode(err: unknown): string | undefined {
-  const errno = (err instanceof SystemError ? err.cause : err) as NodeJS.ErrnoException | undefined;
-  return typeof errno?.code === 'string' ? errno.code : undefined;
-}
 
 function strerror(err: unknown): string {
   const code = errnoCode(err);
@@ -112,21 +106,21 @@ export function makeDir(dir: string): void {
 }
 
 /** rmdir a cgroup; while its last processes are still exiting the kernel says EBUSY, so retry. */
-export function removeDir(dir: string, timeoutMs: number): void {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 1; ; delay = Math.min(delay * 1.5, 20)) {
+export async function removeDir(dir: string, timeoutMs: number): Promise<void> {
+  let last: unknown;
+  const removed = await pollUntil(() => {
     try {
       fs.rmdirSync(dir);
-      return;
+      return true;
     } catch (err) {
       const code = errnoCode(err);
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || Date.now() >= deadline) {
-        throw new SystemError(`cannot remove cgroup: rmdir ${dir}: ${strerror(err)}`, err);
-      }
-      sleepSync(delay);
+      if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY') throw new SystemError(`cannot remove cgroup: rmdir ${dir}: ${strerror(err)}`, err);
+      last = err;
+      return false;
     }
-  }
+  }, { timeoutMs, maxMs: 20 });
+  if (!removed) throw new SystemError(`cannot remove cgroup: rmdir ${dir}: ${strerror(last)}`, last);
 }
 
 /** rmdir a shared parent if nobody else uses it; in use (or gone) is fine. */

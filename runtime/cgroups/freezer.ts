@@ -2,8 +2,8 @@ import fs = require('node:fs');
 import path = require('node:path');
 import type { ContainerCgroups } from './';
 import { readText, writeControl } from './files';
-import { NotSupportedError, TsvzError } from '../../lib/errors';
-import { sleepSync } from '../../lib/proc';
+import { addCleanupFailures, NotSupportedError, TimeoutError } from '../../lib/errors';
+import { pollUntil } from '../../lib/poll';
 
 /**
  * The cgroup freezer: stop every process of a container where it stands
@@ -73,37 +73,31 @@ function request(kind: FreezerKind, dir: string, frozen: boolean): void {
 }
 
 /** Poll `cond` with a short doubling backoff; false once `timeoutMs` passed. */
-function waitFor(cond: () => boolean, timeoutMs: number): boolean {
-  const deadline = performance.now() + timeoutMs;
-  for (let delay = 1; ; delay = Math.min(delay * 2, MAX_POLL_MS)) {
-    if (cond()) return true;
-    if (performance.now() >= deadline) return false;
-    sleepSync(delay);
-  }
+function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  return pollUntil(cond, { timeoutMs, firstMs: 1, factor: 2, maxMs: MAX_POLL_MS });
 }
 
 /**
  * Freeze and wait until the kernel reports the whole cgroup frozen. Returns
  * the time it took in ms. On timeout, thaws and throws code ETIMEDOUT.
  */
-export function freeze(f: Freezer, timeoutMs = DEFAULT_TIMEOUT_MS): number {
+export async function freeze(f: Freezer, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<number> {
   const t0 = performance.now();
   request(f.kind, f.path, true);
-  if (waitFor(() => reportsFrozen(f.kind, f.path), timeoutMs)) return performance.now() - t0;
-  thaw(f);
-  throw new TsvzError('ETIMEDOUT', `cgroup ${f.path} was not frozen after ${timeoutMs} ms; thawed it again`, {
-    hint: 'a process may be stuck in uninterruptible sleep (state D in /proc/PID/stat)',
-  });
+  // Most trees are frozen by the time the write returns: no timer round trip then.
+  if (reportsFrozen(f.kind, f.path) || (await waitFor(() => reportsFrozen(f.kind, f.path), timeoutMs))) return performance.now() - t0;
+  await thaw(f);
+  throw new TimeoutError(`cgroup ${f.path} was not frozen after ${timeoutMs} ms; thawed it again`, 'a process may be stuck in uninterruptible sleep (state D in /proc/PID/stat)');
 }
 
 /** Thaw the freezer and its sibling (whichever froze it), and wait until both report thawed. */
-export function thaw(f: Freezer): void {
+export async function thaw(f: Freezer): Promise<void> {
   const dirs: [FreezerKind, string][] = [[f.kind, f.path]];
   if (f.sibling) dirs.push([f.kind === 'v1' ? 'v2' : 'v1', f.sibling]);
   for (const [kind, dir] of dirs) {
     request(kind, dir, false);
-    if (!waitFor(() => reportsThawed(kind, dir), THAW_TIMEOUT_MS)) {
-      throw new TsvzError('ETIMEDOUT', `cgroup ${dir} still frozen ${THAW_TIMEOUT_MS} ms after thawing it`);
+    if (!reportsThawed(kind, dir) && !(await waitFor(() => reportsThawed(kind, dir), THAW_TIMEOUT_MS))) {
+      throw new TimeoutError(`cgroup ${dir} still frozen ${THAW_TIMEOUT_MS} ms after thawing it`);
     }
   }
 }
@@ -122,22 +116,22 @@ export function criuFreezer(cg: ContainerCgroups): Freezer {
  * Hand a frozen container over to freezer `f`: freeze with it, then release
  * the other one. The processes never run in between.
  */
-export function moveFreezeTo(f: Freezer, timeoutMs = DEFAULT_TIMEOUT_MS): void {
-  freeze(f, timeoutMs);
+export async function moveFreezeTo(f: Freezer, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+  await freeze(f, timeoutMs);
   if (!f.sibling) return;
   const other: FreezerKind = f.kind === 'v1' ? 'v2' : 'v1';
   request(other, f.sibling, false);
-  if (!waitFor(() => reportsThawed(other, f.sibling!), THAW_TIMEOUT_MS)) {
-    throw new TsvzError('ETIMEDOUT', `cgroup ${f.sibling} still frozen ${THAW_TIMEOUT_MS} ms after thawing it`);
+  if (!reportsThawed(other, f.sibling) && !(await waitFor(() => reportsThawed(other, f.sibling!), THAW_TIMEOUT_MS))) {
+    throw new TimeoutError(`cgroup ${f.sibling} still frozen ${THAW_TIMEOUT_MS} ms after thawing it`);
   }
 }
 
 /** Thaw whatever freezer this container has (none is fine): for stop and kill. */
-export function thawAll(cg: ContainerCgroups): void {
+export async function thawAll(cg: ContainerCgroups): Promise<void> {
   const v1 = cg.freezerPath();
   const v2 = cg.unifiedPath();
-  if (hasV1(v1)) thaw({ kind: 'v1', path: v1, ...(hasV2(v2) ? { sibling: v2 } : {}) });
-  else if (hasV2(v2)) thaw({ kind: 'v2', path: v2 });
+  if (hasV1(v1)) await thaw({ kind: 'v1', path: v1, ...(hasV2(v2) ? { sibling: v2 } : {}) });
+  else if (hasV2(v2)) await thaw({ kind: 'v2', path: v2 });
 }
 
 /**
@@ -154,18 +148,18 @@ export function isFrozen(cg: ContainerCgroups): boolean {
 
 /** Run body with the container frozen; always thaws afterwards, even when body throws. */
 export async function withFrozen<T>(f: Freezer, body: () => Promise<T>, timeoutMs?: number): Promise<T> {
-  freeze(f, timeoutMs);
+  await freeze(f, timeoutMs);
   let result: T;
   try {
     result = await body();
   } catch (err) {
     try {
-      thaw(f);
+      await thaw(f);
     } catch (thawErr) {
-      throw new TsvzError('ESYSTEM', `${(err as Error)?.message ?? err}; then thawing failed too: ${(thawErr as Error).message}`, { cause: err });
+      addCleanupFailures(err, [`thaw: ${(thawErr as Error).message}`]);
     }
     throw err;
   }
-  thaw(f);
+  await thaw(f);
   return result;
 }

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { InvalidArgumentError, NotSupportedError, SystemError } from '../../lib/errors';
-import { sleepSync } from '../../lib/proc';
+import { pollUntil } from '../../lib/poll';
 import { DEFAULT_MOUNT_ROOT, detectCgroupMode, hierarchyId, isCgroupDir } from './detect';
 import { makeDir, readPids, removeDir, removeDirIfUnused, writeControlIfPresent } from './files';
 import { validateLimits } from './limits';
@@ -46,7 +46,7 @@ export class ContainerCgroups {
   }
 
   /** Create the directories (reusing existing ones) and (re)apply every limit. */
-  create(limits: CgroupLimits): void {
+  async create(limits: CgroupLimits): Promise<void> {
     validateLimits(limits);
     const dirs = this.dirs();
     if (dirs.length === 0) {
@@ -60,7 +60,7 @@ export class ContainerCgroups {
       if (this.mode === 'v2') applyV2Limits(this.unified!, limits);
     } catch (err) {
       // Leave nothing half-made behind; an existing (maybe running) cgroup is left alone.
-      if (fresh) this.removeQuietly();
+      if (fresh) await this.removeQuietly();
       throw err;
     }
   }
@@ -95,27 +95,25 @@ export class ContainerCgroups {
     return this.dirs().some((dir) => fs.existsSync(dir));
   }
 
-  killAll(): void {
+  async killAll(): Promise<void> {
     this.thaw();
     if (this.unified) writeControlIfPresent(path.join(this.unified, 'cgroup.kill'), '1', 'kill the container');
     // Also signal pid by pid: covers kernels without cgroup.kill and a
     // process that joined only some hierarchies; repeating catches forks.
-    const deadline = Date.now() + SETTLE_MS;
     // Killed processes leave within a few ms: look again soon, then less often.
-    for (let delay = 1; ; delay = Math.min(delay * 1.5, POLL_MS)) {
+    const gone = await pollUntil(() => {
       const pids = this.allPids();
-      if (pids.length === 0) return;
-      if (Date.now() >= deadline) {
-        throw new SystemError(`cannot kill the processes of cgroup ${PARENT}/${this.leaf}: still there after SIGKILL: ${pids.join(' ')}`);
-      }
       for (const pid of pids) sigkill(pid);
-      sleepSync(delay);
+      return pids.length === 0;
+    }, { timeoutMs: SETTLE_MS, maxMs: POLL_MS });
+    if (!gone) {
+      throw new SystemError(`cannot kill the processes of cgroup ${PARENT}/${this.leaf}: still there after SIGKILL: ${this.allPids().join(' ')}`);
     }
   }
 
-  remove(): void {
+  async remove(): Promise<void> {
     const dirs = this.dirs();
-    for (const dir of dirs) removeDir(dir, SETTLE_MS);
+    for (const dir of dirs) await removeDir(dir, SETTLE_MS);
     for (const parent of new Set(dirs.map((dir) => path.dirname(dir)))) removeDirIfUnused(parent);
   }
 
@@ -146,9 +144,9 @@ export class ContainerCgroups {
     enableControllers([this.root, parent]);
   }
 
-  private removeQuietly(): void {
+  private async removeQuietly(): Promise<void> {
     try {
-      this.remove();
+      await this.remove();
     } catch {
       /* the original error matters more */
     }

@@ -1,6 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { errnoCode, readKeyed, readLimit, readNumber, readText, writeControl } from './files';
+import { errnoCode } from '../../lib/errors';
+import { readKeyed, readLimit, readNumber, readText, writeControl } from './files';
 import { CPU_PERIOD_US, cpuQuotaUs, writeLimit } from './limits';
 import type { CgroupLimits, CgroupUsage } from './types';
 

@@ -1,7 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import fs = require('node:fs');
 import path = require('node:path');
 import { NotSupportedError } from '../../lib/errors';
+import { run } from '../../lib/process';
 import type { Template } from './index';
 
 /** Debian's busybox-static: one static binary, works offline. */
@@ -38,7 +38,7 @@ export class BusyboxTemplate implements Template {
     fs.chmodSync(path.join(rootfs, 'root'), 0o700);
     fs.copyFileSync(BUSYBOX_BINARY, path.join(rootfs, 'bin/busybox'));
     fs.chmodSync(path.join(rootfs, 'bin/busybox'), 0o755);
-    const applets = execFileSync(BUSYBOX_BINARY, ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    const applets = (await run(BUSYBOX_BINARY, ['--list-full'])).stdout.split('\n').filter(Boolean);
     for (const applet of applets) {
       const link = path.join(rootfs, applet);
       if (applet === 'bin/busybox' || fs.lstatSync(link, { throwIfNoEntry: false })) continue;

@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import fs = require('node:fs');
 import path = require('node:path');
-import { CommandError, NotSupportedError } from '../../lib/errors';
+import { NotSupportedError } from '../../lib/errors';
 import { withLock } from '../../lib/lock';
-import type { Root } from '../paths';
+import { findCommand, run } from '../../lib/process';
+import type { Root } from '../../lib/root';
 import type { Template } from './index';
 
 const SUITE = 'bookworm';
@@ -35,8 +35,7 @@ export class DebianTemplate implements Template {
 
   async populate(rootfs: string, ctx: { root: Root; hostname: string }): Promise<void> {
     const cached = await this.ensureCache(ctx.root);
-    const cp = spawnSync('cp', ['-a', '--reflink=auto', `${cached}/.`, rootfs], { encoding: 'utf8' });
-    if (cp.status !== 0) throw new CommandError('cp -a', cp.status, cp.stderr);
+    await run('cp', ['-a', '--reflink=auto', `${cached}/.`, rootfs]);
     fs.writeFileSync(path.join(rootfs, 'etc/hostname'), `${ctx.hostname}\n`);
     // minbase has no init system: busybox's init, installed as /sbin/init.
     const init = path.join(rootfs, 'sbin/init');
@@ -51,31 +50,29 @@ export class DebianTemplate implements Template {
     const cached = path.join(root.cacheDir, `debian-${SUITE}`);
     const ready = () => fs.existsSync(path.join(cached, 'etc/debian_version'));
     if (ready()) return cached;
-    if (spawnSync('debootstrap', ['--version']).status !== 0) {
+    if (!findCommand('debootstrap')) {
       throw new NotSupportedError('debootstrap is not installed', 'run scripts/setup-host');
     }
     // One build at a time: a second create waits for the first one's cache.
     fs.mkdirSync(root.cacheDir, { recursive: true });
-    return withLock(`${cached}.lock`, 'the debian template cache', BUILD_WAIT_MS, () => {
+    return withLock(`${cached}.lock`, 'the debian template cache', BUILD_WAIT_MS, async () => {
       if (ready()) return cached;
-      this.build(cached);
+      await this.build(cached);
       return cached;
     });
   }
 
-  private build(cached: string): void {
+  private async build(cached: string): Promise<void> {
     // Left by a create killed mid-build (we hold the lock: nobody builds now).
     for (const e of fs.readdirSync(path.dirname(cached))) {
       if (e.startsWith(`${path.basename(cached)}.building-`)) fs.rmSync(path.join(path.dirname(cached), e), { recursive: true, force: true });
     }
     const building = `${cached}.building-${process.pid}`;
-    const r = spawnSync('debootstrap', ['--variant=minbase', '--include=busybox', SUITE, building, hostDebianMirror()], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    if (r.status !== 0) {
+    try {
+      await run('debootstrap', ['--variant=minbase', '--include=busybox', SUITE, building, hostDebianMirror()]);
+    } catch (err) {
       fs.rmSync(building, { recursive: true, force: true });
-      throw new CommandError('debootstrap', r.status, r.stderr);
+      throw err;
     }
     fs.renameSync(building, cached);
   }

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../../lib/errors';
-import type { Root } from '../paths';
+import type { Root } from '../../lib/root';
 
 /** What a template contributes besides files: how to boot and stop it. */
 export interface TemplateDefaults {

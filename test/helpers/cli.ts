@@ -2,7 +2,7 @@ import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Root } from '../../runtime/paths';
+import { Root } from '../../lib/root';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const TSVZ = path.join(REPO, 'bin', 'tsvz');

@@ -6,7 +6,6 @@ import * as path from 'node:path';
 import { after, before, describe, it, TestContext } from 'node:test';
 import { ContainerCgroups } from '../../runtime/cgroups';
 import { DEVICE_RULES } from '../../runtime/cgroups/v1';
-import { sleep } from '../../lib/proc';
 
 /*
  * Against the real /sys/fs/cgroup (needs root). The tests share one cgroup
@@ -73,20 +72,20 @@ function memoryHog(bytes: number): string[] {
 }
 
 describe('cgroups on the real kernel', { timeout: 60_000 }, () => {
-  before(() => {
+  before(async () => {
     if (isRoot) cg = new ContainerCgroups(leaf);
   });
 
-  after(() => {
+  after(async () => {
     for (const child of children) child.kill('SIGKILL');
     if (!cg) return;
-    try { cg.killAll(); } catch (err) { console.error(`cleanup: ${(err as Error).message}`); }
-    try { cg.remove(); } catch (err) { console.error(`cleanup: ${(err as Error).message}`); }
+    try { await cg.killAll(); } catch (err) { console.error(`cleanup: ${(err as Error).message}`); }
+    try { await cg.remove(); } catch (err) { console.error(`cleanup: ${(err as Error).message}`); }
   });
 
-  it('creates the cgroup and the kernel shows the limits', (t) => {
+  it('creates the cgroup and the kernel shows the limits', async (t) => {
     if (!needsRoot(t)) return;
-    cg.create(LIMITS);
+    await cg.create(LIMITS);
     t.diagnostic(`mode ${cg.mode}, leaf ${leaf}: ${cg.procsFiles().join(' ')}`);
     for (const file of cg.procsFiles()) assert.ok(fs.existsSync(file), file);
     if (cg.mode === 'v2') {
@@ -105,17 +104,17 @@ describe('cgroups on the real kernel', { timeout: 60_000 }, () => {
     if (cg.mode === 'hybrid') assert.ok(fs.statSync(cg.unifiedPath()!).isDirectory());
   });
 
-  it('re-applies limits in both directions (lifting, then lowering again)', (t) => {
+  it('re-applies limits in both directions (lifting, then lowering again)', async (t) => {
     if (!needsRoot(t)) return;
-    cg.create({}); // v1: needs memsw raised before the plain limit
+    await cg.create({}); // v1: needs memsw raised before the plain limit
     assert.equal(cg.usage().memoryLimitBytes, undefined);
     assert.equal(cg.usage().pidsLimit, undefined);
-    cg.create(LIMITS);
+    await cg.create(LIMITS);
     assert.equal(cg.usage().memoryLimitBytes, 64 * MiB);
     assert.equal(cg.usage().pidsLimit, 16);
   });
 
-  it('lists a process written into procsFiles()', (t) => {
+  it('lists a process written into procsFiles()', async (t) => {
     if (!needsRoot(t)) return;
     const child = spawn('sleep', ['30'], { stdio: 'ignore' });
     children.push(child);
@@ -130,7 +129,7 @@ describe('cgroups on the real kernel', { timeout: 60_000 }, () => {
     const freezer = cg.freezerPath();
     if (freezer) fs.writeFileSync(`${freezer}/freezer.state`, 'FROZEN');
     else fs.writeFileSync(`${cg.unifiedPath()}/cgroup.freeze`, '1');
-    cg.killAll();
+    await cg.killAll();
     assert.deepEqual(cg.pids(), []);
     assert.equal(await exited(sleeper), 'SIGKILL');
   });
@@ -146,7 +145,7 @@ describe('cgroups on the real kernel', { timeout: 60_000 }, () => {
     assert.ok(peak > 1 && peak <= 16, `peak pids.current ${peak}`);
     const events = fs.readFileSync(`${dirOf('pids')}/pids.events`, 'utf8');
     assert.ok(Number(/^max (\d+)/m.exec(events)?.[1]) > 0, `pids.events: ${events}`);
-    cg.killAll(); // the shell died of its fork failure; its sleeps live on
+    await cg.killAll(); // the shell died of its fork failure; its sleeps live on
     assert.deepEqual(cg.pids(), []);
   });
 
@@ -160,10 +159,10 @@ describe('cgroups on the real kernel', { timeout: 60_000 }, () => {
     assert.ok((usage.memoryPeakBytes ?? 64 * MiB) <= 64 * MiB);
   });
 
-  it('remove deletes every dir, and the tsvz parents when nobody else uses them', (t) => {
+  it('remove deletes every dir, and the tsvz parents when nobody else uses them', async (t) => {
     if (!needsRoot(t)) return;
     const dirs = cg.procsFiles().map((f) => path.dirname(f));
-    cg.remove();
+    await cg.remove();
     assert.equal(cg.exists(), false);
     for (const dir of dirs) {
       assert.equal(fs.existsSync(dir), false, dir);
@@ -172,6 +171,6 @@ describe('cgroups on the real kernel', { timeout: 60_000 }, () => {
       const others = fs.existsSync(parent) ? fs.readdirSync(parent, { withFileTypes: true }).filter((e) => e.isDirectory()) : [];
       assert.equal(fs.existsSync(parent) && others.length === 0, false, `${parent} left empty`);
     }
-    cg.remove(); // idempotent
+    await cg.remove(); // idempotent
   });
 });

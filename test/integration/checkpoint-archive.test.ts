@@ -40,7 +40,6 @@ describe('checkpoint export, import and inspect (real CRIU)', { skip }, () => {
   const archives = path.join(t.dir, 'archives');
   const rootfs = (name: string) => path.join(t.dir, 'containers', name, 'rootfs');
   const count = (name: string) => parseInt(readHex(path.join(rootfs(name), 'memhog.count')) ?? '-1', 16);
-  const exists = (name: string) => fs.existsSync(path.join(t.dir, 'containers', name));
   /** No container directory (finished or half-made) and no scratch directory left by an import. */
   const nothingFor = (name: string) => {
     assert.ok(!fs.readdirSync(path.join(t.dir, 'containers')).some((e) => e === name || e.startsWith(`.creating-${name}-`)), `no ${name}`);

@@ -9,7 +9,7 @@ import { CriuClient } from '../../checkpoint/criu/client';
 import { CriuError } from '../../checkpoint/criu/errors';
 import { requireCriu } from '../../checkpoint/criu/version';
 import { NotSupportedError } from '../../lib/errors';
-import { sleep } from '../../lib/proc';
+import { sleep } from '../../lib/poll';
 import { REPO } from '../helpers/cli';
 
 const PROTO_PATH = path.join(REPO, 'proto', 'criu-rpc.proto');

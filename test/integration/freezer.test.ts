@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isFrozen } from '../../runtime/cgroups/freezer';
 import { ContainerCgroups } from '../../runtime/cgroups';
-import { Root } from '../../runtime/paths';
+import { Root } from '../../lib/root';
 import { eventually, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
 
 const skip = rootSkipReason();

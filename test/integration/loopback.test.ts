@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { findCommand, run } from '../../lib/process';
 import { loopbackUp } from '../../runtime/loopback';
-import { sleep } from '../../lib/proc';
+import { sleep } from '../../lib/poll';
 
 /*
  * Root only: loopbackUp sets lo up in a fresh network namespace (an
@@ -33,14 +33,14 @@ describe('loopbackUp', { skip: reason }, () => {
     throw new Error('unshare --net did not enter a new network namespace');
   }
 
-  const loState = (pid: number) => run('nsenter', ['-t', String(pid), '-n', 'ip', '-o', 'link', 'show', 'lo']).stdout;
+  const loState = async (pid: number) => (await run('nsenter', ['-t', String(pid), '-n', 'ip', '-o', 'link', 'show', 'lo'])).stdout;
 
   it('brings lo up inside the other namespace and comes back to its own', async () => {
     const pid = await isolated();
     const own = netns('thread-self');
-    assert.doesNotMatch(loState(pid), /[<,]UP[,>]/, 'a new namespace starts with lo down');
+    assert.doesNotMatch(await loState(pid), /[<,]UP[,>]/, 'a new namespace starts with lo down');
     loopbackUp(pid);
-    assert.match(loState(pid), /[<,]UP[,>]/);
+    assert.match(await loState(pid), /[<,]UP[,>]/);
     assert.equal(netns('thread-self'), own);
     loopbackUp(pid); // already up: no error
     assert.equal(netns('thread-self'), own);
@@ -52,10 +52,10 @@ describe('loopbackUp', { skip: reason }, () => {
     assert.equal(netns('thread-self'), own);
   });
 
-  it('lo in the host namespace is already up: setting it again changes nothing', () => {
+  it('lo in the host namespace is already up: setting it again changes nothing', async () => {
     const own = netns('thread-self');
     loopbackUp(process.pid);
     assert.equal(netns('thread-self'), own);
-    assert.match(run('ip', ['-o', 'link', 'show', 'lo']).stdout, /[<,]UP[,>]/);
+    assert.match((await run('ip', ['-o', 'link', 'show', 'lo'])).stdout, /[<,]UP[,>]/);
   });
 });

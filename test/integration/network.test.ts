@@ -14,7 +14,7 @@ import {
   hostVethName,
   removeBridgeIfUnused,
 } from '../../runtime/network';
-import { sleep } from '../../lib/proc';
+import { sleep } from '../../lib/poll';
 
 /*
  * Root only. "Containers" are `unshare --net sleep` processes, each in its
@@ -52,9 +52,9 @@ describe('bridge networking', { skip: reason }, () => {
 
   after(async () => {
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    for (const key of Object.values(keys)) run('ip', ['link', 'del', 'dev', hostVethName(key)], { allowFail: true });
-    for (const br of [bridge, raceBridge]) run('ip', ['link', 'del', 'dev', br], { allowFail: true });
-    run('ip', ['addr', 'del', '198.18.0.1/15', 'dev', 'lo'], { allowFail: true }); // only if the "lo" guard failed
+    for (const key of Object.values(keys)) await run('ip', ['link', 'del', 'dev', hostVethName(key)], { allowFail: true });
+    for (const br of [bridge, raceBridge]) await run('ip', ['link', 'del', 'dev', br], { allowFail: true });
+    await run('ip', ['addr', 'del', '198.18.0.1/15', 'dev', 'lo'], { allowFail: true }); // only if the "lo" guard failed
     if (timings.length > 0) {
       const sorted = [...timings].sort((x, y) => x - y);
       const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toFixed(1);
@@ -86,9 +86,9 @@ describe('bridge networking', { skip: reason }, () => {
     return inNetns(fromPid, cmd, [...args, '-c1', '-W1', to], true);
   }
 
-  function timedConnect(pid: number, key: string, cfg: typeof cfgA): void {
+  async function timedConnect(pid: number, key: string, cfg: typeof cfgA): Promise<void> {
     const t0 = process.hrtime.bigint();
-    connectContainer(pid, key, cfg);
+    await connectContainer(pid, key, cfg);
     timings.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
 
@@ -100,93 +100,92 @@ describe('bridge networking', { skip: reason }, () => {
     return !exists(ifname);
   }
 
-  it('ensureBridge creates the bridge with the gateway address, up, and is idempotent', () => {
-    ensureBridge(cfgA);
-    ensureBridge(cfgB);
-    ensureBridge(cfgA);
+  it('ensureBridge creates the bridge with the gateway address, up, and is idempotent', async () => {
+    await ensureBridge(cfgA);
+    await ensureBridge(cfgB);
+    await ensureBridge(cfgA);
     assert.ok(fs.existsSync(`${SYS_NET}/${bridge}/bridge`), 'is a bridge');
-    const addrs = run('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge]).stdout;
+    const addrs = (await run('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge])).stdout;
     assert.equal(addrs.match(/inet 198\.18\.200\.1\/24 /g)?.length, 1, addrs);
-    assert.match(run('ip', ['-o', 'link', 'show', 'dev', bridge]).stdout, /<[^>]*\bUP\b/);
+    assert.match((await run('ip', ['-o', 'link', 'show', 'dev', bridge])).stdout, /<[^>]*\bUP\b/);
   });
 
   it('connectContainer gives each container eth0 with its address and a default route via the gateway', async () => {
     pids.a = await startContainer();
     pids.b = await startContainer();
-    timedConnect(pids.a, keys.a, cfgA);
-    timedConnect(pids.b, keys.b, cfgB);
+    await timedConnect(pids.a, keys.a, cfgA);
+    await timedConnect(pids.b, keys.b, cfgB);
 
     for (const [name, pid, addr] of [['a', pids.a, '198.18.200.10'], ['b', pids.b, '198.18.200.11']] as const) {
       const veth = hostVethName(keys[name]);
       assert.ok(fs.existsSync(`${SYS_NET}/${bridge}/brif/${veth}`), `${veth} is a port of ${bridge}`);
-      const out = inNetns(pid, 'ip', ['-o', '-4', 'addr', 'show', 'dev', 'eth0']).stdout;
+      const out = (await inNetns(pid, 'ip', ['-o', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout;
       assert.match(out, new RegExp(`inet ${addr.replace(/\./g, '\\.')}/24 `), out);
-      const routes = inNetns(pid, 'ip', ['-4', 'route', 'show', 'default']).stdout;
+      const routes = (await inNetns(pid, 'ip', ['-4', 'route', 'show', 'default'])).stdout;
       assert.match(routes, new RegExp(`^default via ${gateway.replace(/\./g, '\\.')} dev eth0`), routes);
       assert.equal(routes.trim().split('\n').length, 1, routes);
     }
   });
 
-  it('the containers can ping each other and the gateway', () => {
+  it('the containers can ping each other and the gateway', async () => {
     for (const [from, to] of [[pids.a, '198.18.200.11'], [pids.b, '198.18.200.10'], [pids.a, gateway]] as const) {
-      const r = ping(from, to);
+      const r = await ping(from, to);
       assert.equal(r.status, 0, `ping ${to} from pid ${from} failed:\n${r.stdout}${r.stderr}`);
     }
   });
 
-  it('ensureBridge on a configured bridge spawns nothing (fast path)', () => {
-    // host-command's compiled CommonJS reads child_process.spawnSync at call time, so counting here sees every spawn.
-    const original = childProcess.spawnSync;
+  it('ensureBridge on a configured bridge spawns nothing (fast path)', async () => {
+    // lib/process reads child_process.spawn at call time, so counting here sees every spawn.
+    const original = childProcess.spawn;
     let spawns = 0;
-    childProcess.spawnSync = ((...args: Parameters<typeof original>) => (spawns++, original(...args))) as typeof original;
+    childProcess.spawn = ((...args: Parameters<typeof original>) => (spawns++, original(...args))) as typeof original;
     const t0 = process.hrtime.bigint();
     try {
-      ensureBridge(cfgA);
+      await ensureBridge(cfgA);
     } finally {
-      childProcess.spawnSync = original;
+      childProcess.spawn = original;
     }
     console.log(`ensureBridge timing (already configured): ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(2)}ms`);
     assert.equal(spawns, 0);
   });
 
-  it('connecting an already connected container fails and leaves it intact', () => {
-    assert.throws(() => connectContainer(pids.a, keys.a, cfgA), (err: unknown) => err instanceof CommandError && /File exists/.test(err.message));
+  it('connecting an already connected container fails and leaves it intact', async () => {
+    await assert.rejects(async () => connectContainer(pids.a, keys.a, cfgA), (err: unknown) => err instanceof CommandError && /File exists/.test(err.message));
     // Another key: the veth is new, but eth0 already exists in the netns.
-    assert.throws(() => connectContainer(pids.a, keys.d, cfgA), CommandError);
+    await assert.rejects(async () => connectContainer(pids.a, keys.d, cfgA), CommandError);
     assert.ok(!exists(hostVethName(keys.d)));
-    assert.equal(ping(pids.b, '198.18.200.10').status, 0);
+    assert.equal((await ping(pids.b, '198.18.200.10')).status, 0);
   });
 
   it('on a failure inside the netns the host veth is removed again', async () => {
     pids.c = await startContainer();
     // A pre-existing default route makes the last step (route add default) fail.
-    inNetns(pids.c, 'ip', ['link', 'set', 'dev', 'lo', 'up']);
-    inNetns(pids.c, 'ip', ['route', 'add', 'default', 'dev', 'lo']);
-    assert.throws(
-      () => connectContainer(pids.c, keys.c, { bridge, address: '198.18.200.12/24' }),
+    await inNetns(pids.c, 'ip', ['link', 'set', 'dev', 'lo', 'up']);
+    await inNetns(pids.c, 'ip', ['route', 'add', 'default', 'dev', 'lo']);
+    await assert.rejects(async () => connectContainer(pids.c, keys.c, { bridge, address: '198.18.200.12/24' }),
       (err: unknown) => err instanceof CommandError && /route add default via 198\.18\.200\.1 dev eth0.*File exists/.test(err.message),
     );
     assert.ok(!exists(hostVethName(keys.c)), 'host veth removed');
-    assert.ok(!/eth0/.test(inNetns(pids.c, 'ip', ['-o', 'link']).stdout), 'peer gone with it');
+    assert.ok(!/eth0/.test((await inNetns(pids.c, 'ip', ['-o', 'link'])).stdout), 'peer gone with it');
   });
 
-  it('refuses a pid in the host network namespace, a dead pid and a bad address before touching anything', () => {
-    assert.throws(() => connectContainer(process.pid, keys.d, cfgA), InvalidStateError);
-    assert.throws(() => connectContainer(2 ** 22 + 1, keys.d, cfgA), /does not exist/);
-    assert.throws(() => connectContainer(pids.c, keys.d, { bridge, address: '198.18.200.1/24' }), InvalidArgumentError);
-    assert.throws(() => connectContainer(pids.c, keys.d, { bridge: 'bad name', address: '198.18.200.13/24' }), InvalidArgumentError);
+  it('refuses a pid in the host network namespace, a dead pid and a bad address before touching anything', async () => {
+    await assert.rejects(async () => connectContainer(process.pid, keys.d, cfgA), InvalidStateError);
+    await assert.rejects(async () => connectContainer(2 ** 22 + 1, keys.d, cfgA), /does not exist/);
+    await assert.rejects(async () => connectContainer(pids.c, keys.d, { bridge, address: '198.18.200.1/24' }), InvalidArgumentError);
+    await assert.rejects(async () => connectContainer(pids.c, keys.d, { bridge: 'bad name', address: '198.18.200.13/24' }), InvalidArgumentError);
     assert.ok(!exists(hostVethName(keys.d)));
   });
 
-  it('connectContainer timing (repeated connect/disconnect)', () => {
-    inNetns(pids.c, 'ip', ['route', 'del', 'default', 'dev', 'lo']);
+  it('connectContainer timing (repeated connect/disconnect)', async () => {
+    await inNetns(pids.c, 'ip', ['route', 'del', 'default', 'dev', 'lo']);
     const cfgC = { bridge, address: '198.18.200.12/24' };
     for (let i = 0; i < 20; i++) {
-      timedConnect(pids.c, keys.c, cfgC);
-      disconnectContainer(keys.c);
+      await timedConnect(pids.c, keys.c, cfgC);
+      await disconnectContainer(keys.c);
     }
-    timedConnect(pids.c, keys.c, cfgC);
-    assert.equal(ping(pids.c, '198.18.200.10').status, 0);
+    await timedConnect(pids.c, keys.c, cfgC);
+    assert.equal((await ping(pids.c, '198.18.200.10')).status, 0);
   });
 
   it('the host veth vanishes when the container dies', async () => {
@@ -197,21 +196,21 @@ describe('bridge networking', { skip: reason }, () => {
     assert.ok(await waitGone(hostVethName(keys.a)), 'host veth of the dead container is gone');
   });
 
-  it('removeBridgeIfUnused keeps a bridge with ports; disconnectContainer is idempotent', () => {
-    removeBridgeIfUnused(bridge);
+  it('removeBridgeIfUnused keeps a bridge with ports; disconnectContainer is idempotent', async () => {
+    await removeBridgeIfUnused(bridge);
     assert.ok(exists(bridge), 'bridge with ports attached is kept');
 
-    disconnectContainer(keys.a); // already gone with its netns
-    for (const key of [keys.b, keys.b, keys.c, keys.c]) disconnectContainer(key);
+    await disconnectContainer(keys.a); // already gone with its netns
+    for (const key of [keys.b, keys.b, keys.c, keys.c]) await disconnectContainer(key);
     assert.ok(!exists(hostVethName(keys.b)));
     assert.ok(!exists(hostVethName(keys.c)));
-    assert.ok(!/eth0/.test(inNetns(pids.b, 'ip', ['-o', 'link']).stdout), 'peer gone from the container');
+    assert.ok(!/eth0/.test((await inNetns(pids.b, 'ip', ['-o', 'link'])).stdout), 'peer gone from the container');
   });
 
-  it('removeBridgeIfUnused removes the unused bridge, idempotently', () => {
-    removeBridgeIfUnused(bridge);
+  it('removeBridgeIfUnused removes the unused bridge, idempotently', async () => {
+    await removeBridgeIfUnused(bridge);
     assert.ok(!exists(bridge));
-    removeBridgeIfUnused(bridge);
+    await removeBridgeIfUnused(bridge);
   });
 
   it('ensureBridge is safe when several processes race to create the same bridge', async () => {
@@ -226,15 +225,15 @@ describe('bridge networking', { skip: reason }, () => {
       })),
     );
     assert.deepEqual(codes, Array(6).fill('0'));
-    const addrs = run('ip', ['-o', '-4', 'addr', 'show', 'dev', raceBridge]).stdout;
+    const addrs = (await run('ip', ['-o', '-4', 'addr', 'show', 'dev', raceBridge])).stdout;
     assert.equal(addrs.match(/inet 198\.18\.201\.1\/24 /g)?.length, 1, addrs);
-    removeBridgeIfUnused(raceBridge);
+    await removeBridgeIfUnused(raceBridge);
     assert.ok(!exists(raceBridge));
   });
 
-  it('never configures or deletes an existing interface that is not a bridge', () => {
-    assert.throws(() => ensureBridge({ bridge: 'lo', address: '198.18.0.10/15' }), /not a bridge/);
-    assert.throws(() => removeBridgeIfUnused('lo'), /not a bridge/);
-    assert.ok(!/198\.18\./.test(run('ip', ['-o', 'addr', 'show', 'dev', 'lo']).stdout));
+  it('never configures or deletes an existing interface that is not a bridge', async () => {
+    await assert.rejects(async () => ensureBridge({ bridge: 'lo', address: '198.18.0.10/15' }), /not a bridge/);
+    await assert.rejects(async () => removeBridgeIfUnused('lo'), /not a bridge/);
+    assert.ok(!/198\.18\./.test((await run('ip', ['-o', 'addr', 'show', 'dev', 'lo'])).stdout));
   });
 });

@@ -19,7 +19,7 @@ let root: string;
 let v1: string;
 let v2: string;
 
-beforeEach(() => {
+beforeEach(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-freezer-'));
   v1 = path.join(root, 'freezer', 'tsvz', LEAF);
   v2 = path.join(root, 'unified', 'tsvz', LEAF);
@@ -28,7 +28,7 @@ beforeEach(() => {
   fs.writeFileSync(path.join(root, 'freezer', 'cgroup.procs'), '');
   fs.writeFileSync(path.join(root, 'unified', 'cgroup.controllers'), '');
 });
-afterEach(() => {
+afterEach(async () => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
@@ -43,16 +43,16 @@ const read = (dir: string, file: string): string => fs.readFileSync(path.join(di
 const BOTH = { state: 'THAWED\n', freeze: '0\n', events: 'populated 1\nfrozen 0\n' };
 
 describe('freezerFor', () => {
-  it('prefers v2 when the container has cgroup.freeze, with v1 as the sibling to thaw', () => {
+  it('prefers v2 when the container has cgroup.freeze, with v1 as the sibling to thaw', async () => {
     assert.deepEqual(freezerFor(lay(BOTH)), { kind: 'v2', path: v2, sibling: v1 });
   });
 
-  it('falls back to v1; prefer forces either', () => {
+  it('falls back to v1; prefer forces either', async () => {
     assert.deepEqual(freezerFor(lay({ state: 'THAWED\n' })), { kind: 'v1', path: v1 });
     assert.deepEqual(freezerFor(lay(BOTH), 'v1'), { kind: 'v1', path: v1, sibling: v2 });
   });
 
-  it('throws NotSupportedError when there is no freezer, or not the preferred one', () => {
+  it('throws NotSupportedError when there is no freezer, or not the preferred one', async () => {
     assert.throws(() => freezerFor(lay({})), NotSupportedError);
     assert.throws(() => freezerFor(lay({ state: 'THAWED\n' }), 'v2'), (err: NotSupportedError) => {
       assert.match(err.message, /no cgroup v2 freezer \(cgroup\.freeze\)/);
@@ -62,9 +62,9 @@ describe('freezerFor', () => {
 });
 
 describe('freeze and thaw', () => {
-  it('v1: writes FROZEN and returns once freezer.state reads FROZEN', () => {
+  it('v1: writes FROZEN and returns once freezer.state reads FROZEN', async () => {
     const f = freezerFor(lay(BOTH), 'v1');
-    const ms = freeze(f);
+    const ms = await freeze(f);
     assert.ok(ms >= 0 && ms < 1000, `took ${ms} ms`);
     assert.equal(read(v1, 'freezer.state'), 'FROZEN\n');
     assert.equal(read(v2, 'cgroup.freeze'), '0\n', 'the other freezer is left alone');
@@ -75,17 +75,17 @@ describe('freeze and thaw', () => {
     // The "kernel" finishes freezing 100 ms later.
     const kernel = spawn('sh', ['-c', `sleep 0.1; printf 'populated 1\\nfrozen 1\\n' > '${v2}/cgroup.events'`]);
     const exited = new Promise((r) => kernel.on('exit', r));
-    const ms = freeze(freezerFor(cg, 'v2'), 5000);
+    const ms = await freeze(freezerFor(cg, 'v2'), 5000);
     await exited;
     assert.ok(ms >= 90, `returned after ${ms} ms, before the kernel said frozen`);
     assert.equal(read(v2, 'cgroup.freeze'), '1\n');
     assert.equal(isFrozen(cg), true);
   });
 
-  it('on timeout: thaws both freezers and throws ETIMEDOUT', () => {
+  it('on timeout: thaws both freezers and throws ETIMEDOUT', async () => {
     const f = freezerFor(lay(BOTH), 'v2'); // events never says "frozen 1"
     const t0 = Date.now();
-    assert.throws(() => freeze(f, 50), (err: TsvzError) => {
+    await assert.rejects(async () => freeze(f, 50), (err: TsvzError) => {
       assert.equal(err.code, 'ETIMEDOUT');
       assert.match(err.message, /was not frozen after 50 ms; thawed it again/);
       return true;
@@ -95,18 +95,18 @@ describe('freeze and thaw', () => {
     assert.equal(read(v1, 'freezer.state'), 'THAWED\n');
   });
 
-  it('thaw thaws both freezers, whichever froze the container', () => {
+  it('thaw thaws both freezers, whichever froze the container', async () => {
     const cg = lay({ state: 'FROZEN\n', freeze: '1\n', events: 'frozen 0\n' });
-    thaw(freezerFor(cg, 'v1'));
+    await thaw(freezerFor(cg, 'v1'));
     assert.equal(read(v1, 'freezer.state'), 'THAWED\n');
     assert.equal(read(v2, 'cgroup.freeze'), '0\n');
     assert.equal(isFrozen(cg), false);
   });
 
-  it('thawAll works with one freezer, or none', () => {
-    thawAll(lay({ freeze: '1\n' }));
+  it('thawAll works with one freezer, or none', async () => {
+    await thawAll(lay({ freeze: '1\n' }));
     assert.equal(read(v2, 'cgroup.freeze'), '0\n');
-    assert.doesNotThrow(() => thawAll(new ContainerCgroups('no-such-leaf', { mountRoot: root, mode: 'hybrid' })));
+    await assert.doesNotReject(async () => thawAll(new ContainerCgroups('no-such-leaf', { mountRoot: root, mode: 'hybrid' })));
   });
 });
 

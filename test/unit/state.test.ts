@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { readJsonIfExists, writeJsonAtomic } from '../../lib/atomic-file';
-import { BusyError } from '../../lib/errors';
+import { BusyError, cleanupFailuresOf, describeError } from '../../lib/errors';
 import { withLock } from '../../lib/lock';
 import { ContainerPaths } from '../../runtime/paths';
 import { processStartTime } from '../../lib/proc';
@@ -47,24 +47,24 @@ test('the lock excludes a second holder, which fails with "busy"', async () => {
   // Another process holds the lock for a while.
   const holder = spawn(process.execPath, ['-e', `
     const { withLock } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/lock.js'))});
-    withLock(${JSON.stringify(lockFile)}, 'c', 1000, () => { process.stdout.write('held\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500); });
+    withLock(${JSON.stringify(lockFile)}, 'c', 1000, async () => { process.stdout.write('held\\n'); await new Promise((r) => setTimeout(r, 1500)); });
   `], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((res) => holder.stdout!.once('data', () => res()));
-  assert.throws(() => withLock(lockFile, 'container c', 100, () => 1), BusyError);
+  await assert.rejects(withLock(lockFile, 'container c', 100, async () => 1), BusyError);
   await new Promise((res) => holder.on('exit', res));
-  assert.equal(withLock(lockFile, 'container c', 100, () => 42), 42);
+  assert.equal(await withLock(lockFile, 'container c', 100, async () => 42), 42);
 });
 
 test('a lock held by a SIGKILLed process is free again', async () => {
   const lockFile = path.join(dir, 'd.lock');
   const holder = spawn(process.execPath, ['-e', `
     const { withLock } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/lock.js'))});
-    withLock(${JSON.stringify(lockFile)}, 'd', 1000, () => { process.stdout.write('held\\n'); for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000); });
+    withLock(${JSON.stringify(lockFile)}, 'd', 1000, async () => { process.stdout.write('held\\n'); await new Promise(() => setInterval(() => {}, 1000)); });
   `], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((res) => holder.stdout!.once('data', () => res()));
   holder.kill('SIGKILL');
   await new Promise((res) => holder.on('exit', res));
-  assert.equal(withLock(lockFile, 'container d', 500, () => 'ok'), 'ok');
+  assert.equal(await withLock(lockFile, 'container d', 500, async () => 'ok'), 'ok');
 });
 
 test('undo steps run in reverse on failure and never hide the error', async () => {
@@ -75,7 +75,12 @@ test('undo steps run in reverse on failure and never hide the error', async () =
       undo.add('two', () => { order.push('two'); throw new Error('undo broke'); });
       throw new Error('boom');
     }),
-    /boom.*cleanup also failed: two: undo broke/,
+    (err: Error) => {
+      assert.equal(err.message, 'boom');
+      assert.deepEqual(cleanupFailuresOf(err), ['two: undo broke']);
+      assert.match(describeError(err), /boom.*cleanup also failed: two: undo broke/);
+      return true;
+    },
   );
   assert.deepEqual(order, ['two', 'one']);
   const u = new UndoStack();

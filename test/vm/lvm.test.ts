@@ -26,6 +26,6 @@ if (!inGuest) {
     driver.missing = () => ['covered by the host lanes, not the VM lane'];
   }
   // After the patch: a static import would load the suite first.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   require('../integration/storage-conformance.test');
 }
