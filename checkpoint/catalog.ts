@@ -77,7 +77,7 @@ export class CheckpointCatalog {
    * A record's file made durable before the dump writes its images
    * (AtomicFileSlot): the caller commits it with saveInto(), or discards it.
    */
-  prepareSave(id: string): AtomicFileSlot {
+  prepareSave(id: string): Promise<AtomicFileSlot> {
     return AtomicFileSlot.prepare(path.join(this.dir(id), META));
   }
 
@@ -85,14 +85,14 @@ export class CheckpointCatalog {
     return slot.commit(jsonText(meta));
   }
 
-  save(meta: CheckpointMeta): void {
-    writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
+  save(meta: CheckpointMeta): Promise<void> {
+    return writeJsonAtomic(path.join(this.dir(meta.id), META), meta);
   }
 
   /** After a rollback of the container's files to `snapshot`: no checkpoint matches them any more. */
-  markFilesRolledBack(snapshot: string): void {
+  async markFilesRolledBack(snapshot: string): Promise<void> {
     const at = new Date().toISOString();
-    for (const meta of this.list()) if (!meta.filesRolledBack) this.save({ ...meta, filesRolledBack: { snapshot, at } });
+    for (const meta of this.list()) if (!meta.filesRolledBack) await this.save({ ...meta, filesRolledBack: { snapshot, at } });
   }
 
   remove(id: string): void {

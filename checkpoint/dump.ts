@@ -61,7 +61,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     fs.mkdirSync(dir, { mode: 0o700 });
     undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
     // The record's file is made durable now: after the images, its fsync would wait on theirs.
-    const slot = catalog.prepareSave(id);
+    const slot = await catalog.prepareSave(id);
     undo.add('discard the record', () => slot.discard());
     if (!wasFrozen) undo.add('thaw', () => thawAll(cg));
     const imagesFd = fs.openSync(dir, 'r');

@@ -34,7 +34,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
 
   return withUndo(async (undo) => {
     for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
-    writeState(c.paths, { status: 'starting' });
+    await writeState(c.paths, { status: 'starting' });
     undo.add('record stopped', () => writeState(c.paths, current));
     undo.add('release host resources', async () => { await releaseHostResources(c); });
     await c.cgroups().create(cfg.limits);

@@ -4,26 +4,27 @@ import path = require('node:path');
 /**
  * Write a file so that readers see either the old or the new content, never
  * a torn one, even across a crash: temp file, fsync, rename. The directory
- * is not fsynced (a second journal commit, ~1 ms on each state change): a
- * crash right after the rename may bring back the previous content, whole.
+ * is not fsynced (a second journal commit on each state change): a crash
+ * right after the rename may bring back the previous content, whole. The
+ * fsync runs on a worker thread: while other writes fill the journal it can
+ * take long, and a daemon's other calls must not wait for it.
  */
-export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): void {
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
   const tmp = tempPathFor(file);
-  const fd = fs.openSync(tmp, 'wx', mode);
+  const handle = await fs.promises.open(tmp, 'wx', mode);
   try {
-    if (typeof data === 'string') fs.writeSync(fd, data);
-    else fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
+    await handle.writeFile(data);
+    await handle.sync();
   } catch (err) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
+    await handle.close();
+    await fs.promises.rm(tmp, { force: true });
     throw err;
   }
-  fs.closeSync(fd);
+  await handle.close();
   try {
-    fs.renameSync(tmp, file);
+    await fs.promises.rename(tmp, file);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    await fs.promises.rm(tmp, { force: true });
     throw err;
   }
 }
@@ -50,12 +51,12 @@ export class AtomicFileSlot {
     this.fd = fd;
   }
 
-  static prepare(file: string, size = 4096, mode = 0o644): AtomicFileSlot {
+  static async prepare(file: string, size = 4096, mode = 0o644): Promise<AtomicFileSlot> {
     const tmp = tempPathFor(file);
     const fd = fs.openSync(tmp, 'wx', mode);
     try {
       fs.writeSync(fd, Buffer.alloc(size, 0x20));
-      fs.fsyncSync(fd);
+      await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       fs.closeSync(fd);
       fs.rmSync(tmp, { force: true });
@@ -78,7 +79,7 @@ export class AtomicFileSlot {
     const data = Buffer.from(text);
     if (data.length > this.size) {
       await this.discard();
-      writeFileAtomic(this.file, data);
+      await writeFileAtomic(this.file, data);
       return;
     }
     this.fd = undefined;
@@ -86,7 +87,7 @@ export class AtomicFileSlot {
       const padded = Buffer.alloc(this.size, 0x20);
       data.copy(padded);
       fs.writeSync(fd, padded, 0, padded.length, 0);
-      fs.fdatasyncSync(fd);
+      await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       fs.closeSync(fd);
       fs.rmSync(this.tmp, { force: true });
@@ -111,8 +112,27 @@ export class AtomicFileSlot {
   }
 }
 
-export function writeJsonAtomic(file: string, value: unknown): void {
-  writeFileAtomic(file, jsonText(value));
+export function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  return writeFileAtomic(file, jsonText(value));
+}
+
+/**
+ * The same, synchronously, for the rare caller that cannot wait (it blocks
+ * the event loop for the fsync: nothing a daemon runs may use it).
+ */
+export function writeJsonAtomicSync(file: string, value: unknown): void {
+  const tmp = tempPathFor(file);
+  const fd = fs.openSync(tmp, 'wx', 0o644);
+  try {
+    fs.writeSync(fd, jsonText(value));
+    fs.fsyncSync(fd);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
 }
 
 /** The text of a JSON state file: indented, with a final newline. */
@@ -120,8 +140,11 @@ export function jsonText(value: unknown): string {
   return JSON.stringify(value, null, 2) + '\n';
 }
 
+let writes = 0;
+
+/** Unique per write: a daemon may write one file twice in the same millisecond. */
 function tempPathFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.${++writes}.tmp`);
 }
 
 /** Read JSON, or undefined when the file does not exist. */

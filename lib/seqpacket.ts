@@ -1,6 +1,7 @@
 import { getSystemErrorName } from 'node:util';
 import fs = require('node:fs');
 import { SystemError } from './errors';
+import { waitReadable } from './fd-watch';
 import { lazyLibc } from './koffi';
 
 /*
@@ -17,7 +18,6 @@ const MSG_TRUNC = 0x20;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_CMSG_CLOEXEC = 0x40000000;
-const POLLIN = 1;
 const EINTR = 4;
 const EAGAIN = 11;
 
@@ -37,7 +37,6 @@ interface Libc {
   send(fd: number, buf: Uint8Array, len: number, flags: number): number;
   recvmsg(fd: number, msg: Record<string, unknown>, flags: number): number;
   sendmsg(fd: number, msg: Record<string, unknown>, flags: number): number;
-  poll: { async(fds: Buffer, nfds: number, timeout: number, cb: (err: unknown, res: number) => void): void };
   errno(): number;
 }
 
@@ -52,7 +51,6 @@ const bind = lazyLibc((lib, koffi): Libc => {
     send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
     recvmsg: lib.func('recvmsg', 'intptr_t', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
     sendmsg: lib.func('sendmsg', 'intptr_t', ['int', koffi.pointer(msghdr), 'int']),
-    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
     errno: () => koffi.errno(),
   };
 });
@@ -102,23 +100,15 @@ export function sendPacketWithFd(fd: number, data: Uint8Array, passFd: number): 
   }
 }
 
-/** Resolves when fd has something to read, or on EOF/error/EINTR: the caller's next call tells which. */
-export function waitReadable(fd: number, c: Libc = bind()): Promise<void> {
-  const pollfd = Buffer.alloc(8); // struct pollfd {int fd; short events; short revents}
-  pollfd.writeInt32LE(fd, 0);
-  pollfd.writeInt16LE(POLLIN, 4);
-  return new Promise((resolve, reject) => c.poll.async(pollfd, 1, -1, (err) => (err ? reject(err) : resolve())));
-}
-
 /**
  * The next packet, with the fd it carries if any; null once the peer has closed.
- * The wait runs on a koffi worker thread; the read itself is a non-blocking
- * call on this thread so that errno is ours to read.
+ * The wait is lib/fd-watch's (one epoll for every fd); the read itself is a
+ * non-blocking call on this thread so that errno is ours to read.
  */
 export async function recvPacket(fd: number): Promise<Packet | null> {
   const c = bind();
   for (;;) {
-    await waitReadable(fd, c);
+    await waitReadable(fd);
     const data = Buffer.alloc(MAX_PACKET);
     const control = Buffer.alloc(CONTROL_LEN);
     const msg = {

@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import os = require('node:os');
 import { SystemError } from './errors';
 import { lazyLibc } from './koffi';
-import { waitReadable } from './seqpacket';
+import { waitReadable } from './fd-watch';
 
 /*
  * Starting `criu swrk` with posix_spawn(3) through koffi, not child_process:
@@ -127,7 +127,7 @@ export function spawnWithFds(file: string, args: string[], fds: number[]): Spawn
   }
 }
 
-/** Waits (its pidfd polled on a koffi worker thread) and reaps. */
+/** Waits (its pidfd watched by lib/fd-watch) and reaps. */
 async function reap(c: Libc, pid: number): Promise<SpawnedExit> {
   const pidfd = c.pidfdOpen(pid, 0);
   const status = [0];

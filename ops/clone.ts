@@ -59,9 +59,9 @@ export async function cloneContainer(root: Root, srcName: string, dstName: strin
         createdAt: new Date().toISOString(),
         origin: snap === undefined ? { container: srcName } : { container: srcName, snapshot: snap },
       };
-      writeJsonAtomic(paths.config, config); // first: it names the pool for `destroy --force`
+      await writeJsonAtomic(paths.config, config); // first: it names the pool for `destroy --force`
       await consistently(src, store, running && snap === undefined, () => store.cloneRootfs(srcName, snap, dstName, building, undo));
-      writeState(paths, { status: 'created' });
+      await writeState(paths, { status: 'created' });
       fs.renameSync(building, dst.paths.dir);
       return config;
     }));

@@ -88,11 +88,11 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
         createdAt: new Date().toISOString(),
       };
       // Written first: it names the pool, so `destroy --force` of a half-created container finds its volume.
-      writeJsonAtomic(paths.config, config);
+      await writeJsonAtomic(paths.config, config);
       const rootfs = await store.createRootfs(name, building, undo);
       await template.populate(rootfs, { root, hostname });
       await faultPoint('create:populated');
-      writeState(paths, { status: 'created' });
+      await writeState(paths, { status: 'created' });
       fs.renameSync(building, c.paths.dir);
       return config;
     }));

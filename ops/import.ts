@@ -71,7 +71,7 @@ export async function importCheckpoint(root: Root, name: string, file: string): 
           sizeBytes: directorySize(dest),
           importedFrom: { archive: path.resolve(file), importedAt: new Date().toISOString() },
         };
-        catalog.save(imported);
+        await catalog.save(imported);
         return imported;
       });
       return { container: c, meta, created };

@@ -59,7 +59,7 @@ export async function createSnapshot(c: Container, name?: string, opts: { statef
         undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
       }
       const record: SnapshotRecord = { name: snap, createdAt, pool: store.pool, handle: store.snapshotHandle(c.name, snap), ...(opts.stateful ? { stateful: true } : {}) };
-      catalog.add(record);
+      await catalog.add(record);
       return record;
     }));
   });
@@ -115,7 +115,7 @@ export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
       next.push(rec);
       rows.push({ ...rec, status: 'ok', sizeBytes: s.sizeBytes, referencedBytes: s.referencedBytes });
     }
-    if (JSON.stringify(next) !== JSON.stringify(recorded)) catalog.save(next);
+    if (JSON.stringify(next) !== JSON.stringify(recorded)) await catalog.save(next);
     return rows.sort((a, b) => compareText(a.createdAt, b.createdAt) || compareText(a.name, b.name));
   }));
 }
@@ -142,7 +142,7 @@ export async function removeSnapshot(c: Container, snap: string): Promise<{ wasM
     }
     if (exists) await store.deleteSnapshot(c.name, snap);
     if (catalog.find(snap)?.stateful) fs.rmSync(snapshotState(c).dir(snap), { recursive: true, force: true });
-    if (recorded) catalog.remove(snap);
+    if (recorded) await catalog.remove(snap);
     return { wasMissing: !exists };
   }));
 }
@@ -187,7 +187,7 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
         await store.rollback(c.name, snap);
       });
       rolledBack = true;
-      forgetCheckpointsOf(c, snap);
+      await forgetCheckpointsOf(c, snap);
       if (stateful) {
         // The memory of that instant, over the files of that instant: it comes back running.
         const { restoreFrom } = await import('../checkpoint/restore');
@@ -226,12 +226,12 @@ function noSuchSnapshot(c: Container, snap: string): NotFoundError {
  * files, so none may be restored over these (each is marked, and kept for
  * the user to remove); a container stopped at one is now just stopped.
  */
-function forgetCheckpointsOf(c: Container, snap: string): void {
+async function forgetCheckpointsOf(c: Container, snap: string): Promise<void> {
   const { CheckpointCatalog } = require('../checkpoint/catalog') as typeof import('../checkpoint/catalog');
-  new CheckpointCatalog(c).markFilesRolledBack(snap);
+  await new CheckpointCatalog(c).markFilesRolledBack(snap);
   const state = c.recordedState();
   if (state.status === 'stopped' && state.checkpoint) {
     const { checkpoint: _forgotten, ...rest } = state;
-    writeState(c.paths, rest);
+    await writeState(c.paths, rest);
   }
 }

@@ -27,7 +27,7 @@ export async function startContainer(c: Container): Promise<ContainerState> {
       for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
       // Recorded first: a CLI killed from here on leaves a container that
       // reconcile/destroy --force knows to clean up.
-      writeState(c.paths, { status: 'starting' });
+      await writeState(c.paths, { status: 'starting' });
       undo.add('record stopped', () => writeState(c.paths, { ...current, status: current.status === 'created' ? 'created' : 'stopped' }));
       undo.add('release host resources', async () => { await releaseHostResources(c); });
 

@@ -35,6 +35,6 @@ export async function reconcile(c: Container, stoppedBy?: { checkpoint: string }
   const exit: ExitInfo = { ...observed.exit };
   if (oomKilled) exit.oomKilled = true;
   const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit, ...stoppedBy };
-  writeState(c.paths, next);
+  await writeState(c.paths, next);
   return next;
 }

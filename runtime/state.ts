@@ -32,8 +32,8 @@ export function readState(paths: ContainerPaths): ContainerState {
   return readJsonIfExists<ContainerState>(paths.state) ?? { status: 'created' };
 }
 
-export function writeState(paths: ContainerPaths, state: ContainerState): void {
-  writeJsonAtomic(paths.state, state);
+export function writeState(paths: ContainerPaths, state: ContainerState): Promise<void> {
+  return writeJsonAtomic(paths.state, state);
 }
 
 /**
@@ -55,7 +55,7 @@ export function observeState(paths: ContainerPaths, recorded: ContainerState = r
 }
 
 /** Record a container as running: init and its monitor, each with its start time. */
-export function writeRunning(paths: ContainerPaths, initPid: number, monitorPid: number | undefined): ContainerState {
+export async function writeRunning(paths: ContainerPaths, initPid: number, monitorPid: number | undefined): Promise<ContainerState> {
   const state: ContainerState = {
     status: 'running',
     initPid,
@@ -64,7 +64,7 @@ export function writeRunning(paths: ContainerPaths, initPid: number, monitorPid:
     monitorStartTime: monitorPid ? processStartTime(monitorPid) : undefined,
     startedAt: new Date().toISOString(),
   };
-  writeState(paths, state);
+  await writeState(paths, state);
   return state;
 }
 

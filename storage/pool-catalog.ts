@@ -99,7 +99,7 @@ export class PoolCatalog {
     await withLock(path.join(this.locksDir, '.catalog.lock'), 'the pool catalog', LOCK_WAIT_MS, async () => {
       const file = this.read();
       change(file);
-      writeJsonAtomic(this.file, file);
+      await writeJsonAtomic(this.file, file);
     });
   }
 

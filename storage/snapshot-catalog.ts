@@ -45,16 +45,16 @@ export class SnapshotCatalog {
     return this.list().find((s) => s.name === name);
   }
 
-  save(snapshots: SnapshotRecord[]): void {
+  save(snapshots: SnapshotRecord[]): Promise<void> {
     const sorted = [...snapshots].sort((a, b) => compareText(a.createdAt, b.createdAt) || compareText(a.name, b.name));
-    writeJsonAtomic(this.file, { version: 1, snapshots: sorted } satisfies CatalogFile);
+    return writeJsonAtomic(this.file, { version: 1, snapshots: sorted } satisfies CatalogFile);
   }
 
-  add(record: SnapshotRecord): void {
-    this.save([...this.list().filter((s) => s.name !== record.name), record]);
+  add(record: SnapshotRecord): Promise<void> {
+    return this.save([...this.list().filter((s) => s.name !== record.name), record]);
   }
 
-  remove(name: string): void {
-    this.save(this.list().filter((s) => s.name !== name));
+  remove(name: string): Promise<void> {
+    return this.save(this.list().filter((s) => s.name !== name));
   }
 }

@@ -106,13 +106,13 @@ export interface CriuResponse {
 /*
  * Encoders and decoders generated from proto/criu-rpc.proto at build time
  * (scripts/build, pbjs static-module): no parsing or code generation when a
- * checkpoint runs.
+ * checkpoint runs. Loaded on first use; a long-running process loads them at
+ * start (the module's compilation would otherwise fall into its first dump).
  */
 let messages: { req: StaticMessage; resp: StaticMessage } | undefined;
 
-function load(): { req: StaticMessage; resp: StaticMessage } {
+export function loadCriuMessages(): { req: StaticMessage; resp: StaticMessage } {
   if (!messages) {
-     
     const root = require('../../proto/criu-rpc') as Record<string, StaticMessage>;
     messages = { req: root.criu_req, resp: root.criu_resp };
   }
@@ -120,12 +120,12 @@ function load(): { req: StaticMessage; resp: StaticMessage } {
 }
 
 export function encodeRequest(req: CriuRequest): Buffer {
-  const { req: type } = load();
+  const { req: type } = loadCriuMessages();
   return Buffer.from(type.encode(type.fromObject(req)).finish());
 }
 
 /** Throws protobufjs's error when a required field is missing or the bytes are not a criu_resp. */
 export function decodeResponse(data: Uint8Array): CriuResponse {
-  const { resp: type } = load();
+  const { resp: type } = loadCriuMessages();
   return type.toObject(type.decode(data), { enums: String }) as CriuResponse;
 }

@@ -62,6 +62,6 @@ async function cachedVersion(client: CriuClient, cacheDir: string): Promise<Criu
   if (cached?.key === key) return cached.version;
   const version = await client.version();
   fs.mkdirSync(cacheDir, { recursive: true });
-  writeJsonAtomic(file, { key, version });
+  await writeJsonAtomic(file, { key, version });
   return version;
 }

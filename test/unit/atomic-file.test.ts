@@ -10,10 +10,10 @@ describe('atomic files', () => {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const leftovers = () => fs.readdirSync(dir).filter((n) => n.endsWith('.tmp'));
 
-  it('writeJsonAtomic replaces the file whole and leaves no temp file', () => {
+  it('writeJsonAtomic replaces the file whole and leaves no temp file', async () => {
     const file = path.join(dir, 'state.json');
-    writeJsonAtomic(file, { status: 'stopped' });
-    writeJsonAtomic(file, { status: 'running', pid: 7 });
+    await writeJsonAtomic(file, { status: 'stopped' });
+    await writeJsonAtomic(file, { status: 'running', pid: 7 });
     assert.deepEqual(readJsonIfExists(file), { status: 'running', pid: 7 });
     assert.equal(fs.readFileSync(file, 'utf8'), jsonText({ status: 'running', pid: 7 }));
     assert.deepEqual(leftovers(), []);
@@ -21,7 +21,7 @@ describe('atomic files', () => {
 
   it('a slot is a temp file of spaces until commit, which overwrites it in place and renames it', async () => {
     const file = path.join(dir, 'record.json');
-    const slot = AtomicFileSlot.prepare(file, 512);
+    const slot = await AtomicFileSlot.prepare(file, 512);
     const [tmp] = leftovers();
     assert.ok(tmp, 'the temp file exists before the commit');
     assert.equal(fs.statSync(path.join(dir, tmp)).size, 512);
@@ -37,7 +37,7 @@ describe('atomic files', () => {
 
   it('a text longer than the slot is written the ordinary way', async () => {
     const file = path.join(dir, 'long.json');
-    const slot = AtomicFileSlot.prepare(file, 16);
+    const slot = await AtomicFileSlot.prepare(file, 16);
     const value = { text: 'x'.repeat(100) };
     await slot.commit(jsonText(value));
     assert.equal(fs.readFileSync(file, 'utf8'), jsonText(value));
@@ -46,7 +46,7 @@ describe('atomic files', () => {
 
   it('a background flush before the commit changes nothing in what is written', async () => {
     const file = path.join(dir, 'flushed.json');
-    const slot = AtomicFileSlot.prepare(file, 256);
+    const slot = await AtomicFileSlot.prepare(file, 256);
     slot.startFlush();
     slot.startFlush(); // once is enough: a second call is a no-op
     await slot.commit(jsonText({ ok: true }));
@@ -56,7 +56,7 @@ describe('atomic files', () => {
 
   it('discard removes the temp file (after a flush in flight) and is idempotent; nothing is written', async () => {
     const file = path.join(dir, 'dropped.json');
-    const slot = AtomicFileSlot.prepare(file);
+    const slot = await AtomicFileSlot.prepare(file);
     assert.equal(leftovers().length, 1);
     slot.startFlush();
     await slot.discard();

@@ -15,27 +15,27 @@ import { UndoStack, withUndo } from '../../lib/undo';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsvz-test-state-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-test('atomic writes leave no temp files and replace whole', () => {
+test('atomic writes leave no temp files and replace whole', async () => {
   const file = path.join(dir, 'a.json');
-  writeJsonAtomic(file, { n: 1 });
-  writeJsonAtomic(file, { n: 2 });
+  await writeJsonAtomic(file, { n: 1 });
+  await writeJsonAtomic(file, { n: 2 });
   assert.deepEqual(readJsonIfExists(file), { n: 2 });
   assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('tmp')), []);
   assert.equal(readJsonIfExists(path.join(dir, 'missing.json')), undefined);
 });
 
-test('a reused pid is never mistaken for init: start time must match', () => {
+test('a reused pid is never mistaken for init: start time must match', async () => {
   const paths = new ContainerPaths(fs.mkdtempSync(path.join(dir, 'c-')));
   const me = process.pid;
-  writeState(paths, { status: 'running', initPid: me, initStartTime: processStartTime(me) });
+  await writeState(paths, { status: 'running', initPid: me, initStartTime: processStartTime(me) });
   assert.equal(observeState(paths).status, 'running');
-  writeState(paths, { status: 'running', initPid: me, initStartTime: (processStartTime(me) ?? 0) + 1 });
+  await writeState(paths, { status: 'running', initPid: me, initStartTime: (processStartTime(me) ?? 0) + 1 });
   assert.equal(observeState(paths).status, 'stopped');
 });
 
-test('a dead init reads as stopped with the exit status the monitor recorded', () => {
+test('a dead init reads as stopped with the exit status the monitor recorded', async () => {
   const paths = new ContainerPaths(fs.mkdtempSync(path.join(dir, 'c-')));
-  writeState(paths, { status: 'running', initPid: 999999, initStartTime: 1, startedAt: 'x' });
+  await writeState(paths, { status: 'running', initPid: 999999, initStartTime: 1, startedAt: 'x' });
   fs.writeFileSync(paths.exitFile, JSON.stringify({ pid: 999999, signal: 9, finishedAt: 0 }));
   const s = observeState(paths);
   assert.equal(s.status, 'stopped');
