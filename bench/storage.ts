@@ -400,7 +400,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     const cliSamples: number[] = [];
 
     for (const driver of opts.drivers) {
-      const missing = getDriver(driver).missing();
+      const missing = await getDriver(driver).missing();
       if (missing.length > 0) {
         const reason = missing.join('; ');
         log(`${driver}: skipped: ${reason}${driver === 'lvm' ? ' (lvm runs in the VM lane)' : ''}`);

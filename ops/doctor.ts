@@ -67,7 +67,7 @@ export async function runDoctor(): Promise<Check[]> {
   }
   // Storage drivers say themselves what they miss (tools, kernel support).
   const { driverReport } = require('../storage/registry') as typeof import('../storage/registry');
-  for (const d of driverReport()) {
+  for (const d of await driverReport()) {
     const caps = [d.capabilities.atomicSnapshot && 'atomic snapshot', d.capabilities.cowClone && 'cow clone', d.capabilities.incrementalSend && 'incremental send'].filter(Boolean).join(', ');
     checks.push({ name: `storage ${d.name}`, ok: d.missing.length === 0, detail: d.missing.length === 0 ? `${caps || 'copies'}; sends ${d.capabilities.sendFormats.join('/')}` : d.missing.join('; ') });
   }

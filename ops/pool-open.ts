@@ -7,6 +7,6 @@ import type { Container } from '../runtime/container';
  */
 export async function openPoolOf(c: Container): Promise<void> {
   if (c.config.pool === 'default') return;
-  const { withStore } = require('../storage/volumes') as typeof import('../storage/volumes');
+  const { withStore } = require('../storage') as typeof import('../storage');
   await withStore(c.root, c.config.pool, async () => undefined);
 }

@@ -5,12 +5,10 @@ import type { ContainerConfig } from '../runtime/config';
 import { AlreadyExistsError, InvalidArgumentError, InvalidStateError, NotFoundError } from '../lib/errors';
 import { validateName } from '../lib/names';
 import { Root } from '../lib/root';
-import { DEFAULT_POOL, PoolCatalog, PoolEntry } from '../storage/pool-catalog';
-import type { DriverCapabilities, PoolRecord } from '../storage/driver';
-import { createPool, destroyPool, getDriver, openPool } from '../storage/registry';
-import { filesystemUsage } from '../storage/tree';
+import { createPool, DEFAULT_POOL, destroyPool, getDriver, openDefaultPool, openPool, PoolCatalog, poolSource } from '../storage';
+import type { DriverCapabilities, PoolEntry, PoolRecord } from '../storage';
 
-/** `tsvz pool create|list|info|rm`: storage pools on top of the pool catalog (runtime/pools.ts). */
+/** `tsvz pool create|list|info|rm`: storage pools on top of the pool catalog (storage/pool-catalog.ts). */
 
 export interface PoolCreateOptions {
   driver: string;
@@ -64,10 +62,10 @@ export async function createStoragePool(root: Root, name: string, opts: PoolCrea
 
 export async function listStoragePools(root: Root): Promise<PoolSummary[]> {
   const users = containersByPool(root);
-  const out: PoolSummary[] = [defaultSummary(root, users)];
+  const out: PoolSummary[] = [await defaultSummary(root, users)];
   const catalog = new PoolCatalog(root);
   for (const entry of catalog.list()) {
-    const s: PoolSummary = { name: entry.name, driver: entry.record.driver, source: sourceOf(entry.record), containers: users.get(entry.name) ?? [], createdAt: entry.createdAt };
+    const s: PoolSummary = { name: entry.name, driver: entry.record.driver, source: poolSource(entry.record), containers: users.get(entry.name) ?? [], createdAt: entry.createdAt };
     try {
       Object.assign(s, await (await catalog.opening(entry.name, () => openPool(entry.record))).usage());
     } catch (err) {
@@ -82,8 +80,8 @@ export async function storagePoolInfo(root: Root, name: string): Promise<PoolInf
   validateName(name, 'pool');
   const users = containersByPool(root);
   if (name === DEFAULT_POOL) {
-    const s = defaultSummary(root, users);
-    return { ...s, capabilities: getDriver('dir').capabilities, volumes: s.containers.filter((c) => !c.includes(' ')), record: { name, driver: 'dir', path: root.containersDir } };
+    const pool = await openDefaultPool(root.dir);
+    return { ...(await defaultSummary(root, users)), capabilities: pool.driver.capabilities, volumes: await pool.listVolumes(), record: pool.record };
   }
   const catalog = new PoolCatalog(root);
   const entry = catalog.get(name);
@@ -91,7 +89,7 @@ export async function storagePoolInfo(root: Root, name: string): Promise<PoolInf
   return {
     name,
     driver: entry.record.driver,
-    source: sourceOf(entry.record),
+    source: poolSource(entry.record),
     ...(await pool.usage()),
     containers: users.get(name) ?? [],
     createdAt: entry.createdAt,
@@ -141,21 +139,11 @@ function containersByPool(root: Root): Map<string, string[]> {
   return users;
 }
 
-function defaultSummary(root: Root, users: Map<string, string[]>): PoolSummary {
-  const s: PoolSummary = { name: DEFAULT_POOL, driver: 'dir', source: root.containersDir, containers: users.get(DEFAULT_POOL) ?? [], builtin: true };
+async function defaultSummary(root: Root, users: Map<string, string[]>): Promise<PoolSummary> {
+  const pool = await openDefaultPool(root.dir);
+  const s: PoolSummary = { name: DEFAULT_POOL, driver: pool.driver.name, source: poolSource(pool.record), containers: users.get(DEFAULT_POOL) ?? [], builtin: true };
   try {
-    Object.assign(s, filesystemUsage(root.dir));
+    Object.assign(s, await pool.usage());
   } catch { /* root not made yet */ }
   return s;
-}
-
-function sourceOf(r: PoolRecord): string {
-  const pick = (...keys: string[]) => keys.map((k) => r[k]).find((v): v is string => typeof v === 'string') ?? '-';
-  switch (r.driver) {
-    case 'dir': return pick('path');
-    case 'btrfs': return pick('image', 'mountpoint');
-    case 'zfs': return r.image ? `${r.dataset as string} (${r.image as string})` : pick('dataset');
-    case 'lvm': return r.image ? `${r.vg as string} (${r.image as string})` : pick('vg');
-    default: return '-';
-  }
 }

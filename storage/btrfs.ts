@@ -1,16 +1,16 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../lib/errors';
-import { findCommand } from '../lib/process';
+import { InvalidArgumentError, NotFoundError } from '../lib/errors';
+import { findCommand, run, runOutput } from '../lib/process';
 import { UndoStack, withUndo } from '../lib/undo';
 import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
 import { dependentClones, StorageError, storageFailure } from './errors';
 import { exchangePaths } from '../lib/libc-fs';
 import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, mount, unmount } from './loop';
 import { packTree } from '../archive/tree-tar';
-import { tool, toolAsync, toolOutput } from './tool';
-import { checkReceive, checkSendOptions, receiveTar } from './transfer';
+import { FULL_STREAM_HINT, openForDestroy, requireNoSnapshot, requireNoVolume, requireSnapshot, requireVolume } from './presence';
+import { checkReceive, checkSendOptions, holdInput, receiveTar } from './transfer';
 import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
@@ -49,7 +49,7 @@ class BtrfsDriver implements StorageDriver {
   readonly name = 'btrfs';
   readonly capabilities: DriverCapabilities = { atomicSnapshot: true, cowClone: true, incrementalSend: true, rollbackToAny: true, sendFormats: ['btrfs', 'tar'] };
 
-  missing(): string[] {
+  async missing(): Promise<string[]> {
     const missing: string[] = [];
     if (!findCommand('btrfs') || !findCommand('mkfs.btrfs')) missing.push('btrfs-progs not installed');
     if (!fs.readFileSync('/proc/filesystems', 'utf8').includes('\tbtrfs')) missing.push('no btrfs in this kernel (modprobe btrfs)');
@@ -58,7 +58,7 @@ class BtrfsDriver implements StorageDriver {
 
   async createPool(spec: PoolSpec): Promise<BtrfsPoolRecord> {
     validatePoolSpec(spec, MIN_SIZE);
-    requireUsable(this);
+    await requireUsable(this);
     if (spec.source !== undefined) return this.adopt(spec);
     if (spec.size === undefined) {
       throw new InvalidArgumentError('a btrfs pool needs --size (a loop image under the root) or --source (an empty directory on a mounted btrfs)');
@@ -72,9 +72,9 @@ class BtrfsDriver implements StorageDriver {
       fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
       undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
       createImage(image, size, undo);
-      const dev = attachLoop(image, undo);
-      tool('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), dev]);
-      mount(dev, mnt, [], undo);
+      const dev = await attachLoop(image, undo);
+      await run('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), dev]);
+      await mount(dev, mnt, [], undo);
       makeLayout(mnt);
       return { name: spec.name, driver: 'btrfs', mountpoint: mnt, image, dir };
     });
@@ -101,34 +101,35 @@ class BtrfsDriver implements StorageDriver {
     if (rec.image && !isMountpoint(rec.mountpoint)) {
       if (!fs.existsSync(rec.image)) throw new NotFoundError(`pool ${rec.name}: image ${rec.image} is missing`);
       await withUndo(async (undo) => {
-        const attached = ensureLoop(rec.image!);
+        const attached = await ensureLoop(rec.image!);
         undo.add('detach', () => detachLoops(rec.image!));
-        mount(attached, rec.mountpoint);
+        await mount(attached, rec.mountpoint);
       });
     }
     if (!isDirectory(path.join(rec.mountpoint, 'volumes')) || fs.statfsSync(rec.mountpoint).type !== BTRFS_MAGIC) {
       throw new NotFoundError(`pool ${rec.name}: no btrfs pool at ${rec.mountpoint}`, 'is the filesystem mounted?');
     }
     const pool = new BtrfsPool(rec, this);
-    pool.sweepStaging();
+    await pool.sweepStaging();
     return pool;
   }
 
   async destroyPool(record: PoolRecord, opts: { force?: boolean } = {}): Promise<void> {
     const rec = record as BtrfsPoolRecord;
-    const pool = await this.openPool(rec);
-    const vols = await pool.listVolumes();
-    if (vols.length > 0 && !opts.force) {
-      throw new StorageError(`pool ${rec.name} still has volumes: ${vols.join(', ')}`, { code: 'ENOTEMPTY', hint: 'delete them first, or force' });
-    }
+    const { pool, volumes } = await openForDestroy(this, rec, opts.force);
     if (rec.image) {
-      unmount(rec.mountpoint);
-      detachLoops(rec.image);
+      await unmount(rec.mountpoint);
+      await detachLoops(rec.image);
     } else {
-      for (const vol of vols) await pool.deleteVolume(vol);
-      for (const d of ['volumes', 'snapshots']) removeTree(path.join(rec.mountpoint, d));
+      for (const vol of volumes) await pool.deleteVolume(vol);
+      for (const d of ['volumes', 'snapshots']) await removeTree(path.join(rec.mountpoint, d));
     }
-    removeTree(rec.dir);
+    await removeTree(rec.dir);
+  }
+
+  describeSource(record: PoolRecord): string {
+    const rec = record as BtrfsPoolRecord;
+    return String(rec.image ?? rec.mountpoint);
   }
 }
 
@@ -138,16 +139,16 @@ function makeLayout(mnt: string): void {
 
 // ---- subvolume primitives ----
 
-function createSubvolume(p: string): void {
-  tool('btrfs', ['-q', 'subvolume', 'create', p]);
+async function createSubvolume(p: string): Promise<void> {
+  await run('btrfs', ['-q', 'subvolume', 'create', p]);
 }
 
-function snapshotSubvolume(src: string, dst: string, readOnly: boolean): void {
-  tool('btrfs', ['-q', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), src, dst]);
+async function snapshotSubvolume(src: string, dst: string, readOnly: boolean): Promise<void> {
+  await run('btrfs', ['-q', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), src, dst]);
 }
 
-function deleteSubvolume(p: string): void {
-  if (fs.existsSync(p)) tool('btrfs', ['-q', 'subvolume', 'delete', p]);
+async function deleteSubvolume(p: string): Promise<void> {
+  if (fs.existsSync(p)) await run('btrfs', ['-q', 'subvolume', 'delete', p]);
 }
 
 /** A subvolume's root directory always has inode 256. */
@@ -156,20 +157,20 @@ function isSubvolume(p: string): boolean {
   return !!st?.isDirectory() && st.ino === 256;
 }
 
-function subvolumeUuid(p: string): string {
-  const m = /^\s*UUID:\s*(\S+)/m.exec(tool('btrfs', ['subvolume', 'show', p]).stdout);
+async function subvolumeUuid(p: string): Promise<string> {
+  const m = /^\s*UUID:\s*(\S+)/m.exec((await run('btrfs', ['subvolume', 'show', p])).stdout);
   if (!m) throw new StorageError(`cannot read the UUID of subvolume ${p}`);
   return m[1];
 }
 
 /** Remove a staging directory and any (half-received) subvolume in it. */
-function discardStaging(dir: string): void {
+async function discardStaging(dir: string): Promise<void> {
   if (!fs.existsSync(dir)) return;
   for (const e of fs.readdirSync(dir)) {
     const p = path.join(dir, e);
-    if (isSubvolume(p)) deleteSubvolume(p);
+    if (isSubvolume(p)) await deleteSubvolume(p);
   }
-  removeTree(dir);
+  await removeTree(dir);
 }
 
 class BtrfsPool implements Pool {
@@ -185,16 +186,28 @@ class BtrfsPool implements Pool {
     return path.join(this.volumesDir, validateVolumeName(vol));
   }
 
+  snapshotHandle(vol: string, snap: string): string {
+    return this.snapshotRootfs(validateVolumeName(vol), validateSnapshotName(snap));
+  }
+
+  async hasVolume(vol: string): Promise<boolean> {
+    return isSubvolume(this.volumePath(vol));
+  }
+
+  async hasSnapshot(vol: string, snap: string): Promise<boolean> {
+    return isSubvolume(this.snapshotHandle(vol, snap));
+  }
+
   async listVolumes(): Promise<string[]> {
     return visibleEntries(this.volumesDir);
   }
 
   async createVolume(vol: string): Promise<string> {
     const dir = this.volumePath(vol);
-    if (fs.existsSync(dir)) throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, vol);
     try {
       await withUndo(async (undo) => {
-        createSubvolume(dir);
+        await createSubvolume(dir);
         undo.add(`delete ${dir}`, () => deleteSubvolume(dir));
         fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
       });
@@ -205,29 +218,31 @@ class BtrfsPool implements Pool {
   }
 
   async deleteVolume(vol: string): Promise<void> {
-    const dir = this.existingVolume(vol);
+    await requireVolume(this, vol);
+    const dir = this.volumePath(vol);
     try {
-      deleteSubvolume(dir);
+      await deleteSubvolume(dir);
       for (const e of fs.existsSync(this.snapshotsDir(vol)) ? fs.readdirSync(this.snapshotsDir(vol)) : []) {
-        discardStaging(path.join(this.snapshotsDir(vol), e));
+        await discardStaging(path.join(this.snapshotsDir(vol), e));
       }
-      removeTree(this.snapshotsDir(vol));
+      await removeTree(this.snapshotsDir(vol));
     } catch (err) {
       throw storageFailure(`delete volume ${vol}`, this.record.name, err);
     }
   }
 
   async snapshot(vol: string, snap: string): Promise<SnapshotInfo> {
-    const src = this.existingVolume(vol);
-    const dst = this.snapshotDir(vol, validateSnapshotName(snap));
-    if (fs.existsSync(dst)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+    await requireVolume(this, vol);
+    await requireNoSnapshot(this, vol, snap);
+    const src = this.volumePath(vol);
+    const dst = this.snapshotDir(vol, snap);
     try {
       await withUndo(async (undo) => {
         fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
         const stage = stagingPath(this.snapshotsDir(vol), `new-${snap}`);
         fs.mkdirSync(stage, { mode: 0o711 });
         undo.add(`discard ${stage}`, () => discardStaging(stage));
-        snapshotSubvolume(src, path.join(stage, 'rootfs'), true);
+        await snapshotSubvolume(src, path.join(stage, 'rootfs'), true);
         fs.renameSync(stage, dst);
       });
     } catch (err) {
@@ -237,26 +252,28 @@ class BtrfsPool implements Pool {
   }
 
   async listSnapshots(vol: string): Promise<SnapshotInfo[]> {
-    this.existingVolume(vol);
+    await requireVolume(this, vol);
     const snaps = visibleEntries(this.snapshotsDir(vol)).filter((snap) => isSubvolume(this.snapshotRootfs(vol, snap)));
     return byCreation(snaps, (snap) => this.snapshotRootfs(vol, snap)).map((snap) => this.info(vol, snap));
   }
 
   async deleteSnapshot(vol: string, snap: string): Promise<void> {
-    const rootfs = this.existingSnapshot(vol, snap);
-    const clones = this.clonesOf(vol, rootfs);
+    await requireSnapshot(this, vol, snap);
+    const rootfs = this.snapshotRootfs(vol, snap);
+    const clones = await this.clonesOf(vol, rootfs);
     if (clones.length > 0) throw dependentClones(vol, snap, clones);
     try {
-      deleteSubvolume(rootfs);
-      removeTree(this.snapshotDir(vol, snap));
+      await deleteSubvolume(rootfs);
+      await removeTree(this.snapshotDir(vol, snap));
     } catch (err) {
       throw storageFailure(`delete snapshot ${vol}@${snap}`, this.record.name, err);
     }
   }
 
   async rollback(vol: string, snap: string): Promise<void> {
-    const rootfs = this.existingSnapshot(vol, snap);
-    const dir = this.existingVolume(vol);
+    await requireSnapshot(this, vol, snap);
+    const rootfs = this.snapshotRootfs(vol, snap);
+    const dir = this.volumePath(vol);
     try {
       await withUndo(async (undo) => this.replaceVolume(dir, rootfs, undo));
     } catch (err) {
@@ -265,22 +282,24 @@ class BtrfsPool implements Pool {
   }
 
   /** Swap a writable snapshot of `rootfs` in for the volume (one rename), then drop the old one. */
-  private replaceVolume(dir: string, rootfs: string, undo: UndoStack): void {
+  private async replaceVolume(dir: string, rootfs: string, undo: UndoStack): Promise<void> {
     const tmp = stagingPath(this.volumesDir, `replace-${path.basename(dir)}`);
-    snapshotSubvolume(rootfs, tmp, false);
+    await snapshotSubvolume(rootfs, tmp, false);
     undo.add(`delete ${tmp}`, () => deleteSubvolume(tmp));
     exchangePaths(tmp, dir);
     undo.add('swap back', () => exchangePaths(tmp, dir));
-    deleteSubvolume(tmp); // now the old content
+    await deleteSubvolume(tmp); // now the old content
   }
 
   async clone(src: string, snap: string | undefined, dst: string): Promise<string> {
-    const from = snap === undefined ? this.existingVolume(src) : this.existingSnapshot(src, snap);
+    if (snap === undefined) await requireVolume(this, src);
+    else await requireSnapshot(this, src, snap);
+    const from = snap === undefined ? this.volumePath(src) : this.snapshotRootfs(src, snap);
     const target = this.volumePath(dst);
-    if (fs.existsSync(target)) throw new AlreadyExistsError(`volume ${dst} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, dst);
     try {
       await withUndo(async (undo) => {
-        snapshotSubvolume(from, target, false);
+        await snapshotSubvolume(from, target, false);
         undo.add(`delete ${target}`, () => deleteSubvolume(target));
         fs.mkdirSync(this.snapshotsDir(dst), { recursive: true, mode: 0o711 });
       });
@@ -290,30 +309,32 @@ class BtrfsPool implements Pool {
     return target;
   }
 
-  send(vol: string, snap: string, opts: SendOptions): Readable {
+  async send(vol: string, snap: string, opts: SendOptions): Promise<Readable> {
     checkSendOptions(this.driver, opts);
-    const rootfs = this.existingSnapshot(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const rootfs = this.snapshotRootfs(vol, snap);
     if (opts.format === 'tar') return packTree(rootfs);
-    const parent = opts.parent === undefined ? [] : ['-p', this.existingSnapshot(vol, opts.parent)];
-    return toolOutput('btrfs', ['send', '-q', ...parent, rootfs]);
+    if (opts.parent !== undefined) await requireSnapshot(this, vol, opts.parent);
+    const parent = opts.parent === undefined ? [] : ['-p', this.snapshotRootfs(vol, opts.parent)];
+    return runOutput('btrfs', ['send', '-q', ...parent, rootfs]);
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
+    const readable = holdInput(input);
     checkReceive(this.driver, vol, snap, opts);
     if (opts.format === 'tar') return receiveTar(this, vol, snap, input);
     try {
-      const exists = fs.existsSync(this.volumePath(vol));
-      if (opts.parent === undefined && exists) {
-        throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`, 'a full stream creates the volume: delete it first or receive under another name');
-      }
-      if (opts.parent !== undefined) this.existingSnapshot(vol, opts.parent);
-      if (fs.existsSync(this.snapshotDir(vol, snap))) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+      if (opts.parent === undefined) await requireNoVolume(this, vol, FULL_STREAM_HINT);
+      else await requireSnapshot(this, vol, opts.parent);
+      const exists = opts.parent !== undefined;
+      await requireNoSnapshot(this, vol, snap);
       await withUndo(async (undo) => {
         fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
         const stage = stagingPath(this.snapshotsDir(vol), `recv-${snap}`);
         fs.mkdirSync(stage, { mode: 0o711 });
         undo.add(`discard ${stage}`, () => discardStaging(stage));
-        await toolAsync('btrfs', ['receive', '-q', stage], input);
+        readable();
+        await run('btrfs', ['receive', '-q', stage], { input });
         const got = fs.readdirSync(stage);
         if (got.length !== 1) throw new StorageError(`btrfs receive produced ${got.length} subvolumes, expected one`);
         if (got[0] !== 'rootfs') fs.renameSync(path.join(stage, got[0]), path.join(stage, 'rootfs'));
@@ -322,10 +343,10 @@ class BtrfsPool implements Pool {
         undo.add(`discard ${dst}`, () => discardStaging(dst));
         const rootfs = path.join(dst, 'rootfs');
         if (!exists) {
-          snapshotSubvolume(rootfs, this.volumePath(vol), false);
+          await snapshotSubvolume(rootfs, this.volumePath(vol), false);
           undo.add(`delete volume ${vol}`, () => deleteSubvolume(this.volumePath(vol)));
         } else {
-          this.replaceVolume(this.volumePath(vol), rootfs, undo);
+          await this.replaceVolume(this.volumePath(vol), rootfs, undo);
         }
       });
     } catch (err) {
@@ -339,24 +360,11 @@ class BtrfsPool implements Pool {
   }
 
   /** Left-overs of operations whose process was killed mid-way (live ones are left alone). */
-  sweepStaging(): void {
-    for (const e of fs.readdirSync(this.volumesDir).filter(isStaleStaging)) deleteSubvolume(path.join(this.volumesDir, e));
+  async sweepStaging(): Promise<void> {
+    for (const e of fs.readdirSync(this.volumesDir).filter(isStaleStaging)) await deleteSubvolume(path.join(this.volumesDir, e));
     for (const vol of visibleEntries(path.join(this.mnt, 'snapshots'))) {
-      for (const e of fs.readdirSync(this.snapshotsDir(vol)).filter(isStaleStaging)) discardStaging(path.join(this.snapshotsDir(vol), e));
+      for (const e of fs.readdirSync(this.snapshotsDir(vol)).filter(isStaleStaging)) await discardStaging(path.join(this.snapshotsDir(vol), e));
     }
-  }
-
-  private existingVolume(vol: string): string {
-    const dir = this.volumePath(vol);
-    if (!isSubvolume(dir)) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
-    return dir;
-  }
-
-  private existingSnapshot(vol: string, snap: string): string {
-    this.existingVolume(vol);
-    const rootfs = this.snapshotRootfs(vol, validateSnapshotName(snap));
-    if (!isSubvolume(rootfs)) throw new NotFoundError(`snapshot ${vol}@${snap} not found`, `see the volume's snapshots`);
-    return rootfs;
   }
 
   /**
@@ -364,10 +372,10 @@ class BtrfsPool implements Pool {
    * snapshot's. (A volume rolled back to or received as its own snapshot is
    * not a clone of it.)
    */
-  private clonesOf(vol: string, rootfs: string): string[] {
-    const uuid = subvolumeUuid(rootfs);
+  private async clonesOf(vol: string, rootfs: string): Promise<string[]> {
+    const uuid = await subvolumeUuid(rootfs);
     const clones: string[] = [];
-    for (const line of tool('btrfs', ['subvolume', 'list', '-uq', this.mnt]).stdout.split('\n')) {
+    for (const line of (await run('btrfs', ['subvolume', 'list', '-uq', this.mnt])).stdout.split('\n')) {
       const m = /parent_uuid\s+(\S+)\s+uuid\s+\S+\s+path\s+(.+)$/.exec(line);
       if (!m || m[1] !== uuid) continue;
       const name = path.basename(m[2]);

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
-import { tool, toolAsync } from './tool';
+import { run } from '../lib/process';
 
 /**
  * Copying a tree (dir pools' snapshots, clones and rollbacks; the default
@@ -11,11 +11,10 @@ import { tool, toolAsync } from './tool';
  *
  * `cp -a` copies one file at a time, and a big file's copy is bound by one
  * core (the kernel's copy_file_range). When big files hold most of the
- * data, they are copied first by parallel `cp -a` workers (2 on 2 cores:
- * a 2 GiB tree in 270 ms instead of 490 ms here); then one `cp -a` that
- * skips existing files copies everything else into the same tree and sets
- * every directory's attributes, the ones the workers' parents were made
- * with included. Files with more than one link stay with that last `cp -a`,
+ * data, they are copied first by parallel `cp -a` workers (one per core,
+ * up to MAX_WORKERS); then one `cp -a` that skips existing files copies
+ * everything else into the same tree and sets every directory's
+ * attributes, the ones the workers' parents were made with included. Files with more than one link stay with that last `cp -a`,
  * which is what keeps hardlinks together.
  */
 
@@ -35,17 +34,17 @@ const WALK_BUDGET_MS = 25;
 export async function copyTree(src: string, dst: string): Promise<void> {
   const plan = parallelPlan(src);
   if (plan.length === 0) {
-    await toolAsync('cp', [...CP, '--no-target-directory', '--', src, dst]);
+    await run('cp', [...CP, '--no-target-directory', '--', src, dst]);
     return;
   }
   fs.mkdirSync(dst, { mode: 0o700 });
   for (const dir of new Set(plan.flat().map((f) => path.dirname(f.rel)))) fs.mkdirSync(path.join(dst, dir), { recursive: true, mode: 0o700 });
   const results = await Promise.allSettled(plan.map(async (files) => {
-    for (const f of files) await toolAsync('cp', [...CP, '--no-target-directory', '--', path.join(src, f.rel), path.join(dst, f.rel)]);
+    for (const f of files) await run('cp', [...CP, '--no-target-directory', '--', path.join(src, f.rel), path.join(dst, f.rel)]);
   }));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
-  await toolAsync('cp', [...CP, skipExisting(), '--', `${src}/.`, dst]);
+  await run('cp', [...CP, await skipExisting(), '--', `${src}/.`, dst]);
 }
 
 /** The big files of `src`, dealt out to parallel workers; none when a plain `cp -a` will do. */
@@ -97,9 +96,9 @@ let skipOption: string | undefined;
  * cp's "leave existing files alone": --update=none since coreutils 9.3 (its
  * -n then reports the skips as a failure), -n before (Debian 12 has 9.1).
  */
-function skipExisting(): string {
+async function skipExisting(): Promise<string> {
   if (skipOption === undefined) {
-    const help = tool('cp', ['--help'], { allowFail: true }).stdout;
+    const help = (await run('cp', ['--help'], { allowFail: true })).stdout;
     skipOption = help.includes('--update[=UPDATE]') ? '--update=none' : '-n';
   }
   return skipOption;

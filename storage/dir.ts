@@ -2,55 +2,55 @@ import fs = require('node:fs');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { writeJsonAtomic, readJsonIfExists } from '../lib/atomic-file';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../lib/errors';
+import { InvalidArgumentError, NotFoundError } from '../lib/errors';
+import { exchangePaths } from '../lib/libc-fs';
 import { findCommand } from '../lib/process';
 import { withUndo } from '../lib/undo';
-import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
-import { dependentClones, StorageError, storageFailure } from './errors';
-import { exchangePaths } from '../lib/libc-fs';
-import { packTree } from '../archive/tree-tar';
-import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { copyTree } from './copy-tree';
-import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
+import { ContainersLayout, DirLayout, PoolLayout } from './dir-layout';
+import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
+import { dependentClones, storageFailure } from './errors';
+import { openForDestroy, requireNoSnapshot, requireNoVolume, requireSnapshot, requireVolume, volumeExists } from './presence';
+import { checkReceive, checkSendOptions, receiveTar } from './transfer';
+import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, isTrash, removeTree, stagingPath } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
 /**
  * The dir driver: volumes are plain directories, snapshots are copies
  * (`cp -a --reflink=auto`, so they share extents on btrfs/xfs), rollback
- * swaps a fresh copy in with one renameat2(RENAME_EXCHANGE).
- *
- *   <pool>/volumes/<vol>            the rootfs
- *   <pool>/snapshots/<vol>/<snap>   copies
- *   <pool>/origins/<clone>.json     {volume, snapshot} a clone was made from
- *   <pool>/.trash/                  trees being removed (finished on next open)
+ * swaps a fresh copy in with one renameat2(RENAME_EXCHANGE). Where the trees
+ * are is the layout's (dir-layout.ts): a created pool's directory, or, for
+ * the built-in pool "default", each container's own directory.
  *
  * Every copy is made under a hidden staging name and renamed into place, so
- * a failed or interrupted copy (e.g. the disk filled up) is never visible.
+ * a failed or interrupted copy (e.g. the disk filled up) is never visible;
+ * removed trees are renamed aside first, so a failure half-way leaves only
+ * hidden trash, which the next sweep removes.
  */
 
 export interface DirPoolRecord extends PoolRecord {
   driver: 'dir';
-  /** The pool's directory: <rootDir>/pools/<name>, or the --source directory. */
+  /** The pool's directory: <rootDir>/pools/<name>, the --source directory, or (the default pool) ROOT/containers. */
   path: string;
-  /** <rootDir>/pools/<name>, which every pool owns (it holds the name). */
-  dir: string;
+  /** <rootDir>/pools/<name>, which every created pool owns (it holds the name). */
+  dir?: string;
   /** True when `path` was given with --source (destroy empties it but leaves it). */
-  external: boolean;
+  external?: boolean;
+  /** 'containers': the default pool's layout, in the containers' directories. */
+  layout?: 'containers';
 }
-
-const LAYOUT = ['volumes', 'snapshots', 'origins', '.trash'];
 
 class DirDriver implements StorageDriver {
   readonly name = 'dir';
   readonly capabilities: DriverCapabilities = { atomicSnapshot: false, cowClone: false, incrementalSend: false, rollbackToAny: true, sendFormats: ['tar'] };
 
-  missing(): string[] {
+  async missing(): Promise<string[]> {
     return findCommand('cp') ? [] : ['cp (coreutils) not installed'];
   }
 
   async createPool(spec: PoolSpec): Promise<DirPoolRecord> {
     validatePoolSpec(spec, 0);
-    requireUsable(this);
+    await requireUsable(this);
     if (spec.size !== undefined) throw new InvalidArgumentError('a dir pool has no size: it uses the space of the filesystem it is on', 'drop --size');
     const external = spec.source !== undefined;
     const root = external ? checkSourceDir(spec.source!, 'dir') : undefined;
@@ -59,7 +59,7 @@ class DirDriver implements StorageDriver {
       fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
       undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
       const top = root ?? dir;
-      for (const sub of LAYOUT) {
+      for (const sub of PoolLayout.DIRS) {
         fs.mkdirSync(path.join(top, sub), { mode: 0o711 });
         undo.add(`remove ${sub}`, () => fs.rmSync(path.join(top, sub), { recursive: true, force: true }));
       }
@@ -69,71 +69,93 @@ class DirDriver implements StorageDriver {
 
   async openPool(record: PoolRecord): Promise<DirPool> {
     const rec = record as DirPoolRecord;
+    if (rec.layout === 'containers') return this.openOn(rec, new ContainersLayout(rec.path));
     if (!isDirectory(path.join(rec.path, 'volumes'))) {
       throw new NotFoundError(`pool ${rec.name}: ${rec.path} is missing or is not a dir pool`, 'was the directory moved or its filesystem not mounted?');
     }
-    const pool = new DirPool(rec, this);
-    pool.sweepStaging();
-    pool.emptyTrash();
+    return this.openOn(rec, new PoolLayout(rec.path));
+  }
+
+  /** The pool on a given layout (the default pool's while a container is built elsewhere: default-pool.ts). */
+  async openOn(rec: DirPoolRecord, layout: DirLayout): Promise<DirPool> {
+    const pool = new DirPool(rec, this, layout);
+    await pool.sweep();
     return pool;
   }
 
   async destroyPool(record: PoolRecord, opts: { force?: boolean } = {}): Promise<void> {
-    const pool = await this.openPool(record);
-    const vols = await pool.listVolumes();
-    if (vols.length > 0 && !opts.force) {
-      throw new StorageError(`pool ${record.name} still has volumes: ${vols.join(', ')}`, { code: 'ENOTEMPTY', hint: 'delete them first, or force' });
-    }
-    const rec = pool.record;
-    if (rec.external) for (const sub of LAYOUT) removeTree(path.join(rec.path, sub));
-    removeTree(rec.dir);
+    const rec = record as DirPoolRecord;
+    if (rec.layout === 'containers' || rec.dir === undefined) throw new InvalidArgumentError(`pool ${rec.name} cannot be removed`, 'it is built in');
+    await openForDestroy(this, rec, opts.force);
+    if (rec.external) for (const sub of PoolLayout.DIRS) await removeTree(path.join(rec.path, sub));
+    await removeTree(rec.dir);
+  }
+
+  describeSource(record: PoolRecord): string {
+    return String((record as DirPoolRecord).path);
   }
 }
 
 class DirPool implements Pool {
-  constructor(readonly record: DirPoolRecord, readonly driver: DirDriver) {}
+  constructor(readonly record: DirPoolRecord, readonly driver: DirDriver, private readonly layout: DirLayout) {}
 
-  private get root(): string { return this.record.path; }
-  private snapshotsDir(vol: string): string { return path.join(this.root, 'snapshots', vol); }
-  private snapshotPath(vol: string, snap: string): string { return path.join(this.snapshotsDir(vol), snap); }
-  private originFile(vol: string): string { return path.join(this.root, 'origins', `${vol}.json`); }
+  private snapshotPath(vol: string, snap: string): string {
+    return path.join(this.layout.snapshotsDir(validateVolumeName(vol)), validateSnapshotName(snap));
+  }
 
   volumePath(vol: string): string {
-    return path.join(this.root, 'volumes', validateVolumeName(vol));
+    return this.layout.volumePath(validateVolumeName(vol));
+  }
+
+  snapshotHandle(vol: string, snap: string): string {
+    return this.snapshotPath(vol, snap);
+  }
+
+  async hasVolume(vol: string): Promise<boolean> {
+    return isDirectory(this.volumePath(vol));
+  }
+
+  async hasSnapshot(vol: string, snap: string): Promise<boolean> {
+    return isDirectory(this.snapshotPath(vol, snap));
   }
 
   async listVolumes(): Promise<string[]> {
-    return visibleEntries(path.join(this.root, 'volumes'));
+    return this.layout.candidates().filter((v) => isValidName(v) && isDirectory(this.layout.volumePath(v)));
   }
 
   async createVolume(vol: string): Promise<string> {
     const dir = this.volumePath(vol);
+    this.layout.prepare(vol);
     try {
       fs.mkdirSync(dir, { mode: 0o755 });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`);
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw volumeExists(this, vol);
+      this.layout.release(vol);
       throw storageFailure(`create volume ${vol}`, this.record.name, err);
     }
     return dir;
   }
 
   async deleteVolume(vol: string): Promise<void> {
-    const dir = this.existingVolume(vol);
+    await requireVolume(this, vol);
     // Out of sight first (one rename each), then removed: a failure half-way leaves only trash.
-    this.toTrash(dir);
-    if (fs.existsSync(this.snapshotsDir(vol))) this.toTrash(this.snapshotsDir(vol));
-    fs.rmSync(this.originFile(vol), { force: true });
-    this.emptyTrash();
+    const trashed = [this.toTrash(vol, this.volumePath(vol))];
+    if (fs.existsSync(this.layout.snapshotsDir(vol))) trashed.push(this.toTrash(vol, this.layout.snapshotsDir(vol)));
+    fs.rmSync(this.layout.originFile(vol), { force: true });
+    for (const p of trashed) await removeQuietly(p);
+    this.layout.release(vol);
   }
 
   async snapshot(vol: string, snap: string): Promise<SnapshotInfo> {
-    const src = this.existingVolume(vol);
-    const dst = this.snapshotPath(vol, validateSnapshotName(snap));
-    if (fs.existsSync(dst)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+    await requireVolume(this, vol);
+    await requireNoSnapshot(this, vol, snap);
+    const src = this.volumePath(vol);
+    const dst = this.snapshotPath(vol, snap);
+    await this.sweep(vol);
     try {
       await withUndo(async (undo) => {
-        fs.mkdirSync(this.snapshotsDir(vol), { recursive: true, mode: 0o711 });
-        const tmp = stagingPath(this.snapshotsDir(vol), `new-${snap}`);
+        fs.mkdirSync(this.layout.snapshotsDir(vol), { recursive: true, mode: 0o711 });
+        const tmp = stagingPath(this.layout.snapshotsDir(vol), `new-${snap}`);
         undo.add(`remove ${tmp}`, () => removeTree(tmp));
         await copyTree(src, tmp);
         fs.renameSync(tmp, dst);
@@ -145,21 +167,24 @@ class DirPool implements Pool {
   }
 
   async listSnapshots(vol: string): Promise<SnapshotInfo[]> {
-    this.existingVolume(vol);
-    return byCreation(visibleEntries(this.snapshotsDir(vol)), (snap) => this.snapshotPath(vol, snap)).map((snap) => this.info(vol, snap));
+    await requireVolume(this, vol);
+    const dir = this.layout.snapshotsDir(vol);
+    const snaps = visibleDirs(dir);
+    return byCreation(snaps, (snap) => path.join(dir, snap)).map((snap) => this.info(vol, snap));
   }
 
   async deleteSnapshot(vol: string, snap: string): Promise<void> {
-    const dir = this.existingSnapshot(vol, snap);
-    const clones = this.clonesOf(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const clones = await this.clonesOf(vol, snap);
     if (clones.length > 0) throw dependentClones(vol, snap, clones);
-    this.toTrash(dir);
-    this.emptyTrash();
+    await removeQuietly(this.toTrash(vol, this.snapshotPath(vol, snap)));
   }
 
   async rollback(vol: string, snap: string): Promise<void> {
-    const src = this.existingSnapshot(vol, snap);
-    const dir = this.existingVolume(vol);
+    await requireSnapshot(this, vol, snap);
+    const src = this.snapshotPath(vol, snap);
+    const dir = this.volumePath(vol);
+    await this.sweep(vol);
     let old: string;
     try {
       old = await withUndo(async (undo) => {
@@ -173,34 +198,41 @@ class DirPool implements Pool {
     } catch (err) {
       throw storageFailure(`roll back ${vol} to ${snap}`, this.record.name, err);
     }
-    this.toTrash(old);
-    this.emptyTrash();
+    await removeQuietly(this.toTrash(vol, old));
   }
 
   async clone(src: string, snap: string | undefined, dst: string): Promise<string> {
-    const from = snap === undefined ? this.existingVolume(src) : this.existingSnapshot(src, snap);
+    if (snap === undefined) await requireVolume(this, src);
+    else await requireSnapshot(this, src, snap);
+    const from = snap === undefined ? this.volumePath(src) : this.snapshotPath(src, snap);
     const target = this.volumePath(dst);
-    if (fs.existsSync(target)) throw new AlreadyExistsError(`volume ${dst} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, dst);
     try {
+      this.layout.prepare(dst);
+      await this.sweep(dst);
       await withUndo(async (undo) => {
         const tmp = stagingPath(path.dirname(target), `clone-${dst}`);
         undo.add(`remove ${tmp}`, () => removeTree(tmp));
         await copyTree(from, tmp);
         if (snap !== undefined) {
-          writeJsonAtomic(this.originFile(dst), { volume: src, snapshot: snap });
-          undo.add('remove origin record', () => fs.rmSync(this.originFile(dst), { force: true }));
+          writeJsonAtomic(this.layout.originFile(dst), { volume: src, snapshot: snap });
+          undo.add('remove origin record', () => fs.rmSync(this.layout.originFile(dst), { force: true }));
         }
         fs.renameSync(tmp, target);
       });
     } catch (err) {
+      this.layout.release(dst);
       throw storageFailure(`clone ${src}${snap ? `@${snap}` : ''} to ${dst}`, this.record.name, err);
     }
     return target;
   }
 
-  send(vol: string, snap: string, opts: SendOptions): Readable {
+  async send(vol: string, snap: string, opts: SendOptions): Promise<Readable> {
     checkSendOptions(this.driver, opts);
-    return packTree(this.existingSnapshot(vol, snap));
+    await requireSnapshot(this, vol, snap);
+    // Loaded here: the tar modules are for transfers, not for every command on the default pool.
+    const { packTree } = require('../archive/tree-tar') as typeof import('../archive/tree-tar');
+    return packTree(this.snapshotPath(vol, snap));
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
@@ -209,54 +241,63 @@ class DirPool implements Pool {
   }
 
   async usage(): Promise<PoolUsage> {
-    return filesystemUsage(this.root);
+    return filesystemUsage(this.layout.top);
   }
 
-  /** Half-made copies of operations whose process was killed mid-way go to the trash. */
-  sweepStaging(): void {
-    const dirs = [path.join(this.root, 'volumes'), ...visibleEntries(path.join(this.root, 'snapshots')).map((v) => this.snapshotsDir(v))];
-    for (const dir of dirs) for (const e of fs.readdirSync(dir).filter(isStaleStaging)) this.toTrash(path.join(dir, e));
-  }
-
-  /** Finish removing what earlier deletes moved aside; whatever fails stays for the next try. */
-  emptyTrash(): void {
-    const trash = path.join(this.root, '.trash');
-    for (const e of fs.readdirSync(trash)) {
-      try {
-        removeTree(path.join(trash, e));
-      } catch { /* retried on the next delete or open */ }
+  /** Left-overs of killed operations (staging copies whose process is gone) and trash: removed. */
+  async sweep(vol?: string): Promise<void> {
+    for (const dir of this.layout.stagingDirs(vol)) {
+      let entries: string[];
+      try { entries = fs.readdirSync(dir); } catch { continue; }
+      for (const e of entries.filter((n) => isTrash(n) || isStaleStaging(n))) await removeQuietly(path.join(dir, e));
     }
   }
 
-  private toTrash(p: string): void {
-    fs.renameSync(p, stagingPath(path.join(this.root, '.trash'), path.basename(p)));
-  }
-
-  private existingVolume(vol: string): string {
-    const dir = this.volumePath(vol);
-    if (!isDirectory(dir)) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
-    return dir;
-  }
-
-  private existingSnapshot(vol: string, snap: string): string {
-    this.existingVolume(vol);
-    const dir = this.snapshotPath(vol, validateSnapshotName(snap));
-    if (!isDirectory(dir)) throw new NotFoundError(`snapshot ${vol}@${snap} not found`, `see the volume's snapshots`);
-    return dir;
+  private toTrash(vol: string, p: string): string {
+    const trashed = stagingPath(this.layout.trashDir(vol), `rm-${path.basename(p)}`);
+    fs.renameSync(p, trashed);
+    return trashed;
   }
 
   /** Volumes cloned from vol@snap that still exist. */
-  private clonesOf(vol: string, snap: string): string[] {
-    return visibleEntries(path.join(this.root, 'origins'))
-      .map((f) => f.replace(/\.json$/, ''))
-      .filter((clone) => {
-        const origin = readJsonIfExists<{ volume: string; snapshot: string }>(this.originFile(clone));
-        return origin?.volume === vol && origin.snapshot === snap && isDirectory(path.join(this.root, 'volumes', clone));
-      });
+  private async clonesOf(vol: string, snap: string): Promise<string[]> {
+    const clones: string[] = [];
+    for (const clone of await this.listVolumes()) {
+      const origin = readJsonIfExists<{ volume: string; snapshot: string }>(this.layout.originFile(clone));
+      if (origin?.volume === vol && origin.snapshot === snap) clones.push(clone);
+    }
+    return clones;
   }
 
   private info(vol: string, snap: string): SnapshotInfo {
     return { name: snap, createdAt: createdAt(this.snapshotPath(vol, snap)) };
+  }
+}
+
+/** Remove what was moved out of sight; whatever fails stays for the next sweep. */
+async function removeQuietly(p: string): Promise<void> {
+  try {
+    await removeTree(p);
+  } catch { /* retried by the next sweep */ }
+}
+
+function visibleDirs(dir: string): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+}
+
+function isValidName(name: string): boolean {
+  try {
+    validateVolumeName(name);
+    return true;
+  } catch {
+    return false;
   }
 }
 

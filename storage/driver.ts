@@ -67,19 +67,25 @@ export interface StorageDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
   /** Empty when usable here; otherwise what is missing ("btrfs-progs not installed", ...). */
-  missing(): string[];
+  missing(): Promise<string[]>;
   /** Create the pool; a failure leaves no image, loop device, mount or dataset behind. */
   createPool(spec: PoolSpec): Promise<PoolRecord>;
   /** Make the pool usable again (after a reboot: attach the loop image, import, mount). */
   openPool(record: PoolRecord): Promise<Pool>;
   /** Remove the pool; refused while volumes remain unless `force`. Never removes a --source itself. */
   destroyPool(record: PoolRecord, opts?: { force?: boolean }): Promise<void>;
+  /** Where a pool's data lives, for people: a directory, an image, a dataset, a VG. */
+  describeSource(record: PoolRecord): string;
 }
 
 export interface Pool {
   readonly record: PoolRecord;
   readonly driver: StorageDriver;
   listVolumes(): Promise<string[]>;
+  /** Does the storage hold this volume? (a bad name throws) */
+  hasVolume(vol: string): Promise<boolean>;
+  /** Does the storage hold this snapshot of the volume? (false when the volume is gone too) */
+  hasSnapshot(vol: string, snap: string): Promise<boolean>;
   /** Create an empty volume; returns the mounted directory that holds the rootfs. */
   createVolume(vol: string): Promise<string>;
   /** Where the volume's rootfs is (whether or not it exists). */
@@ -95,8 +101,10 @@ export interface Pool {
   rollback(vol: string, snap: string): Promise<void>;
   /** New volume `dst` from `src@snap`, or from src's current state when snap is undefined. */
   clone(src: string, snap: string | undefined, dst: string): Promise<string>;
-  /** A stream of the snapshot in `format` (bad names and missing snapshots throw at once). */
-  send(vol: string, snap: string, opts: SendOptions): Readable;
+  /** Where the driver keeps a snapshot (a path, dataset@snap or VG/LV): what the snapshot catalog records. */
+  snapshotHandle(vol: string, snap: string): string;
+  /** A stream of the snapshot in `format`; bad names and missing snapshots reject before anything is read. */
+  send(vol: string, snap: string, opts: SendOptions): Promise<Readable>;
   /**
    * Store a stream from send() as snapshot `snap` of `vol` and make it the
    * volume's current content. Full streams create the volume (it must not

@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import { readMountInfo } from '../lib/mountinfo';
-import { tool } from './tool';
+import { run } from '../lib/process';
 import type { UndoStack } from '../lib/undo';
 
 /**
@@ -21,25 +21,25 @@ export function createImage(image: string, size: number, undo: UndoStack): void 
 }
 
 /** Attach the image to a free loop device; `undo` detaches it. */
-export function attachLoop(image: string, undo?: UndoStack): string {
-  const dev = tool('losetup', ['--find', '--show', image]).stdout.trim();
-  undo?.add(`detach ${dev}`, () => void tool('losetup', ['-d', dev]));
+export async function attachLoop(image: string, undo?: UndoStack): Promise<string> {
+  const dev = (await run('losetup', ['--find', '--show', image])).stdout.trim();
+  undo?.add(`detach ${dev}`, async () => { await run('losetup', ['-d', dev]); });
   return dev;
 }
 
 /** Loop devices backed by this image (none when it is not attached). */
-export function loopDevicesOf(image: string): string[] {
-  const out = tool('losetup', ['-j', image], { allowFail: true }).stdout;
+export async function loopDevicesOf(image: string): Promise<string[]> {
+  const out = (await run('losetup', ['-j', image], { allowFail: true })).stdout;
   return out.split('\n').map((l) => l.split(':')[0].trim()).filter(Boolean);
 }
 
 /** The image's loop device, attaching it when needed (after a reboot). */
-export function ensureLoop(image: string): string {
-  return loopDevicesOf(image)[0] ?? attachLoop(image);
+export async function ensureLoop(image: string): Promise<string> {
+  return (await loopDevicesOf(image))[0] ?? attachLoop(image);
 }
 
-export function detachLoops(image: string): void {
-  for (const dev of loopDevicesOf(image)) tool('losetup', ['-d', dev], { allowFail: true });
+export async function detachLoops(image: string): Promise<void> {
+  for (const dev of await loopDevicesOf(image)) await run('losetup', ['-d', dev], { allowFail: true });
 }
 
 export function isMountpoint(dir: string): boolean {
@@ -58,13 +58,13 @@ export function mountFsType(dir: string): string | undefined {
 }
 
 /** Mount `source` on `dir` (creating it); `undo` unmounts. */
-export function mount(source: string, dir: string, args: string[] = [], undo?: UndoStack): void {
+export async function mount(source: string, dir: string, args: string[] = [], undo?: UndoStack): Promise<void> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
-  tool('mount', [...args, source, dir]);
+  await run('mount', [...args, source, dir]);
   undo?.add(`unmount ${dir}`, () => unmount(dir));
 }
 
 /** Unmount `dir` if mounted; a busy mount is an error (a lazy unmount would hide it). */
-export function unmount(dir: string): void {
-  if (isMountpoint(dir)) tool('umount', [dir]);
+export async function unmount(dir: string): Promise<void> {
+  if (isMountpoint(dir)) await run('umount', [dir]);
 }

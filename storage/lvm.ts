@@ -3,15 +3,15 @@ import fs = require('node:fs');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../lib/errors';
-import { findCommand } from '../lib/process';
+import { findCommand, run, RunOptions, RunResult, succeeds } from '../lib/process';
 import { withUndo } from '../lib/undo';
 import type { UndoStack } from '../lib/undo';
 import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
-import { dependentClones, StorageError, storageFailure } from './errors';
+import { dependentClones, storageFailure } from './errors';
 import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, mount, unmount } from './loop';
 import { packTree } from '../archive/tree-tar';
-import { succeeds, tool, ToolOptions } from './tool';
-import { checkReceive, checkSendOptions, receiveTar } from './transfer';
+import { openForDestroy, requireNoSnapshot, requireNoVolume, requireSnapshot, requireVolume } from './presence';
+import { checkReceive, checkSendOptions, endingAfter, receiveTar, sharedRun } from './transfer';
 import { removeTree, visibleEntries } from './tree';
 import { claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 import { compareText } from '../lib/compare';
@@ -71,14 +71,14 @@ function lvmConfig(): string[] {
   return config.length > 0 ? ['--config', config.join(' ')] : [];
 }
 
-function lvm(cmd: string, args: string[], opts: ToolOptions = {}) {
-  return tool(cmd, [...lvmConfig(), ...args], opts);
+function lvm(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return run(cmd, [...lvmConfig(), ...args], opts);
 }
 
-function hasDeviceMapper(): boolean {
+async function hasDeviceMapper(): Promise<boolean> {
   if (fs.readFileSync('/proc/misc', 'utf8').includes('device-mapper')) return true;
   // The control node may exist without a driver behind it; opening it loads dm_mod if it can.
-  return !!findCommand('dmsetup') && succeeds('dmsetup', ['version'], 15_000);
+  return !!findCommand('dmsetup') && (await succeeds('dmsetup', ['version'], 15_000));
 }
 
 interface LvRow {
@@ -93,19 +93,19 @@ class LvmDriver implements StorageDriver {
   readonly name = 'lvm';
   readonly capabilities: DriverCapabilities = { atomicSnapshot: true, cowClone: true, incrementalSend: false, rollbackToAny: true, sendFormats: ['tar'] };
 
-  missing(): string[] {
+  async missing(): Promise<string[]> {
     const missing: string[] = [];
     if (!findCommand('lvm') || !findCommand('lvcreate')) missing.push('lvm2 not installed');
     if (!findCommand('thin_check')) missing.push('thin-provisioning-tools not installed');
     if (!findCommand('mkfs.ext4')) missing.push('e2fsprogs not installed');
     if (!findCommand('fsfreeze')) missing.push('fsfreeze (util-linux) not installed');
-    if (!hasDeviceMapper()) missing.push('no device-mapper on this kernel');
+    if (!(await hasDeviceMapper())) missing.push('no device-mapper on this kernel');
     return missing;
   }
 
   async createPool(spec: PoolSpec): Promise<LvmPoolRecord> {
     validatePoolSpec(spec, MIN_SIZE, { sizeWithSource: true });
-    requireUsable(this);
+    await requireUsable(this);
     if (spec.source === undefined && spec.size === undefined) {
       throw new InvalidArgumentError('an lvm pool needs --source (an existing volume group) or --size (a loop-backed volume group under the root)');
     }
@@ -118,37 +118,37 @@ class LvmDriver implements StorageDriver {
       let image: string | undefined;
       if (spec.source !== undefined) {
         vg = spec.source;
-        if (!succeeds('vgs', [...lvmConfig(), vg])) throw new NotFoundError(`volume group ${vg} does not exist`, 'create it (vgcreate) or use --size');
-        if (lvExists(vg, THINPOOL)) throw new AlreadyExistsError(`volume group ${vg} already holds a tsvz pool (${vg}/${THINPOOL})`);
+        if (!(await succeeds('vgs', [...lvmConfig(), vg]))) throw new NotFoundError(`volume group ${vg} does not exist`, 'create it (vgcreate) or use --size');
+        if (await lvExists(vg, THINPOOL)) throw new AlreadyExistsError(`volume group ${vg} already holds a tsvz pool (${vg}/${THINPOOL})`);
       } else {
         vg = spec.name;
-        if (succeeds('vgs', [...lvmConfig(), vg])) throw new AlreadyExistsError(`a volume group named ${vg} already exists on this host`);
+        if (await succeeds('vgs', [...lvmConfig(), vg])) throw new AlreadyExistsError(`a volume group named ${vg} already exists on this host`);
         image = path.join(dir, 'lvm.img');
         createImage(image, spec.size!, undo);
-        const dev = attachLoop(image, undo);
-        lvm('pvcreate', ['-qq', '-y', dev]);
-        undo.add(`pvremove ${dev}`, () => void lvm('pvremove', ['-qq', '-y', dev], { allowFail: true }));
-        lvm('vgcreate', ['-qq', '-y', vg, dev]);
-        undo.add(`vgremove ${vg}`, () => void lvm('vgremove', ['-qq', '-f', vg], { allowFail: true }));
+        const dev = await attachLoop(image, undo);
+        await lvm('pvcreate', ['-qq', '-y', dev]);
+        undo.add(`pvremove ${dev}`, async () => { await lvm('pvremove', ['-qq', '-y', dev], { allowFail: true }); });
+        await lvm('vgcreate', ['-qq', '-y', vg, dev]);
+        undo.add(`vgremove ${vg}`, async () => { await lvm('vgremove', ['-qq', '-f', vg], { allowFail: true }); });
       }
       const size = spec.source !== undefined && spec.size !== undefined ? ['-L', `${spec.size}b`] : ['-l', '90%FREE'];
-      lvm('lvcreate', ['-qq', '-y', '--type', 'thin-pool', ...size, '-n', THINPOOL, vg]);
-      undo.add(`lvremove ${vg}/${THINPOOL}`, () => void lvm('lvremove', ['-qq', '-f', `${vg}/${THINPOOL}`], { allowFail: true }));
+      await lvm('lvcreate', ['-qq', '-y', '--type', 'thin-pool', ...size, '-n', THINPOOL, vg]);
+      undo.add(`lvremove ${vg}/${THINPOOL}`, async () => { await lvm('lvremove', ['-qq', '-f', `${vg}/${THINPOOL}`], { allowFail: true }); });
       return { name: spec.name, driver: 'lvm', vg, thinpool: THINPOOL, dir, volumeSize: DEFAULT_VOLUME_SIZE, image };
     });
   }
 
   async openPool(record: PoolRecord): Promise<LvmPool> {
     const rec = record as LvmPoolRecord;
-    const missing = this.missing();
+    const missing = await this.missing();
     if (missing.length > 0) throw new NotSupportedError(`cannot open pool ${rec.name}: ${missing.join('; ')}`);
     if (rec.image) {
       if (!fs.existsSync(rec.image)) throw new NotFoundError(`pool ${rec.name}: image ${rec.image} is missing`);
-      ensureLoop(rec.image);
-      lvm('pvscan', ['-qq', '--cache'], { allowFail: true });
+      await ensureLoop(rec.image);
+      await lvm('pvscan', ['-qq', '--cache'], { allowFail: true });
     }
-    if (!lvExists(rec.vg, rec.thinpool)) throw new NotFoundError(`pool ${rec.name}: thin pool ${rec.vg}/${rec.thinpool} does not exist`);
-    lvm('vgchange', ['-qq', '-ay', rec.vg]); // activates the volumes; snapshots keep their activation-skip flag
+    if (!(await lvExists(rec.vg, rec.thinpool))) throw new NotFoundError(`pool ${rec.name}: thin pool ${rec.vg}/${rec.thinpool} does not exist`);
+    await lvm('vgchange', ['-qq', '-ay', rec.vg]); // activates the volumes; snapshots keep their activation-skip flag
     const pool = new LvmPool(rec, this);
     await pool.mountAll();
     return pool;
@@ -156,25 +156,26 @@ class LvmDriver implements StorageDriver {
 
   async destroyPool(record: PoolRecord, opts: { force?: boolean } = {}): Promise<void> {
     const rec = record as LvmPoolRecord;
-    const pool = await this.openPool(rec);
-    const vols = await pool.listVolumes();
-    if (vols.length > 0 && !opts.force) {
-      throw new StorageError(`pool ${rec.name} still has volumes: ${vols.join(', ')}`, { code: 'ENOTEMPTY', hint: 'delete them first, or force' });
-    }
-    for (const vol of vols) await pool.deleteVolume(vol);
-    for (const lv of pool.rows().filter((r) => /^[vst]\+/.test(r.lv_name))) lvm('lvremove', ['-qq', '-f', `${rec.vg}/${lv.lv_name}`]);
-    lvm('lvremove', ['-qq', '-f', `${rec.vg}/${rec.thinpool}`]);
+    const { pool, volumes } = await openForDestroy(this, rec, opts.force);
+    for (const vol of volumes) await pool.deleteVolume(vol);
+    for (const lv of (await pool.rows()).filter((r) => /^[vst]\+/.test(r.lv_name))) await lvm('lvremove', ['-qq', '-f', `${rec.vg}/${lv.lv_name}`]);
+    await lvm('lvremove', ['-qq', '-f', `${rec.vg}/${rec.thinpool}`]);
     if (rec.image) {
-      const devs = tool('losetup', ['-j', rec.image]).stdout.split('\n').map((l) => l.split(':')[0]).filter(Boolean);
-      lvm('vgremove', ['-qq', '-f', rec.vg]);
-      for (const dev of devs) lvm('pvremove', ['-qq', '-y', dev], { allowFail: true });
-      detachLoops(rec.image);
+      const devs = (await run('losetup', ['-j', rec.image])).stdout.split('\n').map((l) => l.split(':')[0]).filter(Boolean);
+      await lvm('vgremove', ['-qq', '-f', rec.vg]);
+      for (const dev of devs) await lvm('pvremove', ['-qq', '-y', dev], { allowFail: true });
+      await detachLoops(rec.image);
     }
-    removeTree(rec.dir);
+    await removeTree(rec.dir);
+  }
+
+  describeSource(record: PoolRecord): string {
+    const rec = record as LvmPoolRecord;
+    return rec.image ? `${rec.vg} (${rec.image})` : String(rec.vg);
   }
 }
 
-function lvExists(vg: string, lv: string): boolean {
+function lvExists(vg: string, lv: string): Promise<boolean> {
   return succeeds('lvs', [...lvmConfig(), `${vg}/${lv}`]);
 }
 
@@ -192,24 +193,36 @@ class LvmPool implements Pool {
     return path.join(this.record.dir, 'volumes', validateVolumeName(vol));
   }
 
-  rows(): LvRow[] {
-    const out = lvm('lvs', ['--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', 'lv_name,origin,lv_time,lv_size,data_percent', this.vg]).stdout;
+  snapshotHandle(vol: string, snap: string): string {
+    return `${this.vg}/${snapshotLv(validateVolumeName(vol), validateSnapshotName(snap))}`;
+  }
+
+  async hasVolume(vol: string): Promise<boolean> {
+    return lvExists(this.vg, volumeLv(validateVolumeName(vol)));
+  }
+
+  async hasSnapshot(vol: string, snap: string): Promise<boolean> {
+    return succeeds('lvs', [...lvmConfig(), this.snapshotHandle(vol, snap)]);
+  }
+
+  async rows(): Promise<LvRow[]> {
+    const out = (await lvm('lvs', ['--reportformat', 'json', '--units', 'b', '--nosuffix', '-o', 'lv_name,origin,lv_time,lv_size,data_percent', this.vg])).stdout;
     return (JSON.parse(out).report?.[0]?.lv ?? []) as LvRow[];
   }
 
   async listVolumes(): Promise<string[]> {
-    return this.rows().filter((r) => r.lv_name.startsWith('v+')).map((r) => r.lv_name.slice(2)).sort();
+    return (await this.rows()).filter((r) => r.lv_name.startsWith('v+')).map((r) => r.lv_name.slice(2)).sort();
   }
 
   async createVolume(vol: string): Promise<string> {
     const dir = this.volumePath(vol);
-    if (lvExists(this.vg, volumeLv(vol))) throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, vol);
     try {
       await withUndo(async (undo) => {
-        lvm('lvcreate', ['-qq', '-y', '-V', `${this.record.volumeSize}b`, '-T', `${this.vg}/${this.record.thinpool}`, '-n', volumeLv(vol)]);
+        await lvm('lvcreate', ['-qq', '-y', '-V', `${this.record.volumeSize}b`, '-T', `${this.vg}/${this.record.thinpool}`, '-n', volumeLv(vol)]);
         undo.add(`lvremove ${volumeLv(vol)}`, () => this.remove(volumeLv(vol)));
-        tool('mkfs.ext4', ['-q', '-E', 'lazy_itable_init=1,lazy_journal_init=1', this.dev(volumeLv(vol))]);
-        mount(this.dev(volumeLv(vol)), dir, VOLUME_MOUNT, undo);
+        await run('mkfs.ext4', ['-q', '-E', 'lazy_itable_init=1,lazy_journal_init=1', this.dev(volumeLv(vol))]);
+        await mount(this.dev(volumeLv(vol)), dir, VOLUME_MOUNT, undo);
         // A rootfs starts empty (receive and templates insist); e2fsck recreates lost+found if it needs one.
         fs.rmdirSync(path.join(dir, 'lost+found'));
       });
@@ -220,12 +233,12 @@ class LvmPool implements Pool {
   }
 
   async deleteVolume(vol: string): Promise<void> {
-    this.existingVolume(vol);
+    await requireVolume(this, vol);
     const dir = this.volumePath(vol);
     try {
-      unmount(dir);
-      for (const r of this.rows().filter((row) => row.lv_name.startsWith(`s+${vol}+`))) this.remove(r.lv_name);
-      this.remove(volumeLv(vol));
+      await unmount(dir);
+      for (const r of (await this.rows()).filter((row) => row.lv_name.startsWith(`s+${vol}+`))) await this.remove(r.lv_name);
+      await this.remove(volumeLv(vol));
       if (fs.existsSync(dir)) fs.rmdirSync(dir);
     } catch (err) {
       throw storageFailure(`delete volume ${vol}`, this.record.name, err);
@@ -233,11 +246,11 @@ class LvmPool implements Pool {
   }
 
   async snapshot(vol: string, snap: string): Promise<SnapshotInfo> {
-    this.existingVolume(vol);
-    const lv = snapshotLv(vol, validateSnapshotName(snap));
-    if (lvExists(this.vg, lv)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+    await requireVolume(this, vol);
+    await requireNoSnapshot(this, vol, snap);
+    const lv = snapshotLv(vol, snap);
     try {
-      this.frozen(vol, () => lvm('lvcreate', ['-qq', '-y', '-s', '-n', lv, `${this.vg}/${volumeLv(vol)}`]));
+      await this.frozen(vol, () => lvm('lvcreate', ['-qq', '-y', '-s', '-n', lv, `${this.vg}/${volumeLv(vol)}`]));
     } catch (err) {
       throw storageFailure(`snapshot ${vol}@${snap}`, this.record.name, err);
     }
@@ -245,21 +258,22 @@ class LvmPool implements Pool {
   }
 
   async listSnapshots(vol: string): Promise<SnapshotInfo[]> {
-    this.existingVolume(vol);
+    await requireVolume(this, vol);
     const prefix = `s+${vol}+`;
-    return this.rows()
+    return (await this.rows())
       .filter((r) => r.lv_name.startsWith(prefix))
       .map((r) => ({ name: r.lv_name.slice(prefix.length), createdAt: lvTime(r.lv_time) }))
       .sort((a, b) => compareText(a.createdAt ?? '', b.createdAt ?? '') || compareText(a.name, b.name));
   }
 
   async deleteSnapshot(vol: string, snap: string): Promise<void> {
-    const lv = this.existingSnapshot(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const lv = snapshotLv(vol, snap);
     // A volume rolled back to this snapshot is a thin snapshot of it too, but not a clone.
-    const clones = this.rows().filter((r) => r.origin === lv && r.lv_name.startsWith('v+') && r.lv_name !== volumeLv(vol)).map((r) => r.lv_name.slice(2));
+    const clones = (await this.rows()).filter((r) => r.origin === lv && r.lv_name.startsWith('v+') && r.lv_name !== volumeLv(vol)).map((r) => r.lv_name.slice(2));
     if (clones.length > 0) throw dependentClones(vol, snap, clones);
     try {
-      this.remove(lv);
+      await this.remove(lv);
     } catch (err) {
       throw storageFailure(`delete snapshot ${vol}@${snap}`, this.record.name, err);
     }
@@ -267,19 +281,20 @@ class LvmPool implements Pool {
 
   /** A new thin snapshot of the snapshot takes the volume's name; the old volume goes. */
   async rollback(vol: string, snap: string): Promise<void> {
-    const from = this.existingSnapshot(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const from = snapshotLv(vol, snap);
     const dir = this.volumePath(vol);
     const current = volumeLv(vol);
     try {
       await withUndo(async (undo) => {
-        const fresh = this.activeSnapshotOf(from, tempLv(), undo);
-        unmount(dir);
+        const fresh = await this.activeSnapshotOf(from, tempLv(), undo);
+        await unmount(dir);
         undo.add(`remount ${dir}`, () => mount(this.dev(current), dir, VOLUME_MOUNT));
         const old = tempLv();
-        this.rename(current, old, undo);
-        this.rename(fresh, current, undo);
-        mount(this.dev(current), dir, VOLUME_MOUNT, undo);
-        this.remove(old);
+        await this.rename(current, old, undo);
+        await this.rename(fresh, current, undo);
+        await mount(this.dev(current), dir, VOLUME_MOUNT, undo);
+        await this.remove(old);
       });
     } catch (err) {
       throw storageFailure(`roll back ${vol} to ${snap}`, this.record.name, err);
@@ -287,16 +302,17 @@ class LvmPool implements Pool {
   }
 
   async clone(src: string, snap: string | undefined, dst: string): Promise<string> {
-    this.existingVolume(src);
-    const from = snap === undefined ? volumeLv(src) : this.existingSnapshot(src, snap);
+    if (snap === undefined) await requireVolume(this, src);
+    else await requireSnapshot(this, src, snap);
+    const from = snap === undefined ? volumeLv(src) : snapshotLv(src, snap);
     const dir = this.volumePath(dst);
-    if (lvExists(this.vg, volumeLv(dst))) throw new AlreadyExistsError(`volume ${dst} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, dst);
     try {
       await withUndo(async (undo) => {
         const take = () => this.activeSnapshotOf(from, volumeLv(dst), undo);
-        if (snap === undefined) this.frozen(src, take);
-        else take();
-        mount(this.dev(volumeLv(dst)), dir, VOLUME_MOUNT, undo);
+        if (snap === undefined) await this.frozen(src, take);
+        else await take();
+        await mount(this.dev(volumeLv(dst)), dir, VOLUME_MOUNT, undo);
       });
     } catch (err) {
       throw storageFailure(`clone ${src}${snap ? `@${snap}` : ''} to ${dst}`, this.record.name, err);
@@ -304,25 +320,26 @@ class LvmPool implements Pool {
     return dir;
   }
 
-  send(vol: string, snap: string, opts: SendOptions): Readable {
+  async send(vol: string, snap: string, opts: SendOptions): Promise<Readable> {
     checkSendOptions(this.driver, opts);
-    const lv = this.existingSnapshot(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const lv = snapshotLv(vol, snap);
     const mnt = path.join(this.record.dir, 'tmp', `send-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
-    const release = () => {
-      unmount(mnt);
+    const release = sharedRun(async () => {
+      await unmount(mnt);
       fs.rmSync(mnt, { recursive: true, force: true });
       // Another send of the same snapshot may still use it: then it stays active.
-      lvm('lvchange', ['-qq', '-an', `${this.vg}/${lv}`], { allowFail: true });
-    };
+      await lvm('lvchange', ['-qq', '-an', `${this.vg}/${lv}`], { allowFail: true });
+    });
     try {
-      lvm('lvchange', ['-qq', '-ay', '-K', `${this.vg}/${lv}`]);
+      await lvm('lvchange', ['-qq', '-ay', '-K', `${this.vg}/${lv}`]);
       // noload: never replay the journal into the snapshot (it was frozen, so there is nothing to replay).
-      mount(this.dev(lv), mnt, ['-o', 'ro,noload']);
+      await mount(this.dev(lv), mnt, ['-o', 'ro,noload']);
     } catch (err) {
-      release();
+      await release();
       throw storageFailure(`send ${vol}@${snap}`, this.record.name, err);
     }
-    return packTree(mnt, { onClose: release });
+    return endingAfter(packTree(mnt, { onClose: release }), release);
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
@@ -331,7 +348,7 @@ class LvmPool implements Pool {
   }
 
   async usage(): Promise<PoolUsage> {
-    const pool = this.rows().find((r) => r.lv_name === this.record.thinpool);
+    const pool = (await this.rows()).find((r) => r.lv_name === this.record.thinpool);
     if (!pool) return {};
     const size = Number(pool.lv_size);
     return { sizeBytes: size, usedBytes: Math.round((size * Number(pool.data_percent || 0)) / 100) };
@@ -340,30 +357,30 @@ class LvmPool implements Pool {
   /** After a reboot: mount every volume that is not. */
   async mountAll(): Promise<void> {
     for (const vol of await this.listVolumes()) {
-      if (!isMountpoint(this.volumePath(vol))) mount(this.dev(volumeLv(vol)), this.volumePath(vol), VOLUME_MOUNT);
+      if (!isMountpoint(this.volumePath(vol))) await mount(this.dev(volumeLv(vol)), this.volumePath(vol), VOLUME_MOUNT);
     }
     // Mountpoints of volumes that are gone (deleted while tsvz was killed).
     for (const e of visibleEntries(path.join(this.record.dir, 'volumes'))) {
       const dir = path.join(this.record.dir, 'volumes', e);
-      if (!isMountpoint(dir) && !lvExists(this.vg, volumeLv(e))) fs.rmdirSync(dir);
+      if (!isMountpoint(dir) && !(await lvExists(this.vg, volumeLv(e)))) fs.rmdirSync(dir);
     }
   }
 
   /** A writable, active thin snapshot `name` of `origin`; undo removes it. */
-  private activeSnapshotOf(origin: string, name: string, undo: UndoStack): string {
-    lvm('lvcreate', ['-qq', '-y', '-s', '-kn', '-n', name, `${this.vg}/${origin}`]);
+  private async activeSnapshotOf(origin: string, name: string, undo: UndoStack): Promise<string> {
+    await lvm('lvcreate', ['-qq', '-y', '-s', '-kn', '-n', name, `${this.vg}/${origin}`]);
     undo.add(`lvremove ${name}`, () => this.remove(name));
-    lvm('lvchange', ['-qq', '-ay', `${this.vg}/${name}`]);
+    await lvm('lvchange', ['-qq', '-ay', `${this.vg}/${name}`]);
     return name;
   }
 
-  private rename(from: string, to: string, undo: UndoStack): void {
-    lvm('lvrename', ['-qq', this.vg, from, to]);
-    undo.add(`rename ${to} back`, () => void lvm('lvrename', ['-qq', this.vg, to, from]));
+  private async rename(from: string, to: string, undo: UndoStack): Promise<void> {
+    await lvm('lvrename', ['-qq', this.vg, from, to]);
+    undo.add(`rename ${to} back`, async () => { await lvm('lvrename', ['-qq', this.vg, to, from]); });
   }
 
-  private remove(lv: string): void {
-    lvm('lvremove', ['-qq', '-f', `${this.vg}/${lv}`]);
+  private async remove(lv: string): Promise<void> {
+    await lvm('lvremove', ['-qq', '-f', `${this.vg}/${lv}`]);
   }
 
   /**
@@ -371,20 +388,8 @@ class LvmPool implements Pool {
    * suspends the origin with lockfs, which freezes it. An fsfreeze of our own
    * would make that suspend fail with EBUSY on kernels before 6.6.
    */
-  private frozen<T>(_vol: string, fn: () => T): T {
+  private frozen<T>(_vol: string, fn: () => Promise<T>): Promise<T> {
     return fn();
-  }
-
-  private existingVolume(vol: string): string {
-    if (!lvExists(this.vg, volumeLv(validateVolumeName(vol)))) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
-    return volumeLv(vol);
-  }
-
-  private existingSnapshot(vol: string, snap: string): string {
-    this.existingVolume(vol);
-    const lv = snapshotLv(vol, validateSnapshotName(snap));
-    if (!lvExists(this.vg, lv)) throw new NotFoundError(`snapshot ${vol}@${snap} not found`, `see the volume's snapshots`);
-    return lv;
   }
 }
 

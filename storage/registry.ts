@@ -24,13 +24,22 @@ export function getDriver(name: string): StorageDriver {
 }
 
 /** Drivers usable on this host. */
-export function availableDrivers(): StorageDriver[] {
-  return driverNames().map(getDriver).filter((d) => d.missing().length === 0);
+export async function availableDrivers(): Promise<StorageDriver[]> {
+  const report = await driverReport();
+  return report.filter((r) => r.missing.length === 0).map((r) => getDriver(r.name));
 }
 
-/** For `tsvz doctor`: every driver, what it can do, and what it lacks here. */
-export function driverReport(): { name: string; capabilities: DriverCapabilities; missing: string[] }[] {
-  return driverNames().map(getDriver).map((d) => ({ name: d.name, capabilities: d.capabilities, missing: d.missing() }));
+/** For `tsvz doctor`: every driver, what it can do, and what it lacks here (probed together). */
+export async function driverReport(): Promise<{ name: string; capabilities: DriverCapabilities; missing: string[] }[]> {
+  const drivers = driverNames().map(getDriver);
+  const missing = await Promise.all(drivers.map((d) => d.missing()));
+  return drivers.map((d, i) => ({ name: d.name, capabilities: d.capabilities, missing: missing[i] }));
+}
+
+/** Where a pool's data lives, for `pool list` and `pool info` ("-" for a driver this tsvz does not know). */
+export function poolSource(record: PoolRecord): string {
+  const load = Object.prototype.hasOwnProperty.call(LOADERS, record.driver) ? LOADERS[record.driver] : undefined;
+  return load ? load().describeSource(record) : '-';
 }
 
 /** Create a pool with the driver the spec names (refused when that driver can't work here). */

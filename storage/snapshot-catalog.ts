@@ -27,7 +27,7 @@ interface CatalogFile {
  * A container's snapshots: snapshots.json beside config.json, written
  * atomically, oldest first. Read and written under the container's lock.
  * The storage is the truth about what exists; `snapshot list` reconciles
- * this file with it (runtime/ops/snapshot.ts).
+ * this file with it (ops/snapshot.ts).
  */
 export class SnapshotCatalog {
   /** `dir`: the container's directory. */

@@ -8,13 +8,16 @@ import { compareText } from '../lib/compare';
 
 /** Directory-tree helpers shared by the drivers that keep plain trees (dir) or need staging names. */
 
-/** Remove a tree; refuses when something is mounted inside (rm would reach through into it). */
-export function removeTree(dir: string): void {
+/**
+ * Remove a tree (a whole rootfs: off the event loop); refuses when something
+ * is mounted inside (rm would reach through into it).
+ */
+export async function removeTree(dir: string): Promise<void> {
   const mounts = mountsUnder(dir);
   if (mounts.length > 0) {
     throw new StorageError(`cannot remove ${dir}: ${mounts[0]} is mounted inside it`, { hint: 'stop the container using it (or unmount it) first' });
   }
-  fs.rmSync(dir, { recursive: true, force: true });
+  await fs.promises.rm(dir, { recursive: true, force: true });
 }
 
 /**
@@ -38,10 +41,17 @@ export function isStaleStaging(name: string): boolean {
   }
 }
 
-/** Size and use of the filesystem holding `dir`. */
+/** Size and use of the filesystem holding `dir` (its nearest existing parent when it is not made yet). */
 export function filesystemUsage(dir: string): PoolUsage {
-  const st = fs.statfsSync(dir);
+  let at = dir;
+  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  const st = fs.statfsSync(at);
   return { sizeBytes: st.blocks * st.bsize, usedBytes: (st.blocks - st.bfree) * st.bsize };
+}
+
+/** A staging name of something removed (moved aside, then removed): garbage, whoever moved it. */
+export function isTrash(name: string): boolean {
+  return name.startsWith('.rm-') && /-\d+-[0-9a-f]{8}$/.test(name);
 }
 
 /** Entries of a directory that look like volumes/snapshots (not our hidden staging names). */

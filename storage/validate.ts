@@ -4,7 +4,7 @@ import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotSupportedEr
 import { validateName } from '../lib/names';
 import type { PoolSpec } from './driver';
 
-/** Volumes carry container names; snapshots are named by the same rules (runtime/names.ts). */
+/** Volumes carry container names; snapshots are named by the same rules (lib/names.ts). */
 export function validateVolumeName(vol: string): string {
   return validateName(vol, 'volume');
 }
@@ -63,8 +63,8 @@ export function checkSourceDir(source: string, what: string): string {
 }
 
 /** pool create (and doctor) refuse a driver whose tools or kernel support are missing, saying what. */
-export function requireUsable(driver: { name: string; missing(): string[] }): void {
-  const missing = driver.missing();
+export async function requireUsable(driver: { name: string; missing(): Promise<string[]> }): Promise<void> {
+  const missing = await driver.missing();
   if (missing.length > 0) {
     throw new NotSupportedError(`storage driver ${driver.name} cannot be used on this host: ${missing.join('; ')}`, 'run `tsvz doctor` and scripts/setup-host');
   }

@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { DefaultStore } from './default-pool';
+import { openDefaultPool } from './default-pool';
 import { AlreadyExistsError } from '../lib/errors';
 import type { Root } from '../lib/root';
 import { DEFAULT_POOL, PoolCatalog } from './pool-catalog';
@@ -12,7 +12,7 @@ import type { UndoStack } from '../lib/undo';
  * pool, named after the container. ROOT/containers/NAME/rootfs is a symlink
  * to the volume's mounted directory (the monitor and CRIU follow it), so
  * everything that uses `c.paths.rootfs` works whatever the pool. The default
- * pool keeps the rootfs as a plain directory there instead (runtime/default-pool.ts).
+ * pool keeps the rootfs as a plain directory there instead (default-pool.ts).
  */
 export interface RootfsStore {
   readonly pool: string;
@@ -38,10 +38,10 @@ export interface RootfsStore {
  * (so `pool rm` can't remove it meanwhile). An unknown pool is "no such pool".
  */
 export async function withStore<T>(root: Root, pool: string, body: (store: RootfsStore) => Promise<T>): Promise<T> {
-  if (pool === DEFAULT_POOL) return body(new DefaultStore(root));
+  if (pool === DEFAULT_POOL) return body(new DefaultStore(root, await openDefaultPool(root.dir)));
   const catalog = new PoolCatalog(root);
   catalog.get(pool); // a clear error before taking a lock named after a typo
-  // Loaded here: containers in the default pool never load the storage drivers.
+  // Loaded here: containers in the default pool load the dir driver only.
   const { openPool } = require('./registry') as typeof import('./registry');
   return catalog.locked(pool, async () => {
     const opened = await catalog.opening(pool, () => openPool(catalog.get(pool).record));
@@ -50,7 +50,7 @@ export async function withStore<T>(root: Root, pool: string, body: (store: Rootf
 }
 
 class PoolStore implements RootfsStore {
-  constructor(private readonly p: Pool) {}
+  constructor(protected readonly p: Pool) {}
 
   get pool(): string { return this.p.record.name; }
   get driver(): string { return this.p.driver.name; }
@@ -79,7 +79,7 @@ class PoolStore implements RootfsStore {
   }
 
   async removeRootfs(name: string): Promise<void> {
-    if ((await this.p.listVolumes()).includes(name)) await this.p.deleteVolume(name);
+    if (await this.p.hasVolume(name)) await this.p.deleteVolume(name);
   }
 
   snapshot(name: string, snap: string): Promise<SnapshotInfo> { return this.p.snapshot(name, snap); }
@@ -88,13 +88,25 @@ class PoolStore implements RootfsStore {
   rollback(name: string, snap: string): Promise<void> { return this.p.rollback(name, snap); }
 
   snapshotHandle(name: string, snap: string): string {
-    const r = this.p.record as Record<string, unknown>;
-    switch (this.driver) {
-      case 'dir': return path.join(r.path as string, 'snapshots', name, snap);
-      case 'btrfs': return path.join(r.mountpoint as string, 'snapshots', name, snap, 'rootfs');
-      case 'zfs': return `${r.dataset as string}/volumes/${name}@${snap}`;
-      case 'lvm': return `${r.vg as string}/s+${name}+${snap}`;
-      default: return `${this.pool}:${name}@${snap}`;
-    }
+    return this.p.snapshotHandle(name, snap);
+  }
+}
+
+/**
+ * The default pool: the rootfs is the volume itself, not a link to it. A
+ * new container's is made in its build directory, which create renames
+ * into place: the volume moves with it, and goes with it on failure.
+ */
+class DefaultStore extends PoolStore {
+  constructor(private readonly root: Root, pool: Pool) {
+    super(pool);
+  }
+
+  async createRootfs(name: string, buildDir: string): Promise<string> {
+    return (await openDefaultPool(this.root.dir, { vol: name, dir: buildDir })).createVolume(name);
+  }
+
+  async cloneRootfs(src: string, snap: string | undefined, dst: string, buildDir: string): Promise<string> {
+    return (await openDefaultPool(this.root.dir, { vol: dst, dir: buildDir })).clone(src, snap, dst);
   }
 }

@@ -3,17 +3,16 @@ import fs = require('node:fs');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, CommandError, InvalidArgumentError, NotFoundError, NotSupportedError } from '../lib/errors';
-import { commandLine, findCommand } from '../lib/process';
-// TODO(async storage): the retry below still sleeps synchronously.
-function sleepSync(ms: number): void { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); }
+import { pollUntil } from '../lib/poll';
+import { commandLine, findCommand, run, RunOptions, RunResult, runOutput } from '../lib/process';
 import { withUndo } from '../lib/undo';
 import type { UndoStack } from '../lib/undo';
 import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
 import { dependentClones, StorageError, storageFailure } from './errors';
 import { createImage, isMountpoint, mountFsType } from './loop';
 import { packTree } from '../archive/tree-tar';
-import { tool, toolAsync, ToolOptions, toolOutput } from './tool';
-import { checkReceive, checkSendOptions, receiveTar } from './transfer';
+import { FULL_STREAM_HINT, openForDestroy, requireNoSnapshot, requireNoVolume, requireSnapshot, requireVolume, snapshotExists } from './presence';
+import { checkReceive, checkSendOptions, endingAfter, holdInput, receiveTar, sharedRun } from './transfer';
 import { removeTree } from './tree';
 import { claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
 
@@ -50,54 +49,56 @@ const HIDDEN = 'tsvz:';
 const ZFS_TIMEOUT_MS = 60_000;
 const BUSY_RETRY_MS = 10_000;
 
-function zfs(args: string[], opts: ToolOptions = {}) {
-  return tool('zfs', args, { timeoutMs: ZFS_TIMEOUT_MS, ...opts });
+function zfs(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return run('zfs', args, { timeoutMs: ZFS_TIMEOUT_MS, ...opts });
 }
 
-function zpool(args: string[], opts: ToolOptions = {}) {
-  return tool('zpool', args, { timeoutMs: ZFS_TIMEOUT_MS, ...opts });
+function zpool(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return run('zpool', args, { timeoutMs: ZFS_TIMEOUT_MS, ...opts });
 }
 
 /**
  * The host's zpools, or why zfs can't be used right now (daemon down, module
  * not loaded). One command answers both, and a pool open needs both.
  */
-function listZpools(): { pools: string[] } | { why: string } {
+async function listZpools(): Promise<{ pools: string[] } | { why: string }> {
   // zpool aborts at once when zfs-fuse is not running; the timeout covers a hung daemon.
-  const r = zpool(['list', '-H', '-o', 'name'], { allowFail: true, timeoutMs: 15_000 });
+  const r = await zpool(['list', '-H', '-o', 'name'], { allowFail: true, timeoutMs: 15_000 });
   if (r.status === 0) return { pools: r.stdout.split('\n').filter(Boolean) };
   const why = r.stderr.trim().split('\n').filter(Boolean)[0] ?? (r.status === null ? 'zpool was killed' : `exit ${r.status}`);
   return { why: `zfs is not answering (${why}): start the zfs-fuse daemon (scripts/setup-host) or load the zfs kernel module` };
 }
 
-function exists(name: string): boolean {
-  return zfs(['list', '-H', '-o', 'name', name], { allowFail: true }).status === 0;
+async function exists(name: string): Promise<boolean> {
+  return (await zfs(['list', '-H', '-o', 'name', name], { allowFail: true })).status === 0;
 }
 
-function zpoolExists(name: string): boolean {
-  return zpool(['list', '-H', '-o', 'name', name], { allowFail: true }).status === 0;
+async function zpoolExists(name: string): Promise<boolean> {
+  return (await zpool(['list', '-H', '-o', 'name', name], { allowFail: true })).status === 0;
 }
 
 /**
  * `zfs destroy` / `zpool destroy`, retried while "busy": zfs-fuse (and kernel
  * ZFS under load) report busy for a moment after the unmount they do first.
  */
-function destroy(name: string, recursive = false): void {
-  whileBusy('zfs', ['destroy', ...(recursive ? ['-r'] : []), name], () => !exists(name));
+async function destroy(name: string, recursive = false): Promise<void> {
+  await whileBusy('zfs', ['destroy', ...(recursive ? ['-r'] : []), name], async () => !(await exists(name)));
 }
 
-function destroyZpool(name: string): void {
-  whileBusy('zpool', ['destroy', '-f', name], () => !zpoolExists(name));
+async function destroyZpool(name: string): Promise<void> {
+  await whileBusy('zpool', ['destroy', '-f', name], async () => !(await zpoolExists(name)));
 }
 
-function whileBusy(cmd: 'zfs' | 'zpool', args: string[], gone: () => boolean): void {
-  const deadline = Date.now() + BUSY_RETRY_MS;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
-    const r = tool(cmd, args, { allowFail: true, timeoutMs: ZFS_TIMEOUT_MS });
-    if (r.status === 0 || gone()) return;
-    if (!/busy/i.test(r.stderr) || Date.now() > deadline) throw new CommandError(commandLine(cmd, args), r.status, r.stderr);
-    sleepSync(delay);
-  }
+async function whileBusy(cmd: 'zfs' | 'zpool', args: string[], gone: () => Promise<boolean>): Promise<void> {
+  let last: RunResult | undefined;
+  const done = await pollUntil(async () => {
+    const r = await run(cmd, args, { allowFail: true, timeoutMs: ZFS_TIMEOUT_MS });
+    if (r.status === 0 || (await gone())) return true;
+    if (!/busy/i.test(r.stderr)) throw new CommandError(commandLine(cmd, args), r.status, r.stderr);
+    last = r;
+    return false;
+  }, { timeoutMs: BUSY_RETRY_MS, firstMs: 50, maxMs: 500, factor: 2 });
+  if (!done) throw new CommandError(commandLine(cmd, args), last!.status, last!.stderr);
 }
 
 function isHidden(snapshotName: string): boolean {
@@ -112,20 +113,20 @@ class ZfsDriver implements StorageDriver {
   readonly name = 'zfs';
   readonly capabilities: DriverCapabilities = { atomicSnapshot: true, cowClone: true, incrementalSend: true, rollbackToAny: false, sendFormats: ['zfs', 'tar'] };
 
-  missing(): string[] {
+  async missing(): Promise<string[]> {
     if (!findCommand('zfs') || !findCommand('zpool')) return ['zfs tools not installed (zfsutils-linux, or zfs-fuse)'];
-    const zpools = listZpools();
+    const zpools = await listZpools();
     return 'why' in zpools ? [zpools.why] : [];
   }
 
   async createPool(spec: PoolSpec): Promise<ZfsPoolRecord> {
     validatePoolSpec(spec, MIN_SIZE);
-    requireUsable(this);
+    await requireUsable(this);
     if (spec.source !== undefined) return this.adopt(spec);
     if (spec.size === undefined) {
       throw new InvalidArgumentError('a zfs pool needs --source (an existing dataset, e.g. tank/tsvz) or --size (a file-backed zpool under the root)');
     }
-    if (zpoolExists(spec.name)) throw new AlreadyExistsError(`a zpool named ${spec.name} already exists on this host`, 'pick another pool name, or use --source with a dataset in it');
+    if (await zpoolExists(spec.name)) throw new AlreadyExistsError(`a zpool named ${spec.name} already exists on this host`, 'pick another pool name, or use --source with a dataset in it');
     const dir = claimPoolDir(spec);
     const image = path.join(dir, 'zpool.img');
     const size = spec.size;
@@ -133,9 +134,9 @@ class ZfsDriver implements StorageDriver {
       fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
       undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
       createImage(image, size, undo);
-      zpool(['create', '-m', 'none', spec.name, image]);
+      await zpool(['create', '-m', 'none', spec.name, image]);
       undo.add(`destroy zpool ${spec.name}`, () => destroyZpool(spec.name));
-      makeLayout(spec.name, dir, undo);
+      await makeLayout(spec.name, dir, undo);
       return { name: spec.name, driver: 'zfs', dataset: spec.name, dir, zpool: spec.name, image };
     });
   }
@@ -144,18 +145,18 @@ class ZfsDriver implements StorageDriver {
   private async adopt(spec: PoolSpec): Promise<ZfsPoolRecord> {
     const source = spec.source!;
     if (source.startsWith('/')) throw new InvalidArgumentError(`zfs pool source ${source} is a path`, 'give a dataset name, e.g. tank/tsvz');
-    const r = zfs(['list', '-H', '-o', 'type', source], { allowFail: true });
+    const r = await zfs(['list', '-H', '-o', 'type', source], { allowFail: true });
     if (r.status !== 0) throw new NotFoundError(`zfs dataset ${source} does not exist`, `create it (zfs create ${source}) or use --size`);
     const type = r.stdout.trim();
     if (type !== 'filesystem') throw new InvalidArgumentError(`zfs pool source ${source} is a ${type}, not a filesystem dataset`);
-    if (exists(`${source}/volumes`) || exists(`${source}/tmp`)) {
+    if ((await exists(`${source}/volumes`)) || (await exists(`${source}/tmp`))) {
       throw new AlreadyExistsError(`zfs dataset ${source} already holds a tsvz pool (${source}/volumes exists)`);
     }
     const dir = claimPoolDir(spec);
     return withUndo(async (undo) => {
       fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
       undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
-      makeLayout(source, dir, undo);
+      await makeLayout(source, dir, undo);
       return { name: spec.name, driver: 'zfs', dataset: source, dir };
     });
   }
@@ -163,45 +164,47 @@ class ZfsDriver implements StorageDriver {
   async openPool(record: PoolRecord): Promise<ZfsPool> {
     // Every command here costs milliseconds (zfs-fuse: several): an open runs two.
     const rec = record as ZfsPoolRecord;
-    const zpools = listZpools();
+    const zpools = await listZpools();
     if ('why' in zpools) throw new NotSupportedError(`cannot open pool ${rec.name}: ${zpools.why}`);
     if (rec.zpool && !zpools.pools.includes(rec.zpool)) {
       if (!rec.image || !fs.existsSync(rec.image)) throw new NotFoundError(`pool ${rec.name}: zpool ${rec.zpool} and its image are gone`);
-      zpool(['import', '-d', path.dirname(rec.image), rec.zpool]); // after a reboot
+      await zpool(['import', '-d', path.dirname(rec.image), rec.zpool]); // after a reboot
     }
     const pool = new ZfsPool(rec, this);
-    pool.mountAll();
+    await pool.mountAll();
     return pool;
   }
 
   async destroyPool(record: PoolRecord, opts: { force?: boolean } = {}): Promise<void> {
     const rec = record as ZfsPoolRecord;
-    const pool = await this.openPool(rec);
-    const vols = await pool.listVolumes();
-    if (vols.length > 0 && !opts.force) {
-      throw new StorageError(`pool ${rec.name} still has volumes: ${vols.join(', ')}`, { code: 'ENOTEMPTY', hint: 'delete them first, or force' });
-    }
+    const { pool, volumes } = await openForDestroy(this, rec, opts.force);
     if (rec.zpool) {
-      destroyZpool(rec.zpool);
+      await destroyZpool(rec.zpool);
     } else {
-      for (const vol of vols) if (exists(`${rec.dataset}/volumes/${vol}`)) await pool.deleteVolume(vol);
-      destroy(`${rec.dataset}/tmp`, true);
-      destroy(`${rec.dataset}/volumes`, true);
+      // One at a time: deleting a volume can promote a clone, which moves snapshots between the others.
+      for (const vol of volumes) if (await exists(`${rec.dataset}/volumes/${vol}`)) await pool.deleteVolume(vol);
+      await destroy(`${rec.dataset}/tmp`, true);
+      await destroy(`${rec.dataset}/volumes`, true);
     }
-    removeTree(rec.dir);
+    await removeTree(rec.dir);
+  }
+
+  describeSource(record: PoolRecord): string {
+    const rec = record as ZfsPoolRecord;
+    return rec.image ? `${rec.dataset} (${rec.image})` : String(rec.dataset);
   }
 }
 
-function makeLayout(base: string, dir: string, undo: UndoStack): void {
+async function makeLayout(base: string, dir: string, undo: UndoStack): Promise<void> {
   // atime off: reading a volume must not count as a change (`zfs recv` of an incremental refuses those).
-  zfs(['create', '-o', `mountpoint=${path.join(dir, 'volumes')}`, '-o', 'atime=off', `${base}/volumes`]);
+  await zfs(['create', '-o', `mountpoint=${path.join(dir, 'volumes')}`, '-o', 'atime=off', `${base}/volumes`]);
   undo.add(`destroy ${base}/volumes`, () => destroy(`${base}/volumes`, true));
-  zfs(['create', '-o', `mountpoint=${path.join(dir, 'tmp')}`, '-o', 'atime=off', `${base}/tmp`]);
+  await zfs(['create', '-o', `mountpoint=${path.join(dir, 'tmp')}`, '-o', 'atime=off', `${base}/tmp`]);
   undo.add(`destroy ${base}/tmp`, () => destroy(`${base}/tmp`, true));
 }
 
 class ZfsPool implements Pool {
-  /** Volume datasets seen by mountAll when the pool was opened: existence checks need no command. */
+  /** Volume datasets seen when the pool was opened or made since: existence checks need no command. */
   private seen = new Set<string>();
 
   constructor(readonly record: ZfsPoolRecord, readonly driver: ZfsDriver) {}
@@ -213,32 +216,48 @@ class ZfsPool implements Pool {
     return path.join(this.record.dir, 'volumes', validateVolumeName(vol));
   }
 
+  snapshotHandle(vol: string, snap: string): string {
+    return `${this.dataset(vol)}@${validateSnapshotName(snap)}`;
+  }
+
+  async hasVolume(vol: string): Promise<boolean> {
+    const ds = this.dataset(vol);
+    // Seen at open: the caller holds the volume's container lock, so it is still there.
+    return this.seen.has(ds) || exists(ds);
+  }
+
+  async hasSnapshot(vol: string, snap: string): Promise<boolean> {
+    return exists(this.snapshotHandle(vol, snap));
+  }
+
   async listVolumes(): Promise<string[]> {
-    return this.childDatasets(this.volumes).map((ds) => ds.slice(this.volumes.length + 1)).sort();
+    return (await this.childDatasets(this.volumes)).map((ds) => ds.slice(this.volumes.length + 1)).sort();
   }
 
   async createVolume(vol: string): Promise<string> {
     const ds = this.dataset(vol);
-    if (exists(ds)) throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, vol);
     try {
-      zfs(['create', ds]);
-      this.ensureMounted(ds);
+      await zfs(['create', ds]);
+      await this.ensureMounted(ds);
     } catch (err) {
-      if (exists(ds)) destroy(ds, true);
+      if (await exists(ds)) await destroy(ds, true);
       throw storageFailure(`create volume ${vol}`, this.record.name, err);
     }
+    this.seen.add(ds);
     return this.volumePath(vol);
   }
 
   async deleteVolume(vol: string): Promise<void> {
-    const ds = this.existingVolume(vol);
+    await requireVolume(this, vol);
+    const ds = this.dataset(vol);
     try {
-      const origin = this.origins().get(ds);
+      const origin = (await this.origins()).get(ds);
       const heirs = await this.handOverSnapshots(ds);
-      destroy(ds, true);
+      await destroy(ds, true);
       this.seen.delete(ds);
-      for (const heir of heirs) this.dropUnneededHidden(heir);
-      if (origin && isHidden(origin)) this.dropIfUnneeded(origin);
+      for (const heir of heirs) await this.dropUnneededHidden(heir);
+      if (origin && isHidden(origin)) await this.dropIfUnneeded(origin);
     } catch (err) {
       throw storageFailure(`delete volume ${vol}`, this.record.name, err);
     }
@@ -253,8 +272,8 @@ class ZfsPool implements Pool {
   private async handOverSnapshots(ds: string): Promise<string[]> {
     const heirs: string[] = [];
     for (;;) {
-      const snaps = this.snapshotNames(ds);
-      const origins = this.origins();
+      const snaps = await this.snapshotNames(ds);
+      const origins = await this.origins();
       const dependents = [...origins].filter(([, origin]) => snaps.includes(origin.slice(ds.length + 1)) && origin.startsWith(`${ds}@`));
       if (dependents.length === 0) return heirs;
       if (dependents.some(([clone]) => clone.startsWith(`${this.record.dataset}/tmp/`))) {
@@ -265,24 +284,24 @@ class ZfsPool implements Pool {
       await withUndo(async (undo) => {
         for (const snap of snaps.slice(0, index(origin) + 1).filter((s) => !isHidden(s))) {
           const hidden = `${HIDDEN}from-${randomTag()}-${snap}`;
-          zfs(['rename', `${ds}@${snap}`, `${ds}@${hidden}`]);
-          undo.add(`rename ${hidden} back`, () => void zfs(['rename', `${ds}@${hidden}`, `${ds}@${snap}`]));
+          await zfs(['rename', `${ds}@${snap}`, `${ds}@${hidden}`]);
+          undo.add(`rename ${hidden} back`, async () => { await zfs(['rename', `${ds}@${hidden}`, `${ds}@${snap}`]); });
         }
-        zfs(['promote', heir]);
+        await zfs(['promote', heir]);
       });
       heirs.push(heir);
     }
   }
 
   async snapshot(vol: string, snap: string): Promise<SnapshotInfo> {
-    const ds = this.existingVolume(vol);
-    validateSnapshotName(snap);
+    await requireVolume(this, vol);
+    const full = this.snapshotHandle(vol, snap);
     const createdAt = new Date().toISOString();
     try {
-      zfs(['snapshot', `${ds}@${snap}`]);
+      await zfs(['snapshot', full]);
     } catch (err) {
       // Asked only on failure: the usual snapshot runs one command.
-      if (exists(`${ds}@${snap}`)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+      if (await exists(full)) throw snapshotExists(vol, snap);
       throw storageFailure(`snapshot ${vol}@${snap}`, this.record.name, err);
     }
     // A new snapshot holds no space of its own yet; listSnapshots asks zfs for sizes.
@@ -290,30 +309,33 @@ class ZfsPool implements Pool {
   }
 
   async listSnapshots(vol: string): Promise<SnapshotInfo[]> {
-    const ds = this.existingVolume(vol);
-    return this.infos(ds, this.snapshotNames(ds).filter((s) => !isHidden(s)));
+    await requireVolume(this, vol);
+    const ds = this.dataset(vol);
+    return this.infos(ds, (await this.snapshotNames(ds)).filter((s) => !isHidden(s)));
   }
 
   async deleteSnapshot(vol: string, snap: string): Promise<void> {
-    const full = this.existingSnapshot(vol, snap);
-    const clones = [...this.origins()].filter(([, origin]) => origin === full).map(([clone]) => clone);
+    await requireSnapshot(this, vol, snap);
+    const full = this.snapshotHandle(vol, snap);
+    const clones = [...(await this.origins())].filter(([, origin]) => origin === full).map(([clone]) => clone);
     if (clones.length > 0) throw dependentClones(vol, snap, clones.map((c) => this.describe(c)));
     try {
-      destroy(full);
+      await destroy(full);
     } catch (err) {
       throw storageFailure(`delete snapshot ${vol}@${snap}`, this.record.name, err);
     }
   }
 
   async rollback(vol: string, snap: string): Promise<void> {
-    const full = this.existingSnapshot(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const full = this.snapshotHandle(vol, snap);
     const ds = this.dataset(vol);
-    const snaps = this.snapshotNames(ds);
+    const snaps = await this.snapshotNames(ds);
     const newer = snaps.slice(snaps.indexOf(snap) + 1);
     if (newer.length > 0) {
       // `zfs rollback -r` would destroy them (and -R their clones): never implicitly.
       const visible = newer.filter((s) => !isHidden(s));
-      const clones = [...this.origins()].filter(([, o]) => newer.some((s) => o === `${ds}@${s}`)).map(([c]) => this.describe(c));
+      const clones = [...(await this.origins())].filter(([, o]) => newer.some((s) => o === `${ds}@${s}`)).map(([c]) => this.describe(c));
       throw new StorageError(
         `cannot roll back ${vol} to ${snap}: zfs only rolls back to the newest snapshot, and ${vol} has newer ` +
           [visible.length > 0 && `snapshots (${visible.join(', ')})`, clones.length > 0 && `clones (${clones.join(', ')})`].filter(Boolean).join(' and '),
@@ -321,95 +343,103 @@ class ZfsPool implements Pool {
       );
     }
     try {
-      zfs(['rollback', full]);
-      this.ensureMounted(ds);
+      await zfs(['rollback', full]);
+      await this.ensureMounted(ds);
     } catch (err) {
       throw storageFailure(`roll back ${vol} to ${snap}`, this.record.name, err);
     }
   }
 
   async clone(src: string, snap: string | undefined, dst: string): Promise<string> {
-    const ds = this.existingVolume(src);
-    if (snap !== undefined) this.existingSnapshot(src, snap);
+    if (snap === undefined) await requireVolume(this, src);
+    else await requireSnapshot(this, src, snap);
+    const ds = this.dataset(src);
     const target = this.dataset(dst);
-    if (exists(target)) throw new AlreadyExistsError(`volume ${dst} already exists in pool ${this.record.name}`);
+    await requireNoVolume(this, dst);
     try {
       await withUndo(async (undo) => {
         let origin = `${ds}@${snap}`;
         if (snap === undefined) {
           // Clones need a snapshot; this one lives (hidden) as long as the clone.
           origin = `${ds}@${HIDDEN}clone-${dst}-${randomTag()}`;
-          zfs(['snapshot', origin]);
+          await zfs(['snapshot', origin]);
           undo.add(`destroy ${origin}`, () => destroy(origin));
         }
-        zfs(['clone', origin, target]);
+        await zfs(['clone', origin, target]);
         undo.add(`destroy ${target}`, () => destroy(target, true));
-        this.ensureMounted(target);
+        await this.ensureMounted(target);
       });
     } catch (err) {
       throw storageFailure(`clone ${src}${snap ? `@${snap}` : ''} to ${dst}`, this.record.name, err);
     }
+    this.seen.add(target);
     return this.volumePath(dst);
   }
 
-  send(vol: string, snap: string, opts: SendOptions): Readable {
+  async send(vol: string, snap: string, opts: SendOptions): Promise<Readable> {
     checkSendOptions(this.driver, opts);
-    const full = this.existingSnapshot(vol, snap);
+    await requireSnapshot(this, vol, snap);
+    const full = this.snapshotHandle(vol, snap);
     if (opts.format === 'zfs') {
-      if (opts.parent !== undefined) this.existingSnapshot(vol, opts.parent);
-      return toolOutput('zfs', ['send', ...(opts.parent !== undefined ? ['-i', `@${opts.parent}`] : []), full]);
+      if (opts.parent !== undefined) await requireSnapshot(this, vol, opts.parent);
+      return runOutput('zfs', ['send', ...(opts.parent !== undefined ? ['-i', `@${opts.parent}`] : []), full]);
     }
     // tar: read the snapshot through a short-lived read-only clone (zfs-fuse has no .zfs/snapshot).
     const tmp = `${this.record.dataset}/tmp/send-${process.pid}-${randomTag()}`;
     try {
-      zfs(['clone', '-o', 'readonly=on', full, tmp]);
-      this.ensureMounted(tmp);
+      await zfs(['clone', '-o', 'readonly=on', full, tmp]);
+      await this.ensureMounted(tmp);
     } catch (err) {
-      if (exists(tmp)) destroy(tmp);
+      if (await exists(tmp)) await destroy(tmp);
       throw storageFailure(`send ${vol}@${snap}`, this.record.name, err);
     }
-    return packTree(path.join(this.record.dir, 'tmp', path.basename(tmp)), { onClose: () => destroy(tmp) });
+    const release = sharedRun(async () => {
+      if (await exists(tmp)) await destroy(tmp);
+    });
+    return endingAfter(packTree(path.join(this.record.dir, 'tmp', path.basename(tmp)), { onClose: release }), release);
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
+    const readable = holdInput(input);
     checkReceive(this.driver, vol, snap, opts);
     const ds = this.dataset(vol);
     if (opts.format === 'tar') return receiveTar(this, vol, snap, input);
     try {
-      if (opts.parent === undefined && exists(ds)) {
-        throw new AlreadyExistsError(`volume ${vol} already exists in pool ${this.record.name}`, 'a full stream creates the volume: delete it first or receive under another name');
-      }
-      if (opts.parent !== undefined) this.existingSnapshot(vol, opts.parent);
-      if (exists(`${ds}@${snap}`)) throw new AlreadyExistsError(`snapshot ${vol}@${snap} already exists`);
+      if (opts.parent === undefined) await requireNoVolume(this, vol, FULL_STREAM_HINT);
+      else await requireSnapshot(this, vol, opts.parent);
+      await requireNoSnapshot(this, vol, snap);
       await withUndo(async (undo) => {
         if (opts.parent === undefined) undo.add(`destroy ${ds}`, () => destroy(ds, true));
         // -F: discard changes made since the parent, as the other drivers' receive does.
-        await toolAsync('zfs', ['recv', ...(opts.parent !== undefined ? ['-F'] : []), `${ds}@${snap}`], input);
-        if (opts.parent !== undefined) this.dropFuseCaches(ds);
-        this.ensureMounted(ds);
+        readable();
+        await run('zfs', ['recv', ...(opts.parent !== undefined ? ['-F'] : []), `${ds}@${snap}`], { input });
+        if (opts.parent !== undefined) await this.dropFuseCaches(ds);
+        await this.ensureMounted(ds);
       });
     } catch (err) {
       input.destroy();
       throw storageFailure(`receive ${vol}@${snap}`, this.record.name, err);
     }
+    this.seen.add(ds);
   }
 
   async usage(): Promise<PoolUsage> {
-    const [used, available] = zfs(['get', '-Hp', '-o', 'value', 'used,available', this.record.dataset]).stdout.trim().split('\n').map(Number);
+    const out = (await zfs(['get', '-Hp', '-o', 'value', 'used,available', this.record.dataset])).stdout;
+    const [used, available] = out.trim().split('\n').map(Number);
     return { sizeBytes: used + available, usedBytes: used };
   }
 
   /** After an import (reboot) or a daemon restart, volumes may be unmounted. Remembers which volumes exist. */
-  mountAll(): void {
-    const r = zfs(['list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', this.volumes], { allowFail: true });
+  async mountAll(): Promise<void> {
+    const r = await zfs(['list', '-H', '-o', 'name,mounted', '-r', '-t', 'filesystem', this.volumes], { allowFail: true });
     if (r.status !== 0) {
-      if (!exists(this.volumes)) throw new NotFoundError(`pool ${this.record.name}: dataset ${this.volumes} does not exist`);
+      if (!(await exists(this.volumes))) throw new NotFoundError(`pool ${this.record.name}: dataset ${this.volumes} does not exist`);
       throw new CommandError(commandLine('zfs', ['list', this.volumes]), r.status, r.stderr);
     }
     for (const line of r.stdout.trim().split('\n')) {
       const [name, mounted] = line.split('\t');
       if (name === this.volumes || !name) continue;
-      if (mounted === 'no') zfs(['mount', name]);
+      if (mounted === 'no') await zfs(['mount', name]);
       this.seen.add(name);
     }
   }
@@ -419,33 +449,33 @@ class ZfsPool implements Pool {
    * show the old sizes and contents; a remount drops them. (Kernel ZFS
    * mounts are not FUSE and need nothing.)
    */
-  private dropFuseCaches(ds: string): void {
-    const mountpoint = zfs(['get', '-H', '-o', 'value', 'mountpoint', ds]).stdout.trim();
+  private async dropFuseCaches(ds: string): Promise<void> {
+    const mountpoint = (await zfs(['get', '-H', '-o', 'value', 'mountpoint', ds])).stdout.trim();
     if (!mountFsType(mountpoint)?.startsWith('fuse')) return;
-    zfs(['umount', ds]);
-    zfs(['mount', ds]);
+    await zfs(['umount', ds]);
+    await zfs(['mount', ds]);
   }
 
-  private ensureMounted(ds: string): void {
-    const mountpoint = zfs(['get', '-H', '-o', 'value', 'mountpoint', ds]).stdout.trim();
-    if (!isMountpoint(mountpoint)) zfs(['mount', ds], { allowFail: true });
+  private async ensureMounted(ds: string): Promise<void> {
+    const mountpoint = (await zfs(['get', '-H', '-o', 'value', 'mountpoint', ds])).stdout.trim();
+    if (!isMountpoint(mountpoint)) await zfs(['mount', ds], { allowFail: true });
     if (!isMountpoint(mountpoint)) throw new StorageError(`dataset ${ds} is not mounted at ${mountpoint}`);
   }
 
-  private childDatasets(parent: string): string[] {
-    const out = zfs(['list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent]).stdout;
+  private async childDatasets(parent: string): Promise<string[]> {
+    const out = (await zfs(['list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', parent])).stdout;
     return out.split('\n').filter((l) => l && l !== parent);
   }
 
   /** Snapshot names (after "@") of a dataset, oldest first (zfs lists them in creation order). */
-  private snapshotNames(ds: string): string[] {
-    const out = zfs(['list', '-H', '-o', 'name', '-t', 'snapshot', '-d', '1', ds]).stdout;
+  private async snapshotNames(ds: string): Promise<string[]> {
+    const out = (await zfs(['list', '-H', '-o', 'name', '-t', 'snapshot', '-d', '1', ds])).stdout;
     return out.split('\n').filter(Boolean).map((l) => l.slice(ds.length + 1));
   }
 
   /** clone dataset -> its origin snapshot, for every clone in the pool. */
-  private origins(): Map<string, string> {
-    const out = zfs(['list', '-H', '-o', 'name,origin', '-r', '-t', 'filesystem', this.record.dataset]).stdout;
+  private async origins(): Promise<Map<string, string>> {
+    const out = (await zfs(['list', '-H', '-o', 'name,origin', '-r', '-t', 'filesystem', this.record.dataset])).stdout;
     const result = new Map<string, string>();
     for (const line of out.split('\n')) {
       const [name, origin] = line.split('\t');
@@ -455,18 +485,18 @@ class ZfsPool implements Pool {
   }
 
   /** Destroy the hidden snapshots of `ds` that no clone needs any more. */
-  private dropUnneededHidden(ds: string): void {
-    for (const snap of this.snapshotNames(ds).filter(isHidden)) this.dropIfUnneeded(`${ds}@${snap}`);
+  private async dropUnneededHidden(ds: string): Promise<void> {
+    for (const snap of (await this.snapshotNames(ds)).filter(isHidden)) await this.dropIfUnneeded(`${ds}@${snap}`);
   }
 
-  private dropIfUnneeded(full: string): void {
-    if (![...this.origins().values()].includes(full) && exists(full)) destroy(full);
+  private async dropIfUnneeded(full: string): Promise<void> {
+    if (![...(await this.origins()).values()].includes(full) && (await exists(full))) await destroy(full);
   }
 
-  private infos(ds: string, snaps: string[]): SnapshotInfo[] {
+  private async infos(ds: string, snaps: string[]): Promise<SnapshotInfo[]> {
     if (snaps.length === 0) return [];
     const props = new Map<string, Record<string, string>>();
-    const out = zfs(['get', '-Hp', '-o', 'name,property,value', 'creation,used,referenced', ...snaps.map((s) => `${ds}@${s}`)]).stdout;
+    const out = (await zfs(['get', '-Hp', '-o', 'name,property,value', 'creation,used,referenced', ...snaps.map((s) => `${ds}@${s}`)])).stdout;
     for (const line of out.split('\n').filter(Boolean)) {
       const [name, prop, value] = line.split('\t');
       props.set(name, { ...props.get(name), [prop]: value });
@@ -485,19 +515,6 @@ class ZfsPool implements Pool {
   /** A clone's name as the user knows it: the volume name, or the dataset for anything else. */
   private describe(clone: string): string {
     return clone.startsWith(`${this.volumes}/`) ? clone.slice(this.volumes.length + 1) : clone;
-  }
-
-  private existingVolume(vol: string): string {
-    const ds = this.dataset(vol);
-    // Seen at open: the caller holds the volume's container lock, so it is still there.
-    if (!this.seen.has(ds) && !exists(ds)) throw new NotFoundError(`volume ${vol} not found in pool ${this.record.name}`);
-    return ds;
-  }
-
-  private existingSnapshot(vol: string, snap: string): string {
-    const full = `${this.existingVolume(vol)}@${validateSnapshotName(snap)}`;
-    if (!exists(full)) throw new NotFoundError(`snapshot ${vol}@${snap} not found`, `see the volume's snapshots`);
-    return full;
   }
 }
 

@@ -23,9 +23,13 @@ const TAG = `tsvz-${crypto.randomBytes(3).toString('hex')}`;
 const t = new TestRoot();
 const made = { pools: [] as string[], tmpfs: [] as string[], dirs: [] as string[] };
 
+/** What each driver misses here: asked once, before the suites are declared (at the end of this file). */
+const missingHere = new Map<string, string[]>();
+const suites: (() => void)[] = [];
+
 function driverSkip(driver: string): string | undefined {
   if (rootSkip) return rootSkip;
-  const missing = getDriver(driver).missing();
+  const missing = missingHere.get(driver)!;
   return missing.length > 0 ? missing.join('; ') : undefined;
 }
 
@@ -109,7 +113,7 @@ const CASES: DriverCase[] = [
   },
 ];
 
-for (const dc of CASES) {
+for (const dc of CASES) suites.push(() => {
   const skip = driverSkip(dc.driver);
   if (skip) console.log(`# skipped ${dc.driver} pool tests: ${skip}`);
 
@@ -209,9 +213,9 @@ for (const dc of CASES) {
       if (dc.driver === 'dir') assert.deepEqual(fs.readdirSync(rec.path), [], 'the --source stays, emptied');
     });
   });
-}
+});
 
-describe('bad input: one clear line, nothing made', { skip: rootSkip }, () => {
+suites.push(() => describe('bad input: one clear line, nothing made', { skip: rootSkip }, () => {
   const noPoolLeft = () => {
     assert.deepEqual(catalogPools().filter((p) => p.includes('-bad')), []);
     const dir = path.join(t.dir, 'pools');
@@ -231,7 +235,7 @@ describe('bad input: one clear line, nothing made', { skip: rootSkip }, () => {
     if (!driverSkip('zfs')) {
       assertFails(['pool', 'create', `${TAG}-bad`, '--driver', 'zfs', '--source', `${TAG}-nosuch/ds`], /zfs dataset .* does not exist/);
     }
-    const lvmMissing = getDriver('lvm').missing();
+    const lvmMissing = missingHere.get('lvm')!;
     if (lvmMissing.length > 0) {
       assertFails(['pool', 'create', `${TAG}-bad`, '--driver', 'lvm', '--size', '256M'], new RegExp(`lvm cannot be used on this host: ${lvmMissing[0]}`));
     }
@@ -268,9 +272,9 @@ describe('bad input: one clear line, nothing made', { skip: rootSkip }, () => {
     assert.ok(fs.existsSync(path.join(t.dir, 'containers', 'plain', 'snapshots', 'one', 'bin', 'busybox')));
     t.ok(['destroy', 'plain']);
   });
-});
+}));
 
-describe('a pool that fills up during a snapshot or clone', { skip: rootSkip }, () => {
+suites.push(() => describe('a pool that fills up during a snapshot or clone', { skip: rootSkip }, () => {
   test('the error says so; the container and its snapshots are intact; nothing half-made stays', () => {
     const mnt = scratchDir('tmpfs');
     assert.equal(sh('mount', ['-t', 'tmpfs', '-o', 'size=12M', `${TAG}-full`, mnt]).status, 0);
@@ -304,9 +308,9 @@ describe('a pool that fills up during a snapshot or clone', { skip: rootSkip }, 
     t.ok(['destroy', '--force', 'full1']);
     t.ok(['pool', 'rm', pool]);
   });
-});
+}));
 
-describe('a btrfs pool: half-made creates, checkpoint and restore', { skip: driverSkip('btrfs') }, () => {
+suites.push(() => describe('a btrfs pool: half-made creates, checkpoint and restore', { skip: driverSkip('btrfs') }, () => {
   const pool = `${TAG}-ck`;
 
   test('destroy --force removes the volume of a create killed half-way', async () => {
@@ -366,9 +370,9 @@ describe('a btrfs pool: half-made creates, checkpoint and restore', { skip: driv
     t.ok(['destroy', '--force', 'ck']);
     t.ok(['pool', 'rm', pool]);
   });
-});
+}));
 
-after(() => {
+suites.push(() => after(() => {
   if (rootSkip) return;
   const problems: string[] = [];
   const containersDir = path.join(t.dir, 'containers');
@@ -397,4 +401,10 @@ after(() => {
   const mounts = (sh('mount', []).stdout ?? '').split('\n').filter((l) => l.includes(TAG));
   if (mounts.length) problems.push(`mounts left: ${mounts.join('; ')}`);
   assert.deepEqual(problems, []);
-});
+}));
+
+// The suites are declared once every driver has said what it misses (its probes run tools).
+void (async () => {
+  for (const driver of ['btrfs', 'zfs', 'dir', 'lvm']) missingHere.set(driver, await getDriver(driver).missing());
+  for (const declare of suites) declare();
+})();
