@@ -28,3 +28,20 @@ export async function pollUntil(cond: () => boolean | Promise<boolean>, opts: Po
     await sleep(Math.min(delay, left));
   }
 }
+
+/**
+ * For a loop of short synchronous steps (making hundreds of symlinks,
+ * walking a tree): call the returned function after each step and await
+ * what it returns; every `sliceMs` it yields to the event loop, so a long
+ * loop never holds a daemon's other calls for longer than a slice.
+ */
+export function timeSlicer(sliceMs = 2): () => Promise<void> | undefined {
+  let sliceEnd = performance.now() + sliceMs;
+  return () => {
+    if (performance.now() < sliceEnd) return undefined;
+    return new Promise<void>((resolve) => setImmediate(() => {
+      sliceEnd = performance.now() + sliceMs;
+      resolve();
+    }));
+  };
+}

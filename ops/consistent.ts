@@ -1,6 +1,6 @@
 import { freezerFor, isFrozen, withFrozen } from '../runtime/cgroups/freezer';
 import type { Container } from '../runtime/container';
-import type { RootfsStore } from '../storage/volumes';
+import type { RootfsStore } from '../storage';
 
 /**
  * Run `body` (a snapshot or clone of the container's rootfs) so that it sees

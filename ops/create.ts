@@ -16,8 +16,7 @@ import { Container } from '../runtime/container';
 import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { resolveTemplate } from '../runtime/templates';
-import { DEFAULT_POOL } from '../storage/pool-catalog';
-import { withStore } from '../storage/volumes';
+import { DEFAULT_POOL, withStore } from '../storage';
 
 /** A network as asked for: the address is checked and the gateway derived by create. */
 export type NetRequest = { mode: 'none' } | { mode: 'bridge'; address: string; bridge?: string; gateway?: string };

@@ -6,8 +6,7 @@ import { Container } from '../runtime/container';
 import { InvalidStateError, NotFoundError } from '../lib/errors';
 import { unmountUnder } from '../lib/mounts';
 import { Root } from '../lib/root';
-import { DEFAULT_POOL } from '../storage/pool-catalog';
-import { withStore } from '../storage/volumes';
+import { DEFAULT_POOL, withStore } from '../storage';
 import { creatingPrefix } from './create';
 import { reconcile, releaseHostResources } from '../runtime/release';
 
@@ -41,7 +40,7 @@ export async function destroyContainer(root: Root, name: string, force = false):
     }
     for (const dir of leftovers) {
       await unmountUnder(dir);
-      fs.rmSync(dir, { recursive: true, force: true });
+      await fs.promises.rm(dir, { recursive: true, force: true });
     }
   });
 }

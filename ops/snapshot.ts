@@ -1,11 +1,8 @@
 import fs = require('node:fs');
 import { Container } from '../runtime/container';
 import { AlreadyExistsError, InvalidStateError, NotFoundError } from '../lib/errors';
-import { SnapshotCatalog, SnapshotRecord } from '../storage/snapshot-catalog';
-import { StorageError } from '../storage/errors';
-import { validateSnapshotName } from '../storage/validate';
+import { RootfsStore, SnapshotCatalog, SnapshotRecord, StorageError, validateSnapshotName, withStore } from '../storage';
 import { withUndo } from '../lib/undo';
-import { RootfsStore, withStore } from '../storage/volumes';
 import { consistently } from './consistent';
 import { reconcile } from '../runtime/release';
 import { writeState } from '../runtime/state';

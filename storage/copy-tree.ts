@@ -1,6 +1,7 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
+import { timeSlicer } from '../lib/poll';
 import { run } from '../lib/process';
 
 /**
@@ -32,7 +33,7 @@ const MAX_WORKERS = 4;
 const WALK_BUDGET_MS = 25;
 
 export async function copyTree(src: string, dst: string): Promise<void> {
-  const plan = parallelPlan(src);
+  const plan = await parallelPlan(src);
   if (plan.length === 0) {
     await run('cp', [...CP, '--no-target-directory', '--', src, dst]);
     return;
@@ -48,9 +49,9 @@ export async function copyTree(src: string, dst: string): Promise<void> {
 }
 
 /** The big files of `src`, dealt out to parallel workers; none when a plain `cp -a` will do. */
-export function parallelPlan(src: string, workers = Math.min(MAX_WORKERS, os.availableParallelism())): BigFile[][] {
+export async function parallelPlan(src: string, workers = Math.min(MAX_WORKERS, os.availableParallelism())): Promise<BigFile[][]> {
   if (workers < 2) return [];
-  const big = bigFiles(src, Date.now() + WALK_BUDGET_MS);
+  const big = await bigFiles(src, Date.now() + WALK_BUDGET_MS);
   if (!big || big.reduce((sum, f) => sum + f.size, 0) < PARALLEL_MIN_BYTES) return [];
   return shares(big, workers);
 }
@@ -61,12 +62,18 @@ export interface BigFile {
   size: number;
 }
 
-/** Regular files of BIG_FILE_BYTES or more with a single link, biggest first; undefined past `deadline`. */
-function bigFiles(root: string, deadline: number): BigFile[] | undefined {
+/**
+ * Regular files of BIG_FILE_BYTES or more with a single link, biggest first;
+ * undefined past `deadline`. Synchronous calls (an lstat through the thread
+ * pool costs several times one made here), yielding between directories.
+ */
+async function bigFiles(root: string, deadline: number): Promise<BigFile[] | undefined> {
   const found: BigFile[] = [];
   const dirs = [''];
+  const slice = timeSlicer();
   for (let rel = dirs.pop(); rel !== undefined; rel = dirs.pop()) {
     if (Date.now() > deadline) return undefined;
+    await slice();
     for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
       const child = path.join(rel, e.name);
       if (e.isDirectory()) dirs.push(child);

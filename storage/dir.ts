@@ -215,7 +215,7 @@ class DirPool implements Pool {
         undo.add(`remove ${tmp}`, () => removeTree(tmp));
         await copyTree(from, tmp);
         if (snap !== undefined) {
-          writeJsonAtomic(this.layout.originFile(dst), { volume: src, snapshot: snap });
+          await writeJsonAtomic(this.layout.originFile(dst), { volume: src, snapshot: snap });
           undo.add('remove origin record', () => fs.rmSync(this.layout.originFile(dst), { force: true }));
         }
         fs.renameSync(tmp, target);

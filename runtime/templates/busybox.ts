@@ -1,6 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { NotSupportedError } from '../../lib/errors';
+import { timeSlicer } from '../../lib/poll';
 import { run } from '../../lib/process';
 import type { Template } from './index';
 
@@ -39,7 +40,10 @@ export class BusyboxTemplate implements Template {
     fs.copyFileSync(BUSYBOX_BINARY, path.join(rootfs, 'bin/busybox'));
     fs.chmodSync(path.join(rootfs, 'bin/busybox'), 0o755);
     const applets = (await run(BUSYBOX_BINARY, ['--list-full'])).stdout.split('\n').filter(Boolean);
+    // Hundreds of symlinks: a daemon's other calls get their turn in between.
+    const slice = timeSlicer();
     for (const applet of applets) {
+      await slice();
       const link = path.join(rootfs, applet);
       if (applet === 'bin/busybox' || fs.lstatSync(link, { throwIfNoEntry: false })) continue;
       fs.mkdirSync(path.dirname(link), { recursive: true });

@@ -18,6 +18,8 @@ if (skip) console.log(`# skipped concurrency tests: ${skip}`);
 
 /** The longest the event loop may be held by one step while others wait. */
 const MAX_STALL_MS = 50;
+/** The sampling timer's period, which every recorded delay includes. */
+const RESOLUTION_MS = 2;
 
 /**
  * What a daemon does: many operations on several containers at once, from
@@ -37,7 +39,7 @@ describe('one process, many operations on five containers at once', { skip }, ()
   after(() => t.cleanup());
 
   test(`every operation succeeds and the event loop never stalls ${MAX_STALL_MS} ms`, async (tc) => {
-    const delay = monitorEventLoopDelay({ resolution: 5 });
+    const delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
     delay.enable();
     const done: string[] = [];
     const step = async <T>(what: string, op: () => Promise<T>): Promise<T> => {
@@ -76,8 +78,8 @@ describe('one process, many operations on five containers at once', { skip }, ()
       await lister;
       delay.disable();
     }
-    const ms = (ns: number) => ns / 1e6;
-    tc.diagnostic(`${done.length} operations; event loop delay p50 ${ms(delay.percentile(50)).toFixed(1)} ms, p99 ${ms(delay.percentile(99)).toFixed(1)} ms, max ${ms(delay.max).toFixed(1)} ms`);
+    const ms = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+    tc.diagnostic(`${done.length} operations; event loop stalls p50 ${ms(delay.percentile(50)).toFixed(1)} ms, p99 ${ms(delay.percentile(99)).toFixed(1)} ms, max ${ms(delay.max).toFixed(1)} ms`);
     assert.ok(done.filter((d) => d !== 'list').length >= 20, `ran ${done.length} operations`);
     assert.ok(ms(delay.max) < MAX_STALL_MS, `the event loop stalled for ${ms(delay.max).toFixed(1)} ms`);
     for (const n of names) assert.equal(JSON.parse(t.ok(['info', n, '--json'])).state, 'running');

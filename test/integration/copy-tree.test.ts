@@ -73,7 +73,7 @@ describe('copyTree: big files by parallel workers, the rest by one cp -a', { ski
       fs.utimesSync(p(rel), 1_600_000_000.123456, 1_600_000_001.654321);
     }
 
-    const plan = parallelPlan(src, 2);
+    const plan = await parallelPlan(src, 2);
     assert.equal(plan.length, 2, 'two workers');
     assert.deepEqual(plan.flat().map((f) => f.rel).sort(), ['data/a.img', 'data/deep/er/b.img', 'locked/c.img'], 'single-link big files only');
 
@@ -83,13 +83,13 @@ describe('copyTree: big files by parallel workers, the rest by one cp -a', { ski
     if (os.availableParallelism() < 2) console.log('# one core: copyTree took the plain cp -a path');
   });
 
-  it('a tree without big files is one cp -a', () => {
+  it('a tree without big files is one cp -a', async () => {
     const small = path.join(dir, 'small');
     fs.mkdirSync(small);
     fs.writeFileSync(path.join(small, 'f'), 'x');
     bigSparse(path.join(small, 'one.img'), 40); // big, but not enough of them
-    assert.deepEqual(parallelPlan(small, 2), []);
-    assert.deepEqual(parallelPlan(src, 1), [], 'one worker: nothing to share');
+    assert.deepEqual(await parallelPlan(small, 2), []);
+    assert.deepEqual(await parallelPlan(src, 1), [], 'one worker: nothing to share');
   });
 
   it('a worker that runs out of space fails the copy (cp says why), once every worker stopped', async () => {
