@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { describeError, TsvzError } from '../lib/errors';
+import { codeOf, describeError, TsvzError } from '../lib/errors';
 import { CommandName, commandsFor } from './command-names';
 import { print, printError } from './output';
 import { trace } from '../lib/trace';
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const debug = argv.includes('--debug');
     printError(`tsvz: ${describeError(err)}\n`);
-    if (debug && err instanceof Error) printError(`${err.stack}\n`);
+    if (debug) printError(`code: ${codeOf(err)}\n${err instanceof Error ? err.stack : ''}\n`);
     return err instanceof TsvzError ? err.exitCode : 1;
   }
 }
