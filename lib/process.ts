@@ -22,6 +22,12 @@ export interface RunOptions {
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /**
+   * Kill the tool when this process dies (SIGKILL through the kernel's
+   * parent-death signal): long copies and sends must not run on, outside
+   * any lock, after their operation was killed.
+   */
+  dieWithParent?: boolean;
 }
 
 export interface RunResult {
@@ -76,6 +82,7 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
     return Promise.reject(err);
   }
   const line = commandLine(cmd, args);
+  [file, args] = opts.dieWithParent ? withParentDeathSignal(file, args) : [file, args];
   return new Promise((resolve, reject) => {
     const streamed = opts.input instanceof Readable ? opts.input : undefined;
     const child = childProcess().spawn(file, args, {
@@ -136,10 +143,11 @@ export async function succeeds(cmd: string, args: string[], timeoutMs?: number):
  * exited (to unmount or drop what it was reading). Destroying the stream
  * kills the tool.
  */
-export function runOutput(cmd: string, args: string[], opts: { onClose?: () => void | Promise<void> } = {}): Readable {
+export function runOutput(cmd: string, args: string[], opts: { onClose?: () => void | Promise<void>; dieWithParent?: boolean } = {}): Readable {
   const out = new PassThrough();
   const line = commandLine(cmd, args);
-  const child = childProcess().spawn(resolveTool(cmd), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, argv] = opts.dieWithParent ? withParentDeathSignal(resolveTool(cmd), args) : [resolveTool(cmd), args];
+  const child = childProcess().spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr = collect(child.stderr, MAX_STDERR, 'tail');
   child.stdout.pipe(out, { end: false });
   let done = false;
@@ -164,6 +172,16 @@ export function runOutput(cmd: string, args: string[], opts: { onClose?: () => v
     kill(child);
   });
   return out;
+}
+
+/**
+ * `setpriv --pdeathsig KILL -- FILE ARGS` (util-linux): it sets the signal
+ * and execs the tool in place, so the tool itself dies with this process.
+ * Without setpriv the tool runs as it is.
+ */
+function withParentDeathSignal(file: string, args: string[]): [string, string[]] {
+  const setpriv = findCommand('setpriv');
+  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]] : [file, args];
 }
 
 function kill(child: ChildProcess): void {

@@ -73,7 +73,7 @@ class BtrfsDriver implements StorageDriver {
       undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
       createImage(image, size, undo);
       const dev = await attachLoop(image, undo);
-      await run('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), dev]);
+      await run('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), dev], { dieWithParent: true });
       await mount(dev, mnt, [], undo);
       makeLayout(mnt);
       return { name: spec.name, driver: 'btrfs', mountpoint: mnt, image, dir };
@@ -316,7 +316,7 @@ class BtrfsPool implements Pool {
     if (opts.format === 'tar') return packTree(rootfs);
     if (opts.parent !== undefined) await requireSnapshot(this, vol, opts.parent);
     const parent = opts.parent === undefined ? [] : ['-p', this.snapshotRootfs(vol, opts.parent)];
-    return runOutput('btrfs', ['send', '-q', ...parent, rootfs]);
+    return runOutput('btrfs', ['send', '-q', ...parent, rootfs], { dieWithParent: true });
   }
 
   async receive(vol: string, snap: string, opts: SendOptions, input: Readable): Promise<void> {
@@ -334,7 +334,7 @@ class BtrfsPool implements Pool {
         fs.mkdirSync(stage, { mode: 0o711 });
         undo.add(`discard ${stage}`, () => discardStaging(stage));
         readable();
-        await run('btrfs', ['receive', '-q', stage], { input });
+        await run('btrfs', ['receive', '-q', stage], { input, dieWithParent: true });
         const got = fs.readdirSync(stage);
         if (got.length !== 1) throw new StorageError(`btrfs receive produced ${got.length} subvolumes, expected one`);
         if (got[0] !== 'rootfs') fs.renameSync(path.join(stage, got[0]), path.join(stage, 'rootfs'));

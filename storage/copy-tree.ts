@@ -20,6 +20,8 @@ import { run } from '../lib/process';
  */
 
 const CP = ['-a', '--reflink=auto', '--sparse=auto'];
+/** A copy never runs on, outside its operation's lock, after the operation was killed. */
+const DIE_WITH_US = { dieWithParent: true };
 /** Files this big go to the parallel workers... */
 const BIG_FILE_BYTES = 32 * 1024 ** 2;
 /** ...when together they are worth the walk and the extra processes. */
@@ -35,17 +37,17 @@ const WALK_BUDGET_MS = 25;
 export async function copyTree(src: string, dst: string): Promise<void> {
   const plan = await parallelPlan(src);
   if (plan.length === 0) {
-    await run('cp', [...CP, '--no-target-directory', '--', src, dst]);
+    await run('cp', [...CP, '--no-target-directory', '--', src, dst], DIE_WITH_US);
     return;
   }
   fs.mkdirSync(dst, { mode: 0o700 });
   for (const dir of new Set(plan.flat().map((f) => path.dirname(f.rel)))) fs.mkdirSync(path.join(dst, dir), { recursive: true, mode: 0o700 });
   const results = await Promise.allSettled(plan.map(async (files) => {
-    for (const f of files) await run('cp', [...CP, '--no-target-directory', '--', path.join(src, f.rel), path.join(dst, f.rel)]);
+    for (const f of files) await run('cp', [...CP, '--no-target-directory', '--', path.join(src, f.rel), path.join(dst, f.rel)], DIE_WITH_US);
   }));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
-  await run('cp', [...CP, await skipExisting(), '--', `${src}/.`, dst]);
+  await run('cp', [...CP, await skipExisting(), '--', `${src}/.`, dst], DIE_WITH_US);
 }
 
 /** The big files of `src`, dealt out to parallel workers; none when a plain `cp -a` will do. */

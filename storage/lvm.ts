@@ -221,7 +221,7 @@ class LvmPool implements Pool {
       await withUndo(async (undo) => {
         await lvm('lvcreate', ['-qq', '-y', '-V', `${this.record.volumeSize}b`, '-T', `${this.vg}/${this.record.thinpool}`, '-n', volumeLv(vol)]);
         undo.add(`lvremove ${volumeLv(vol)}`, () => this.remove(volumeLv(vol)));
-        await run('mkfs.ext4', ['-q', '-E', 'lazy_itable_init=1,lazy_journal_init=1', this.dev(volumeLv(vol))]);
+        await run('mkfs.ext4', ['-q', '-E', 'lazy_itable_init=1,lazy_journal_init=1', this.dev(volumeLv(vol))], { dieWithParent: true });
         await mount(this.dev(volumeLv(vol)), dir, VOLUME_MOUNT, undo);
         // A rootfs starts empty (receive and templates insist); e2fsck recreates lost+found if it needs one.
         fs.rmdirSync(path.join(dir, 'lost+found'));

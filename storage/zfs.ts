@@ -382,7 +382,7 @@ class ZfsPool implements Pool {
     const full = this.snapshotHandle(vol, snap);
     if (opts.format === 'zfs') {
       if (opts.parent !== undefined) await requireSnapshot(this, vol, opts.parent);
-      return runOutput('zfs', ['send', ...(opts.parent !== undefined ? ['-i', `@${opts.parent}`] : []), full]);
+      return runOutput('zfs', ['send', ...(opts.parent !== undefined ? ['-i', `@${opts.parent}`] : []), full], { dieWithParent: true });
     }
     // tar: read the snapshot through a short-lived read-only clone (zfs-fuse has no .zfs/snapshot).
     const tmp = `${this.record.dataset}/tmp/send-${process.pid}-${randomTag()}`;
@@ -412,7 +412,7 @@ class ZfsPool implements Pool {
         if (opts.parent === undefined) undo.add(`destroy ${ds}`, () => destroy(ds, true));
         // -F: discard changes made since the parent, as the other drivers' receive does.
         readable();
-        await run('zfs', ['recv', ...(opts.parent !== undefined ? ['-F'] : []), `${ds}@${snap}`], { input });
+        await run('zfs', ['recv', ...(opts.parent !== undefined ? ['-F'] : []), `${ds}@${snap}`], { input, dieWithParent: true });
         if (opts.parent !== undefined) await this.dropFuseCaches(ds);
         await this.ensureMounted(ds);
       });

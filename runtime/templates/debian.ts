@@ -35,7 +35,7 @@ export class DebianTemplate implements Template {
 
   async populate(rootfs: string, ctx: { root: Root; hostname: string }): Promise<void> {
     const cached = await this.ensureCache(ctx.root);
-    await run('cp', ['-a', '--reflink=auto', `${cached}/.`, rootfs]);
+    await run('cp', ['-a', '--reflink=auto', `${cached}/.`, rootfs], { dieWithParent: true });
     fs.writeFileSync(path.join(rootfs, 'etc/hostname'), `${ctx.hostname}\n`);
     // minbase has no init system: busybox's init, installed as /sbin/init.
     const init = path.join(rootfs, 'sbin/init');
@@ -69,7 +69,7 @@ export class DebianTemplate implements Template {
     }
     const building = `${cached}.building-${process.pid}`;
     try {
-      await run('debootstrap', ['--variant=minbase', '--include=busybox', SUITE, building, hostDebianMirror()]);
+      await run('debootstrap', ['--variant=minbase', '--include=busybox', SUITE, building, hostDebianMirror()], { dieWithParent: true });
     } catch (err) {
       fs.rmSync(building, { recursive: true, force: true });
       throw err;
