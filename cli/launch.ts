@@ -1,6 +1,7 @@
 import fs = require('node:fs');
 import Module from 'node:module';
 import path = require('node:path');
+import sea = require('node:sea');
 import vm = require('node:vm');
 import { runKeyOf } from './command-names';
 
@@ -10,8 +11,8 @@ import { runKeyOf } from './command-names';
  * code cache, so a command neither resolves ~100 module paths nor compiles
  * their source; what is left is Node's own start-up. Each command (and
  * subcommand: checkpoint-create) has its own cache
- * (dist/bundle/cache/<command>.v8) holding the bytecode of the functions
- * it ran. V8 compiles a function only when it first
+ * (dist/bundle/cache/<node version>/<command>.v8) holding the bytecode of
+ * the functions it ran. V8 compiles a function only when it first
  * runs, and one run of `list` (an empty root) does not take the path of
  * another (running containers), so a cache is rewritten after each of the
  * command's first REFRESHES runs, growing to cover them all; after that it
@@ -23,27 +24,73 @@ import { runKeyOf } from './command-names';
  * `import fs = require('node:fs')`: `import * as fs` compiles to a copy of
  * the module's exports (tsc's __importStar), in every module that imports
  * it, which was a tenth of what `tsvz list` spent of its own.
+ *
+ * The release artifact (scripts/package.js) is Node's single executable:
+ * this file is its main script and the bundle one of its assets, and the
+ * caches go in cache/ beside the executable.
+ *
+ * A cache belongs to one Node (V8 rejects another's, and a command that
+ * alternates between two would rewrite it on every run) and to one build of
+ * the bundle (V8 checks only the source's length): the caches of a Node are
+ * in a directory of their own, named after its version; scripts/build removes
+ * them all, and the artifact's cache directory is named after its build too.
  */
 
 type Main = (argv: string[]) => Promise<number>;
 
-const BUNDLE = path.resolve(__dirname, '..', 'bundle', 'tsvz.js');
+/** Where the bundle is, and where its code caches go. */
+interface Bundle {
+  /** The bundle's file name: its __filename, what its require() resolves from, and what stack traces show. */
+  filename: string;
+  source(): string;
+  cacheDir: string;
+}
+
 const REFRESHES = 5;
 
+/** A checkout: dist/bundle/tsvz.js, beside this file's dist/cli/. */
+function checkoutBundle(): Bundle {
+  const filename = path.resolve(__dirname, '..', 'bundle', 'tsvz.js');
+  return {
+    filename,
+    // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
+    source: () => fs.readFileSync(filename, 'latin1'),
+    cacheDir: path.join(path.dirname(filename), 'cache', process.version),
+  };
+}
+
+/**
+ * The release artifact: the bundle is the executable's asset; its file name
+ * is lib/bundle/tsvz.js in the artifact's directory, so the bundle's
+ * require() finds lib/node_modules (koffi's native module) and its
+ * __dirname is two levels below that directory, as dist/bundle/ is below a
+ * checkout's root (paths computed from __dirname hold in both).
+ */
+function artifactBundle(): Bundle {
+  const dir = path.dirname(process.execPath);
+  const build = sea.getAsset('build-id', 'utf8');
+  return {
+    filename: path.join(dir, 'lib', 'bundle', 'tsvz.js'),
+    source: () => Buffer.from(sea.getRawAsset('tsvz.js') as ArrayBuffer).toString('latin1'),
+    cacheDir: path.join(dir, 'cache', `${build}-${process.version}`),
+  };
+}
+
 export async function launch(argv: string[]): Promise<number> {
-  // TSVZ_BUNDLE=0: module by module, for readable stack traces (--debug).
-  if (process.env.TSVZ_BUNDLE === '0') return (require('./main') as { main: Main }).main(argv);
-  // A tsc run since the last scripts/build left the bundle behind the modules: run those.
-  if (!isFresh(BUNDLE, path.join(__dirname, 'main.js'))) return (require('./main') as { main: Main }).main(argv);
-  // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
-  const source = fs.readFileSync(BUNDLE, 'latin1');
-  const cacheFile = path.join(path.dirname(BUNDLE), 'cache', `${runKeyOf(argv) ?? 'other'}.v8`);
+  const bundle = sea.isSea() ? artifactBundle() : checkoutBundle();
+  if (!sea.isSea()) {
+    // TSVZ_BUNDLE=0: module by module, for readable stack traces (--debug).
+    if (process.env.TSVZ_BUNDLE === '0') return (require('./main') as { main: Main }).main(argv);
+    // A tsc run since the last scripts/build left the bundle behind the modules: run those.
+    if (!isFresh(bundle.filename, path.join(__dirname, 'main.js'))) return (require('./main') as { main: Main }).main(argv);
+  }
+  const cacheFile = path.join(bundle.cacheDir, `${runKeyOf(argv) ?? 'other'}.v8`);
   const cache = readCache(cacheFile);
-  const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData: cache?.data });
-  const bundle = { exports: {} as { main: Main } };
+  const script = new vm.Script(Module.wrap(bundle.source()), { filename: bundle.filename, cachedData: cache?.data });
+  const module = { exports: {} as { main: Main } };
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void;
-  wrapper(bundle.exports, Module.createRequire(BUNDLE), bundle, BUNDLE, path.dirname(BUNDLE));
-  const code = await bundle.exports.main(argv);
+  wrapper(module.exports, Module.createRequire(bundle.filename), module, bundle.filename, path.dirname(bundle.filename));
+  const code = await module.exports.main(argv);
   const runs = !cache || script.cachedDataRejected ? 0 : cache.runs;
   if (runs < REFRESHES) writeCache(cacheFile, runs + 1, script);
   return code;

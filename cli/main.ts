@@ -28,9 +28,25 @@ const LOADERS: Record<CommandName, () => CommandModule> = {
   clone: () => require('./commands/clone'),
 };
 
+/**
+ * `tsvz --version`: the version and commit scripts/bundle.js wrote to
+ * dist/cli/build-info.json (bundled with the CLI, so the release artifact
+ * carries it), and the Node this runs on.
+ */
+function versionLine(): string {
+  let info: { version?: string; commit?: string } = {};
+  try {
+    info = require('./build-info.json') as typeof info;
+  } catch {
+    // tsc alone (no scripts/build) writes no build-info.json.
+  }
+  return `tsvz ${info.version ?? 'unknown'} (commit ${info.commit ?? 'unknown'}, node ${process.version})`;
+}
+
 function buildProgram(commands: readonly CommandName[]): Command {
   const program = new Command('tsvz')
     .description('System containers whose whole state can be frozen, saved, restored and moved.')
+    .version(versionLine(), '-V, --version', 'print the version, commit and Node')
     .option('--root <dir>', 'directory holding all state (env TSVZ_ROOT)', undefined)
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError(false)

@@ -1,4 +1,5 @@
 import path = require('node:path');
+import sea = require('node:sea');
 
 /** Files inside one container's directory. */
 export class ContainerPaths {
@@ -14,7 +15,12 @@ export class ContainerPaths {
   get monitorLog(): string { return path.join(this.dir, 'monitor.log'); }
 }
 
-/** Where the native helpers are built (by `npm install`). */
+/**
+ * The native helpers: in a checkout where `npm install` builds them
+ * (native/build/, two levels above dist/runtime/ and dist/bundle/); in the
+ * release artifact (a single executable: scripts/package.js) in lib/ beside it.
+ */
 export function nativeBinary(name: 'tsvz-monitor' | 'tsvz-exec'): string {
+  if (sea.isSea()) return path.join(path.dirname(process.execPath), 'lib', name);
   return path.resolve(__dirname, '..', '..', 'native', 'build', name);
 }

@@ -15,7 +15,15 @@
  * into a Number anyway (CRIU's RPC has none; its images' page counts and
  * addresses), which protobufjs does by itself without long.js: the bundle
  * leaves it out.
+ *
+ * Before bundling it writes BUILD_DIR/cli/build-info.json (the package's version
+ * and the commit, "-dirty" when tracked files differ from it), which main.ts
+ * reads for `tsvz --version` and the bundle inlines. After it, it writes
+ * BUILD_DIR/bundle/packages.json: the npm packages the bundle holds code of
+ * (the release artifact ships their licenses).
  */
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 const esbuild = require('esbuild');
 
@@ -48,13 +56,25 @@ const withoutLong = {
   },
 };
 
+function gitCommit() {
+  const git = (...args) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    return git('rev-parse', '--short=12', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') ? '-dirty' : '');
+  } catch {
+    return 'unknown'; // not a git checkout
+  }
+}
+const { version } = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+fs.mkdirSync(path.join(out, 'cli'), { recursive: true });
+fs.writeFileSync(path.join(out, 'cli', 'build-info.json'), `${JSON.stringify({ version, commit: gitCommit() })}\n`);
+
 esbuild.build({
   entryPoints: [path.join(out, 'cli', 'main.js')],
   outfile: path.join(out, 'bundle', 'tsvz.js'),
   bundle: true,
   platform: 'node',
   format: 'cjs',
-  target: 'node20',
+  target: 'node22',
   external: ['koffi'],
   // A build dir outside the repo (the VM lane's) still resolves the repo's packages.
   nodePaths: [path.join(repo, 'node_modules')],
@@ -64,4 +84,16 @@ esbuild.build({
   minifySyntax: true,
   charset: 'ascii',
   legalComments: 'none',
-}).catch(() => process.exit(1));
+  metafile: true,
+}).then((result) => {
+  const packages = new Set();
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m) packages.add(m[1]);
+  }
+  fs.writeFileSync(path.join(out, 'bundle', 'packages.json'), `${JSON.stringify([...packages].sort())}\n`);
+}).catch((err) => {
+  // esbuild has printed its own errors already.
+  if (!Array.isArray(err?.errors)) console.error(err);
+  process.exit(1);
+});

@@ -7,7 +7,7 @@ import { commandOf, commandsFor, COMMANDS, runKeyOf } from '../../cli/command-na
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const TSVZ = path.join(REPO, 'bin', 'tsvz');
-const CACHE_DIR = path.join(REPO, 'dist', 'bundle', 'cache');
+const CACHE_DIR = path.join(REPO, 'dist', 'bundle', 'cache', process.version);
 
 const argv = (...args: string[]) => ['node', 'tsvz', ...args];
 
@@ -95,6 +95,28 @@ describe('bin/tsvz: the bundle and its code cache', { skip: whyNoCacheTests() },
     const r = spawnSync(process.execPath, [TSVZ, 'unfreeze', '--help'], { encoding: 'utf8', env: { ...process.env, TSVZ_BUNDLE: '0' } });
     assert.equal(r.status, 0);
     assert.match(r.stdout, /thaw a frozen container/);
+  });
+
+  it("a Node's caches are its own: another Node's are neither read nor rewritten", () => {
+    const other = path.join(REPO, 'dist', 'bundle', 'cache', 'v0.0.0', 'unfreeze.v8');
+    fs.mkdirSync(path.dirname(other), { recursive: true });
+    const garbage = Buffer.concat([Buffer.from([1, 0, 0, 0]), Buffer.from('a cache of another Node')]);
+    try {
+      fs.writeFileSync(other, garbage);
+      fs.rmSync(path.join(CACHE_DIR, 'unfreeze.v8'), { force: true });
+      assert.equal(run('unfreeze', '--help').status, 0);
+      assert.equal(runsRecorded(path.join(CACHE_DIR, 'unfreeze.v8')), 1, 'a cache of its own, from its first run');
+      assert.deepEqual(fs.readFileSync(other), garbage);
+    } finally {
+      fs.rmSync(path.dirname(other), { recursive: true, force: true });
+    }
+  });
+
+  it('--version names the version, the commit and the Node', () => {
+    const { version } = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    const r = run('--version');
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, new RegExp(`^tsvz ${version.replace(/\./g, '\\.')} \\(commit ([0-9a-f]{12}(-dirty)?|unknown), node ${process.version}\\)\n$`));
   });
 
   it('errors are one line on stderr with a non-zero exit, through the bundle too', () => {
