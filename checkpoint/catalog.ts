@@ -16,7 +16,7 @@ export interface CheckpointMeta {
   /** The container kept running after the dump. */
   leaveRunning: boolean;
   tcpEstablished: boolean;
-  /** The network namespace was not dumped (a --net none container: loopback only); restore makes it anew. */
+  /** Made by an older tsvz, which left a --net none network namespace out of the dump: restore makes it anew. */
   emptyNetns?: boolean;
   /** Wall time of the dump, ms (the container was frozen for at most this long). */
   dumpMs: number;
@@ -90,17 +90,37 @@ export class CheckpointCatalog {
   }
 
   /** After a rollback of the container's files to `snapshot`: no checkpoint matches them any more. */
-  async markFilesRolledBack(snapshot: string): Promise<void> {
+  async markFilesRolledBack(snapshot: string): Promise<string[]> {
     const at = new Date().toISOString();
-    for (const meta of this.list()) if (!meta.filesRolledBack) await this.save({ ...meta, filesRolledBack: { snapshot, at } });
+    const marked: string[] = [];
+    for (const meta of this.list()) {
+      if (meta.filesRolledBack) continue;
+      await this.save({ ...meta, filesRolledBack: { snapshot, at } });
+      marked.push(meta.id);
+    }
+    return marked;
   }
 
-  remove(id: string): void {
+  /** The rollback did not happen after all: the checkpoints `ids` match the files again. */
+  async unmarkFilesRolledBack(ids: string[]): Promise<void> {
+    for (const meta of this.list()) {
+      if (!ids.includes(meta.id) || !meta.filesRolledBack) continue;
+      const { filesRolledBack: _undone, ...rest } = meta;
+      await this.save(rest);
+    }
+  }
+
+  async remove(id: string): Promise<void> {
     this.get(id);
     if (this.subdir === 'checkpoints' && this.container.recordedState().checkpoint === id) {
       throw new InvalidStateError(`checkpoint ${id} is where container ${this.container.name} stopped`, `restore it first (\`tsvz restore ${this.container.name}\`), or destroy the container`);
     }
-    fs.rmSync(this.dir(id), { recursive: true, force: true });
+    await fs.promises.rm(this.dir(id), { recursive: true, force: true });
+  }
+
+  /** Is there a directory for `id`, complete or not (a dump killed half-way leaves one)? */
+  hasDir(id: string): boolean {
+    return fs.existsSync(this.dir(id));
   }
 }
 

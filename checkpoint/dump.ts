@@ -5,8 +5,9 @@ import { AlreadyExistsError, SystemError } from '../lib/errors';
 import { faultPause } from '../lib/fault';
 import { reconcile } from '../runtime/release';
 import { pollUntil } from '../lib/poll';
-import { isSameProcess } from '../lib/proc';
+import { isSameProcess, processStartTime } from '../lib/proc';
 import type { ContainerState } from '../runtime/state';
+import type { Intent } from '../lib/intent';
 import { withUndo } from '../lib/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
 import { cgroupYard } from './cgroup-yard';
@@ -26,6 +27,12 @@ export interface CheckpointOptions {
   name?: string;
   leaveRunning?: boolean;
   tcpEstablished?: boolean;
+  /**
+   * The operation's journal (lib/intent.ts): the image directory is recorded
+   * before it is made, and CRIU's post-dump notification (every image
+   * written) is the point past which a killed operation is finished.
+   */
+  intent?: Intent;
 }
 
 /**
@@ -58,6 +65,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
   // after this point may remove them.
   const { dumpMs, record } = await withUndo(async (undo) => {
     fs.mkdirSync(catalog.root, { recursive: true, mode: 0o700 });
+    await opts.intent?.will({ kind: 'remove', path: dir });
     fs.mkdirSync(dir, { mode: 0o700 });
     undo.add('remove partial images', () => fs.rmSync(dir, { recursive: true, force: true }));
     // The record's file is made durable now: after the images, its fsync would wait on theirs.
@@ -82,27 +90,34 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         cgroupYard: cgroupYard(c.root.cacheDir),
         fileLocks: true,
         tcpEstablished: opts.tcpEstablished === true,
-        // A --net none container has only loopback: nothing to lock out, nothing
-        // to save (CRIU's ip/iptables runs, inside the frozen window); restore makes it anew.
+        // A --net none container has only loopback: no peer to lock out. Its
+        // namespace is still dumped: the workload may have set sysctls,
+        // addresses, routes or rules in it, and nothing cheap proves it did not.
         networkLock: loopbackOnly ? 'SKIP' : undefined,
-        emptyNs: loopbackOnly ? CLONE_NEWNET : undefined,
         // /dev is saved by tsvz (dev-tmpfs.ts), not by CRIU's tar.
         external: dev ? [DEV_EXTERNAL_DUMP] : undefined,
         // post-dump: the images are written; CRIU is about to kill (or resume) the tree.
         notifyScripts: true,
       }, {
+        // A tsvz killed mid-dump leaves CRIU to end by itself (it resumes the tree when its client goes): recovery waits for it.
+        onSpawned: (pid) => opts.intent?.willNow({ kind: 'wait-exit', pid, startTime: processStartTime(pid), thawIfKilled: !wasFrozen }),
         onNotify: (script) => {
           if (script === 'network-lock') return faultPause('checkpoint:frozen');
           if (script === 'post-dump') {
             // The tree is still frozen: its /dev is what the images expect.
             if (dev) saveDev(dev, dir);
+            // Every image is written: a tsvz killed from here on leaves a checkpoint to finish, not to undo.
+            opts.intent?.reach('dumped', { meta: { criuVersion: formatVersion(version), kernel: os.release(), leaveRunning: opts.leaveRunning === true, tcpEstablished: opts.tcpEstablished === true } });
             // The device's flush of the images, which the record's write would wait for, runs while CRIU kills a big tree.
             slot.startFlush();
+            return faultPause('checkpoint:dumped');
           }
           return undefined;
         },
       });
     } catch (err) {
+      // CRIU failed after its post-dump notification (killing the tree): it resumed the tree, so there is nothing to finish.
+      opts.intent?.reach(undefined);
       throw explainDumpFailure(err, cg.pids());
     } finally {
       fs.closeSync(imagesFd);
@@ -120,7 +135,6 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     kernel: os.release(),
     leaveRunning: opts.leaveRunning === true,
     tcpEstablished: opts.tcpEstablished === true,
-    ...(loopbackOnly ? { emptyNetns: true } : {}),
     dumpMs,
     sizeBytes: 0,
   };

@@ -6,6 +6,8 @@ import { loopbackUp } from '../runtime/loopback';
 import { MonitorRestore } from '../runtime/monitor';
 import { releaseHostResources } from '../runtime/release';
 import { ContainerState, writeRunning, writeState } from '../runtime/state';
+import { faultPause } from '../lib/fault';
+import type { Intent } from '../lib/intent';
 import { withUndo } from '../lib/undo';
 import { CheckpointCatalog, CheckpointMeta } from './catalog';
 import { CLONE_NEWNET } from './dump';
@@ -24,7 +26,7 @@ import { compareVersions, formatVersion, parseVersion, requireCriu } from './cri
  * it is not running and has opened its pool (ops/restore, a stateful
  * snapshot's rollback).
  */
-export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta): Promise<ContainerState> {
+export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta, opts: { intent?: Intent } = {}): Promise<ContainerState> {
   const criu = new CriuClient();
   const version = await requireCriu('4.1', criu, c.root.cacheDir);
   if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
@@ -34,8 +36,12 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
 
   return withUndo(async (undo) => {
     for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
-    await writeState(c.paths, { status: 'starting' });
+    // Journalled before each step (opts.intent), so a killed restore is undone by the next command.
+    await opts.intent?.will({ kind: 'state', state: current });
+    // The checkpoint it waits on stays in the record while it starts: a restore that dies says where it was.
+    await writeState(c.paths, { status: 'starting', ...(current.checkpoint ? { checkpoint: current.checkpoint } : {}) });
     undo.add('record stopped', () => writeState(c.paths, current));
+    await opts.intent?.will({ kind: 'release' });
     undo.add('release host resources', async () => { await releaseHostResources(c); });
     await c.cgroups().create(cfg.limits);
     const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
@@ -51,7 +57,10 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     let dev: StagedDev | undefined;
     let pid: number;
     try {
+      await opts.intent?.will({ kind: 'remove', path: c.paths.restoreDev });
+      await opts.intent?.will({ kind: 'unmount', path: c.paths.restoreDev });
       dev = stageDev(catalog.dir(meta.id), c.paths.restoreDev);
+      await faultPause('restore:staged');
       pid = await criu.restore(
         {
           imagesDirFd: imagesFd,
@@ -64,8 +73,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
           manageCgroupsMode: 'SOFT',
           fileLocks: true,
           tcpEstablished: meta.tcpEstablished,
-          // Nothing of a --net none netns was dumped (empty_ns): CRIU makes it anew without
-          // looking for its addresses, routes and iptables (two `iptables-restore -V`, ~25 ms here).
+          // Checkpoints of older tsvz left a --net none netns out of the dump (empty_ns): made anew.
           emptyNs: meta.emptyNetns ? CLONE_NEWNET : undefined,
           notifyScripts: true,
           // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
@@ -97,6 +105,9 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     fs.closeSync(ptyMaster);
     ptyMaster = undefined;
 
-    return writeRunning(c.paths, pid, monitor.child.pid);
+    const running = await writeRunning(c.paths, pid, monitor.child.pid);
+    // It runs: a tsvz killed from here on must not undo that, only tidy up.
+    opts.intent?.reach('running');
+    return running;
   });
 }

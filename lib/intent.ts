@@ -76,6 +76,15 @@ export class Intent {
     await this.persist();
   }
 
+  /**
+   * Record a step already taken whose undo only matters if this process
+   * dies (a child's pid): written without fsync, which guards against a kill.
+   */
+  willNow(step: IntentStep): void {
+    this.record.undo.push(step);
+    this.writeFast();
+  }
+
   /** Add to the operation's data (what a finish needs), durably. */
   async note(data: Record<string, unknown>): Promise<void> {
     Object.assign(this.record.data, data);
@@ -87,12 +96,34 @@ export class Intent {
    * write is not fsynced: it guards against the process being killed (the
    * page cache survives that), and it may sit inside a frozen window.
    */
-  reach(point: string, data: Record<string, unknown> = {}): void {
+  reach(point: string | undefined, data: Record<string, unknown> = {}): void {
     this.record.reached = point;
     Object.assign(this.record.data, data);
-    const tmp = `${this.file}.reach`;
+    this.writeFast();
+  }
+
+  private writeFast(): void {
+    const tmp = `${this.file}.fast`;
     fs.writeFileSync(tmp, JSON.stringify(this.record));
     fs.renameSync(tmp, this.file);
+  }
+
+  /** The point of no return passed, if it did. */
+  get reached(): string | undefined {
+    return this.record.reached;
+  }
+
+  /** Past the point of no return, a failure finishes the operation instead of undoing it; kept for the next command if that fails too. */
+  async finishOrKeep(): Promise<string[]> {
+    const finish = this.handlers.finish?.[this.record.op];
+    if (!finish) return [`no way to finish ${this.record.op}: kept for the next command`];
+    try {
+      await finish(this.record);
+    } catch (err) {
+      return [`finish ${this.record.op}: ${(err as Error).message} (kept for the next command)`];
+    }
+    await this.done();
+    return [];
   }
 
   /** The operation is done: nothing to undo. */
@@ -123,7 +154,7 @@ export async function withIntent<T>(dir: string, op: string, data: Record<string
   try {
     result = await body(intent);
   } catch (err) {
-    addCleanupFailures(err, await intent.unwind());
+    addCleanupFailures(err, intent.reached ? await intent.finishOrKeep() : await intent.unwind());
     throw err;
   }
   await intent.done();
@@ -162,6 +193,7 @@ export function writerAlive(record: IntentRecord): boolean {
 export async function recoverIntents(dir: string, handlers: RecoveryHandlers): Promise<string[]> {
   const done: string[] = [];
   const failed: string[] = [];
+  await removeTornWrites(dir);
   for (const { file, record } of pendingIntents(dir)) {
     if (record.op !== 'unreadable' && writerAlive(record)) continue;
     const finish = record.reached ? handlers.finish?.[record.op] : undefined;
@@ -186,6 +218,20 @@ export async function recoverIntents(dir: string, handlers: RecoveryHandlers): P
     throw new SystemError(`cannot recover what an interrupted operation left: ${failed.join('; ')}`);
   }
   return done;
+}
+
+/**
+ * Temp files of journal writes a killed process left (its atomic write's
+ * temp, its fast rewrite's): garbage, since the caller holds the lock every
+ * writer of this directory holds. Those of this process are writes in flight.
+ */
+async function removeTornWrites(dir: string): Promise<void> {
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return; }
+  for (const name of names.filter((n) => !n.endsWith('.json'))) {
+    const writer = /-(\d+)-\d+-\d+\.json/.exec(name)?.[1];
+    if (writer !== undefined && Number(writer) !== process.pid) await fs.promises.rm(path.join(dir, name), { force: true });
+  }
 }
 
 async function undoSteps(record: IntentRecord, handlers: RecoveryHandlers): Promise<string[]> {

@@ -12,3 +12,8 @@ export function mountsUnder(dir: string): string[] {
 export async function unmountUnder(dir: string): Promise<void> {
   for (const point of mountsUnder(dir)) await run('umount', ['-l', point], { allowFail: true });
 }
+
+/** Is something mounted exactly at `dir`? */
+export function isMountpoint(dir: string): boolean {
+  return readMountInfo().some((m) => m.mountPoint === dir);
+}

@@ -20,9 +20,8 @@ export function validateName(name: string, what = 'container'): string {
     throw new InvalidArgumentError(`${what} name is longer than ${MAX_NAME_LENGTH} characters`);
   }
   if (name.startsWith('-')) throw new InvalidArgumentError(`${what} name "${printable(name)}" starts with "-"`);
-  if (name === '.' || name === '..' || name.includes('..')) {
-    throw new InvalidArgumentError(`${what} name "${printable(name)}" contains ".."`);
-  }
+  if (name === '.') throw new InvalidArgumentError(`${what} name "." is not a name`, 'use letters, digits, ".", "_" and "-", starting with a letter or digit');
+  if (name.includes('..')) throw new InvalidArgumentError(`${what} name "${printable(name)}" contains ".."`);
   if (!NAME_PATTERN.test(name)) {
     throw new InvalidArgumentError(
       `${what} name "${printable(name)}" is invalid`,

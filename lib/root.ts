@@ -51,6 +51,8 @@ export class Root {
 
   containerDir(name: string): string { return path.join(this.containersDir, name); }
   lockFile(name: string): string { return path.join(this.locksDir, `${name}.lock`); }
+  /** Journals of a container's (or pool's) operations in progress (lib/intent.ts), beside their lock. */
+  intentsDir(scope: 'containers' | 'pools', name: string): string { return path.join(this.dir, 'intents', scope, name); }
 
   /** Unique per (root, container): names the container's cgroup leaf and host veth. */
   containerKey(name: string): string { return this.id ? `${this.id}-${name}` : name; }

@@ -11,9 +11,13 @@ import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { validateSnapshotName, withStore } from '../storage';
 import { withUndo } from '../lib/undo';
-import { creatingPrefix, resolveNet } from './create';
+import { resolveNet } from './create';
+import { creatingPrefix } from './building';
 import { reconcile } from '../runtime/release';
 import { consistently } from './consistent';
+import { removePartials } from './building';
+import { lockContainer } from './recovery';
+import { faultPoint } from '../lib/fault';
 
 export interface CloneOptions {
   /** Clone this snapshot of the source (default: its current state). */
@@ -37,8 +41,9 @@ export async function cloneContainer(root: Root, srcName: string, dstName: strin
   const src = Container.open(root, srcName);
   if (dstName === srcName) throw new AlreadyExistsError(`container ${dstName} already exists`);
   const dst = new Container(root, dstName);
-  return src.locked(() => dst.locked(async () => {
+  return lockContainer(src, () => lockContainer(dst, async () => {
     if (dst.exists()) throw new AlreadyExistsError(`container ${dstName} already exists`);
+    await removePartials(root, dstName);
     const cfg = src.config;
     const net = await cloneNet(cfg, opts.ip);
     const running = (await reconcile(src)).status === 'running';
@@ -60,6 +65,7 @@ export async function cloneContainer(root: Root, srcName: string, dstName: strin
       };
       await writeJsonAtomic(paths.config, config); // first: it names the pool for `destroy --force`
       await consistently(src, store, running && snap === undefined, () => store.cloneRootfs(srcName, snap, dstName, building, undo));
+      await faultPoint('clone:copied');
       await writeState(paths, { status: 'created' });
       fs.renameSync(building, dst.paths.dir);
       return config;

@@ -17,6 +17,8 @@ import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { resolveTemplate } from '../runtime/templates';
 import { DEFAULT_POOL, withStore } from '../storage';
+import { creatingPrefix, removePartials } from './building';
+import { lockContainer } from './recovery';
 
 /** A network as asked for: the address is checked and the gateway derived by create. */
 export type NetRequest = { mode: 'none' } | { mode: 'bridge'; address: string; bridge?: string; gateway?: string };
@@ -40,11 +42,6 @@ export interface ContainerSpec {
   pool?: string;
 }
 
-/** Prefix of the directory a container is built in before it is renamed into place. */
-export function creatingPrefix(name: string): string {
-  return `.creating-${name}-`;
-}
-
 /**
  * Create a container: its root filesystem from a template (in a volume of
  * its pool), its config and state. Built in a hidden directory and renamed
@@ -66,8 +63,10 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
   root.ensure();
   const c = new Container(root, name);
 
-  return c.locked(async () => {
+  return lockContainer(c, async () => {
     if (c.exists()) throw new AlreadyExistsError(`container ${name} already exists`);
+    // A create of this name that was killed half-way: its build directory and volume go first.
+    await removePartials(root, name);
     return withStore(root, pool, (store) => withUndo(async (undo) => {
       const building = path.join(root.containersDir, `${creatingPrefix(name)}${crypto.randomBytes(4).toString('hex')}`);
       fs.mkdirSync(building, { mode: 0o700 });

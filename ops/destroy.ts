@@ -1,14 +1,12 @@
 import fs = require('node:fs');
-import path = require('node:path');
-import { readJsonIfExists } from '../lib/atomic-file';
-import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
 import { InvalidStateError, NotFoundError } from '../lib/errors';
 import { unmountUnder } from '../lib/mounts';
 import { Root } from '../lib/root';
 import { DEFAULT_POOL, withStore } from '../storage';
-import { creatingPrefix } from './create';
+import { partialDirs, removePartials } from './building';
 import { reconcile, releaseHostResources } from '../runtime/release';
+import { recoverContainer } from './recovery';
 
 /**
  * Remove a container and everything it holds on the host, its volume and
@@ -21,14 +19,18 @@ export async function destroyContainer(root: Root, name: string, force = false):
   root.ensure();
   const c = new Container(root, name);
   await c.locked(async () => {
+    // What killed operations left is finished or undone first; with --force a recovery that fails does not stop the destroy.
+    try {
+      await recoverContainer(c);
+    } catch (err) {
+      if (!force) throw err;
+    }
     const leftovers = partialDirs(root, name);
     if (!c.exists()) {
       if (leftovers.length === 0) throw new NotFoundError(`no such container: ${name}`);
       if (!force) throw new NotFoundError(`container ${name} was only partly created`, 'use `tsvz destroy --force` to remove what is left');
-      // A create killed after making the volume: its config (written first) names the pool.
-      for (const pool of new Set(leftovers.map(poolOf).filter((p): p is string => p !== undefined && p !== DEFAULT_POOL))) {
-        await withStore(root, pool, (store) => store.removeRootfs(name));
-      }
+      await removePartials(root, name);
+      return;
     } else {
       const state = force ? c.state() : await reconcile(c);
       if (!force && (state.status === 'running' || state.status === 'starting')) {
@@ -42,21 +44,6 @@ export async function destroyContainer(root: Root, name: string, force = false):
       await unmountUnder(dir);
       await fs.promises.rm(dir, { recursive: true, force: true });
     }
+    await fs.promises.rm(root.intentsDir('containers', name), { recursive: true, force: true });
   });
-}
-
-function partialDirs(root: Root, name: string): string[] {
-  let entries: string[];
-  try { entries = fs.readdirSync(root.containersDir); } catch { return []; }
-  const prefix = creatingPrefix(name);
-  // Exactly "<prefix><8 hex>": web's prefix must not match web-1's build directory.
-  return entries.filter((e) => e.startsWith(prefix) && /^[0-9a-f]{8}$/.test(e.slice(prefix.length))).map((e) => path.join(root.containersDir, e));
-}
-
-function poolOf(dir: string): string | undefined {
-  try {
-    return readJsonIfExists<ContainerConfig>(path.join(dir, 'config.json'))?.pool;
-  } catch {
-    return undefined; // unreadable: no pool to look in
-  }
 }

@@ -3,6 +3,8 @@ import { findCommand, run as runTool } from '../lib/process';
 import { detectCgroupMode } from '../runtime/cgroups';
 import { criuBinary } from '../checkpoint/criu/binary';
 import { nativeBinary } from '../runtime/paths';
+import type { Root } from '../lib/root';
+import { listLeftovers } from './recovery';
 
 export interface Check {
   name: string;
@@ -33,7 +35,7 @@ export function parseCriuVersion(text: string): [number, number] | undefined {
 }
 
 /** What this host supports: the answers `tsvz doctor` prints. */
-export async function runDoctor(): Promise<Check[]> {
+export async function runDoctor(root?: Root): Promise<Check[]> {
   const checks: Check[] = [];
   const mode = detectCgroupMode();
   checks.push({ name: 'cgroups', ok: true, detail: mode === 'hybrid' ? 'hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)' : mode });
@@ -72,5 +74,11 @@ export async function runDoctor(): Promise<Check[]> {
     checks.push({ name: `storage ${d.name}`, ok: d.missing.length === 0, detail: d.missing.length === 0 ? `${caps || 'copies'}; sends ${d.capabilities.sendFormats.join('/')}` : d.missing.join('; ') });
   }
   checks.push(...(await Promise.all([tool('ip', ['-V']), tool('runc', ['--version'])])));
+  if (root) {
+    // Left by operations that were killed; the next command on each finishes or undoes it.
+    const left = listLeftovers(root);
+    if (left.length === 0) checks.push({ name: 'interrupted operations', ok: true, detail: 'none' });
+    for (const l of left) checks.push({ name: `interrupted: ${l.what}`, ok: false, detail: l.detail });
+  }
   return checks;
 }

@@ -11,6 +11,7 @@ import { ArchiveManifest, extractCheckpointArchive } from '../checkpoint/archive
 import { CheckpointCatalog, CheckpointMeta, directorySize } from '../checkpoint/catalog';
 import { compareVersions, formatVersion, parseVersion, requireCriu } from '../checkpoint/criu/version';
 import { restoreContainer } from './restore';
+import { lockContainer } from './recovery';
 
 export interface Imported {
   container: Container;
@@ -55,7 +56,7 @@ export async function importCheckpoint(root: Root, name: string, file: string): 
         created = true;
         undo.add(`destroy ${name}`, () => destroyContainer(root, name, true));
       }
-      const meta = await c.locked(async () => {
+      const meta = await lockContainer(c, async () => {
         checkTarget(c, m);
         const catalog = new CheckpointCatalog(c);
         const dest = catalog.dir(m.checkpoint.id);

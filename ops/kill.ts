@@ -4,6 +4,7 @@ import { InvalidArgumentError, InvalidStateError } from '../lib/errors';
 import { SIGNALS } from '../lib/proc';
 import { reconcile } from '../runtime/release';
 import { signalInit } from './stop';
+import { lockContainer } from './recovery';
 
 /** Parse "SIGKILL", "KILL", "kill" or "9". */
 export function parseSignal(text: string): number {
@@ -17,7 +18,7 @@ export function parseSignal(text: string): number {
 /** Send a signal to the container's init (default SIGKILL). State catches up on the next command. */
 export async function killContainer(c: Container, signal = 'SIGKILL'): Promise<void> {
   const sig = parseSignal(signal);
-  await c.locked(async () => {
+  await lockContainer(c, async () => {
     const current = await reconcile(c);
     if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
     signalInit(c, current, sig);

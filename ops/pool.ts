@@ -5,8 +5,9 @@ import type { ContainerConfig } from '../runtime/config';
 import { AlreadyExistsError, InvalidArgumentError, InvalidStateError, NotFoundError } from '../lib/errors';
 import { validateName } from '../lib/names';
 import { Root } from '../lib/root';
-import { createPool, DEFAULT_POOL, destroyPool, getDriver, openDefaultPool, openPool, PoolCatalog, poolSource } from '../storage';
+import { abandonPool, createPool, DEFAULT_POOL, destroyPool, getDriver, openDefaultPool, openPool, PoolCatalog, poolSource } from '../storage';
 import type { DriverCapabilities, PoolEntry, PoolRecord } from '../storage';
+import { recoverPool, withPoolIntent } from './recovery';
 
 /** `tsvz pool create|list|info|rm`: storage pools on top of the pool catalog (storage/pool-catalog.ts). */
 
@@ -47,16 +48,18 @@ export async function createStoragePool(root: Root, name: string, opts: PoolCrea
   getDriver(opts.driver); // "unknown storage driver" before any lock or file
   const catalog = new PoolCatalog(root);
   return catalog.locked(name, async () => {
+    // A create of this name that was killed: what it made goes first.
+    await recoverPool(root, name);
     if (catalog.find(name)) throw new AlreadyExistsError(`pool ${name} already exists`, 'pick another name, or remove it with `tsvz pool rm`');
-    const record = await createPool({ name, driver: opts.driver, source: opts.source, size: opts.size, rootDir: root.dir });
-    const entry: PoolEntry = { name, record, createdAt: new Date().toISOString() };
-    try {
+    const spec = { name, driver: opts.driver, source: opts.source, size: opts.size };
+    // Journalled before the driver makes anything: a killed create is undone by the next create or rm of the name.
+    return withPoolIntent(root, name, 'pool-create', {}, async (intent) => {
+      await intent.will({ kind: 'abandon-pool', spec });
+      const record = await createPool({ ...spec, rootDir: root.dir });
+      const entry: PoolEntry = { name, record, createdAt: new Date().toISOString() };
       await catalog.add(entry);
-    } catch (err) {
-      await destroyPool(record, { force: true }).catch(() => undefined);
-      throw err;
-    }
-    return entry;
+      return entry;
+    });
   });
 }
 
@@ -109,8 +112,10 @@ export async function removeStoragePool(root: Root, name: string, opts: { force?
   validateName(name, 'pool');
   if (name === DEFAULT_POOL) throw new InvalidArgumentError('the default pool cannot be removed', 'it is built in');
   const catalog = new PoolCatalog(root);
-  catalog.get(name);
   await catalog.locked(name, async () => {
+    const recovered = await recoverPool(root, name);
+    // Only the leftovers of a killed create were there: removing them was the whole job.
+    if (recovered.length > 0 && !catalog.find(name)) return;
     const entry = catalog.get(name);
     const users = containersByPool(root).get(name) ?? [];
     if (users.length > 0) {
@@ -121,6 +126,8 @@ export async function removeStoragePool(root: Root, name: string, opts: { force?
     } catch (err) {
       if (!(opts.force && err instanceof NotFoundError)) throw err;
     }
+    // Forced: whatever a removal killed half-way left of it (an image, a loop device, a mount) goes too.
+    if (opts.force) await abandonPool({ name, driver: entry.record.driver, rootDir: root.dir });
     await catalog.remove(name);
   });
 }

@@ -5,6 +5,8 @@ import type { ContainerState } from '../runtime/state';
 import { CheckpointCatalog } from '../checkpoint/catalog';
 import { restoreFrom } from '../checkpoint/restore';
 import { openPoolOf } from './pool-open';
+import { withContainerIntent } from './recovery';
+import { lockContainer } from './recovery';
 
 /**
  * `tsvz restore`: continue a container from a checkpoint (the one that
@@ -13,7 +15,7 @@ import { openPoolOf } from './pool-open';
  */
 export async function restoreContainer(c: Container, id?: string): Promise<ContainerState> {
   const catalog = new CheckpointCatalog(c);
-  return c.locked(async () => {
+  return lockContainer(c, async () => {
     const current = await reconcile(c);
     if (current.status === 'running' || current.status === 'starting') {
       throw new InvalidStateError(`container ${c.name} is running`, 'stop it (or checkpoint it) first');
@@ -28,6 +30,6 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
       );
     }
     await openPoolOf(c);
-    return restoreFrom(c, current, catalog, meta);
+    return withContainerIntent(c, 'restore', { checkpoint: meta.id }, (intent) => restoreFrom(c, current, catalog, meta, { intent }));
   });
 }

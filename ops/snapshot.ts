@@ -7,6 +7,8 @@ import { consistently } from './consistent';
 import { reconcile } from '../runtime/release';
 import { writeState } from '../runtime/state';
 import { compareText } from '../lib/compare';
+import { lockContainer, withContainerIntent } from './recovery';
+import type { Intent } from '../lib/intent';
 
 /**
  * Snapshots of a container's rootfs: made by its pool's driver, recorded in
@@ -31,7 +33,7 @@ export function newSnapshotName(now = new Date()): string {
 
 export async function createSnapshot(c: Container, name?: string, opts: { stateful?: boolean } = {}): Promise<SnapshotRecord> {
   const snap = validateSnapshotName(name ?? newSnapshotName());
-  return c.locked(async () => {
+  return lockContainer(c, async () => {
     const state = await reconcile(c);
     const running = state.status === 'running';
     if (opts.stateful && !running) {
@@ -43,19 +45,24 @@ export async function createSnapshot(c: Container, name?: string, opts: { statef
     }
     return withStore(c.root, c.config.pool, (store) => withUndo(async (undo) => {
       const createdAt = new Date().toISOString();
-      if (opts.stateful) {
-        await statefully(c, async () => {
-          await store.snapshot(c.name, snap);
-          undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
-          const { dumpContainer } = await import('../checkpoint/dump');
-          await dumpContainer(c, state, snapshotState(c), { name: snap, leaveRunning: true });
-          undo.add(`remove the memory of ${snap}`, () => snapshotState(c).remove(snap));
-        });
-      } else {
-        await consistently(c, store, running, () => store.snapshot(c.name, snap));
-        undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
-      }
       const record: SnapshotRecord = { name: snap, createdAt, pool: store.pool, handle: store.snapshotHandle(c.name, snap), ...(opts.stateful ? { stateful: true } : {}) };
+      if (opts.stateful) {
+        // Journalled: a tsvz killed before CRIU wrote every page leaves nothing; after, a recorded snapshot.
+        await withContainerIntent(c, 'stateful-snapshot', { snapshot: snap, pool: record.pool, handle: record.handle, createdAt }, async (intent) => {
+          await statefully(c, intent, async () => {
+            await intent.will({ kind: 'delete-snapshot', snapshot: snap });
+            await store.snapshot(c.name, snap);
+            undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
+            const { dumpContainer } = await import('../checkpoint/dump');
+            await dumpContainer(c, state, snapshotState(c), { name: snap, leaveRunning: true, intent });
+            undo.add(`remove the memory of ${snap}`, () => snapshotState(c).remove(snap));
+          });
+          await catalog.add(record);
+        });
+        return record;
+      }
+      await consistently(c, store, running, () => store.snapshot(c.name, snap));
+      undo.add(`delete snapshot ${snap}`, () => store.deleteSnapshot(c.name, snap));
       await catalog.add(record);
       return record;
     }));
@@ -67,10 +74,11 @@ export async function createSnapshot(c: Container, name?: string, opts: { statef
  * snapshots the rootfs and CRIU dumps the processes (leaving them running,
  * and frozen, since they were), then thawed, even on failure.
  */
-async function statefully(c: Container, body: () => Promise<void>): Promise<void> {
+async function statefully(c: Container, intent: Intent, body: () => Promise<void>): Promise<void> {
   const { criuFreezer, isFrozen, withFrozen } = await import('../runtime/cgroups/freezer');
   const cg = c.cgroups();
   if (isFrozen(cg)) return body(); // frozen by `tsvz freeze`: it stays so (the dump moves it to CRIU's freezer)
+  await intent.will({ kind: 'thaw' });
   await withFrozen(criuFreezer(cg), body);
 }
 
@@ -87,7 +95,7 @@ function snapshotState(c: Container) {
  * never recorded is adopted into the catalog.
  */
 export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
-  return c.locked(async () => withStore(c.root, c.config.pool, async (store) => {
+  return lockContainer(c, async () => withStore(c.root, c.config.pool, async (store) => {
     const catalog = new SnapshotCatalog(c.paths.dir);
     const recorded = catalog.list();
     const actual = new Map((await store.listSnapshots(c.name)).map((s) => [s.name, s]));
@@ -123,7 +131,7 @@ export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
  */
 export async function removeSnapshot(c: Container, snap: string): Promise<{ wasMissing: boolean }> {
   validateSnapshotName(snap);
-  return c.locked(async () => withStore(c.root, c.config.pool, async (store) => {
+  return lockContainer(c, async () => withStore(c.root, c.config.pool, async (store) => {
     const catalog = new SnapshotCatalog(c.paths.dir);
     const recorded = catalog.find(snap) !== undefined;
     const exists = await hasSnapshot(store, c.name, snap);
@@ -152,7 +160,7 @@ export async function removeSnapshot(c: Container, snap: string): Promise<{ wasM
 export async function rollbackSnapshot(c: Container, snap: string, opts: { force?: boolean } = {}): Promise<{ restarted: boolean }> {
   validateSnapshotName(snap);
   // Checked before anything is stopped: a typo must not cost a restart.
-  const wasRunning = await c.locked(async () => {
+  const wasRunning = await lockContainer(c, async () => {
     const running = (await reconcile(c)).status === 'running';
     await withStore(c.root, c.config.pool, async (store) => {
       const names = (await store.listSnapshots(c.name)).map((s) => s.name);
@@ -176,20 +184,28 @@ export async function rollbackSnapshot(c: Container, snap: string, opts: { force
   let failure: unknown;
   let rolledBack = false;
   try {
-    await c.locked(async () => {
+    await lockContainer(c, async () => {
       const current = await reconcile(c);
       if (current.status === 'running' || current.status === 'starting') throw new InvalidStateError(`container ${c.name} was started again meanwhile`, 'stop it and retry');
       await withStore(c.root, c.config.pool, async (store) => {
         if (!(await hasSnapshot(store, c.name, snap))) throw noSuchSnapshot(c, snap);
-        await store.rollback(c.name, snap);
+        // Retired before the files change, given back if they don't: a tsvz killed half-way
+        // leaves no checkpoint that could restore processes over other files than theirs.
+        const retired = await forgetCheckpointsOf(c, snap);
+        try {
+          await store.rollback(c.name, snap);
+        } catch (err) {
+          await retired.giveBack();
+          throw err;
+        }
       });
       rolledBack = true;
-      await forgetCheckpointsOf(c, snap);
       if (stateful) {
         // The memory of that instant, over the files of that instant: it comes back running.
         const { restoreFrom } = await import('../checkpoint/restore');
         const state = snapshotState(c);
-        await restoreFrom(c, await reconcile(c), state, state.get(snap));
+        const current = await reconcile(c);
+        await withContainerIntent(c, 'restore', { snapshot: snap }, (intent) => restoreFrom(c, current, state, state.get(snap), { intent }));
       }
     });
   } catch (err) {
@@ -223,12 +239,19 @@ function noSuchSnapshot(c: Container, snap: string): NotFoundError {
  * files, so none may be restored over these (each is marked, and kept for
  * the user to remove); a container stopped at one is now just stopped.
  */
-async function forgetCheckpointsOf(c: Container, snap: string): Promise<void> {
+async function forgetCheckpointsOf(c: Container, snap: string): Promise<{ giveBack(): Promise<void> }> {
   const { CheckpointCatalog } = require('../checkpoint/catalog') as typeof import('../checkpoint/catalog');
-  await new CheckpointCatalog(c).markFilesRolledBack(snap);
+  const catalog = new CheckpointCatalog(c);
+  const marked = await catalog.markFilesRolledBack(snap);
   const state = c.recordedState();
   if (state.status === 'stopped' && state.checkpoint) {
     const { checkpoint: _forgotten, ...rest } = state;
     await writeState(c.paths, rest);
   }
+  return {
+    giveBack: async () => {
+      await catalog.unmarkFilesRolledBack(marked);
+      await writeState(c.paths, state);
+    },
+  };
 }

@@ -8,6 +8,7 @@ import { openPoolOf } from './pool-open';
 import { ContainerState, writeRunning, writeState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
 import { reconcile, releaseHostResources } from '../runtime/release';
+import { lockContainer } from './recovery';
 
 /**
  * Start a container: cgroups with its limits, a monitor that clones init
@@ -16,7 +17,7 @@ import { reconcile, releaseHostResources } from '../runtime/release';
  * unwinds every step: no cgroup, veth, monitor or process is left behind.
  */
 export async function startContainer(c: Container): Promise<ContainerState> {
-  return c.locked(async () => {
+  return lockContainer(c, async () => {
     const current = await reconcile(c);
     if (current.status === 'running' || current.status === 'starting') {
       throw new InvalidStateError(`container ${c.name} is already running`);

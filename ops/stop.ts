@@ -6,6 +6,7 @@ import { pollUntil } from '../lib/poll';
 import { isSameProcess, SIGNALS } from '../lib/proc';
 import { ContainerState } from '../runtime/state';
 import { reconcile } from '../runtime/release';
+import { lockContainer } from './recovery';
 
 /**
  * Clean shutdown: the container's stop signal to init, then SIGKILL to the
@@ -14,7 +15,7 @@ import { reconcile } from '../runtime/release';
  */
 export async function stopContainer(c: Container, timeoutSec = 10): Promise<ContainerState> {
   if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw new InvalidArgumentError(`invalid --timeout "${timeoutSec}"`);
-  return c.locked(async () => {
+  return lockContainer(c, async () => {
     const current = await reconcile(c);
     if (current.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`);
     const pid = current.initPid!;

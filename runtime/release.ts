@@ -34,7 +34,7 @@ export async function reconcile(c: Container, stoppedBy?: { checkpoint: string }
   const { oomKilled } = await releaseHostResources(c);
   const exit: ExitInfo = { ...observed.exit };
   if (oomKilled) exit.oomKilled = true;
-  const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit, ...stoppedBy };
+  const next: ContainerState = { status: 'stopped', startedAt: observed.startedAt, exit, ...(observed.checkpoint ? { checkpoint: observed.checkpoint } : {}), ...stoppedBy };
   await writeState(c.paths, next);
   return next;
 }

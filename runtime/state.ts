@@ -51,7 +51,8 @@ export function observeState(paths: ContainerPaths, recorded: ContainerState = r
     if (exitFile.signal !== undefined) exit.signal = signalName(exitFile.signal);
     if (exitFile.finishedAt) exit.finishedAt = new Date(exitFile.finishedAt).toISOString();
   }
-  return { status: 'stopped', startedAt: recorded.startedAt, exit };
+  // A restore that died keeps saying which checkpoint the container waits on.
+  return { status: 'stopped', startedAt: recorded.startedAt, exit, ...(recorded.checkpoint ? { checkpoint: recorded.checkpoint } : {}) };
 }
 
 /** Record a container as running: init and its monitor, each with its start time. */

@@ -13,6 +13,7 @@ import { FULL_STREAM_HINT, openForDestroy, requireNoSnapshot, requireNoVolume, r
 import { checkReceive, checkSendOptions, holdInput, receiveTar } from './transfer';
 import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, removeTree, stagingPath, visibleEntries } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
+import { faultPause } from '../lib/fault';
 
 /**
  * The btrfs driver: a subvolume per volume, read-only snapshots, clones as
@@ -73,6 +74,7 @@ class BtrfsDriver implements StorageDriver {
       undo.add(`remove ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
       createImage(image, size, undo);
       const dev = await attachLoop(image, undo);
+      await faultPause('pool-create:attached');
       await run('mkfs.btrfs', ['-q', ...(size < MIXED_BELOW ? ['--mixed'] : []), dev], { dieWithParent: true });
       await mount(dev, mnt, [], undo);
       makeLayout(mnt);
@@ -119,12 +121,19 @@ class BtrfsDriver implements StorageDriver {
     const { pool, volumes } = await openForDestroy(this, rec, opts.force);
     if (rec.image) {
       await unmount(rec.mountpoint);
+      await faultPause('pool-rm:unmounted');
       await detachLoops(rec.image);
     } else {
       for (const vol of volumes) await pool.deleteVolume(vol);
       for (const d of ['volumes', 'snapshots']) await removeTree(path.join(rec.mountpoint, d));
     }
     await removeTree(rec.dir);
+  }
+
+  /** The layout made in a --source, where still empty. */
+  async abandon(spec: PoolSpec): Promise<void> {
+    if (spec.source === undefined) return;
+    for (const sub of ['volumes', 'snapshots']) await fs.promises.rmdir(path.join(path.resolve(spec.source), sub)).catch(() => undefined);
   }
 
   describeSource(record: PoolRecord): string {

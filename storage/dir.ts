@@ -14,6 +14,7 @@ import { openForDestroy, requireNoSnapshot, requireNoVolume, requireSnapshot, re
 import { checkReceive, checkSendOptions, receiveTar } from './transfer';
 import { byCreation, createdAt, filesystemUsage, isDirectory, isStaleStaging, isTrash, removeTree, stagingPath } from './tree';
 import { checkSourceDir, claimPoolDir, requireUsable, validatePoolSpec, validateSnapshotName, validateVolumeName } from './validate';
+import { faultPause } from '../lib/fault';
 
 /**
  * The dir driver: volumes are plain directories, snapshots are copies
@@ -89,6 +90,12 @@ class DirDriver implements StorageDriver {
     await openForDestroy(this, rec, opts.force);
     if (rec.external) for (const sub of PoolLayout.DIRS) await removeTree(path.join(rec.path, sub));
     await removeTree(rec.dir);
+  }
+
+  /** The layout made in a --source, where still empty (a half-made pool holds nothing). */
+  async abandon(spec: PoolSpec): Promise<void> {
+    if (spec.source === undefined) return;
+    for (const sub of PoolLayout.DIRS) await fs.promises.rmdir(path.join(path.resolve(spec.source), sub)).catch(() => undefined);
   }
 
   describeSource(record: PoolRecord): string {
@@ -191,6 +198,7 @@ class DirPool implements Pool {
         const tmp = stagingPath(path.dirname(dir), `rollback-${vol}`);
         undo.add(`remove ${tmp}`, () => removeTree(tmp));
         await copyTree(src, tmp);
+        await faultPause('rollback:copied');
         // The one step that changes what the volume path shows: old tree out, copy in, atomically.
         exchangePaths(tmp, dir);
         return tmp;

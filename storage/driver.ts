@@ -74,6 +74,12 @@ export interface StorageDriver {
   openPool(record: PoolRecord): Promise<Pool>;
   /** Remove the pool; refused while volumes remain unless `force`. Never removes a --source itself. */
   destroyPool(record: PoolRecord, opts?: { force?: boolean }): Promise<void>;
+  /**
+   * A create of `spec` was killed half-way: remove what it made that lives
+   * outside the pool's home `home` (a zpool or VG named after the pool, the
+   * empty layout made in a --source). abandonPool() removes the home itself.
+   */
+  abandon?(spec: PoolSpec, home: string): Promise<void>;
   /** Where a pool's data lives, for people: a directory, an image, a dataset, a VG. */
   describeSource(record: PoolRecord): string;
 }

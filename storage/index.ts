@@ -15,3 +15,4 @@ export type { SnapshotRecord } from './snapshot-catalog';
 export { withStore } from './volumes';
 export type { RootfsStore } from './volumes';
 export { validateSnapshotName, validateVolumeName } from './validate';
+export { abandonPool } from './abandon';

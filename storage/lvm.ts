@@ -8,7 +8,7 @@ import { withUndo } from '../lib/undo';
 import type { UndoStack } from '../lib/undo';
 import type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendOptions, SnapshotInfo, StorageDriver } from './driver';
 import { dependentClones, storageFailure } from './errors';
-import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, mount, unmount } from './loop';
+import { attachLoop, createImage, detachLoops, ensureLoop, isMountpoint, loopDevicesOf, mount, unmount } from './loop';
 import { packTree } from '../archive/tree-tar';
 import { openForDestroy, requireNoSnapshot, requireNoVolume, requireSnapshot, requireVolume } from './presence';
 import { checkReceive, checkSendOptions, endingAfter, receiveTar, sharedRun } from './transfer';
@@ -167,6 +167,17 @@ class LvmDriver implements StorageDriver {
       await detachLoops(rec.image);
     }
     await removeTree(rec.dir);
+  }
+
+  /** A --size VG made on a loop device of the home's image. */
+  async abandon(spec: PoolSpec, home: string): Promise<void> {
+    if (spec.source !== undefined) return;
+    const devs = await loopDevicesOf(path.join(home, 'lvm.img'));
+    if (devs.length === 0) return;
+    const pvs = await lvm('pvs', ['--noheadings', '-o', 'pv_name,vg_name'], { allowFail: true });
+    const ours = pvs.stdout.split('\n').map((l) => l.trim().split(/\s+/)).some(([pv, vg]) => devs.includes(pv) && vg === spec.name);
+    if (ours) await lvm('vgremove', ['-qq', '-f', spec.name], { allowFail: true });
+    for (const dev of devs) await lvm('pvremove', ['-qq', '-f', dev], { allowFail: true });
   }
 
   describeSource(record: PoolRecord): string {

@@ -189,6 +189,21 @@ class ZfsDriver implements StorageDriver {
     await removeTree(rec.dir);
   }
 
+  /** A --size zpool made on the home's image; the two datasets made in a --source (their mountpoints prove them ours). */
+  async abandon(spec: PoolSpec, home: string): Promise<void> {
+    if (spec.source === undefined) {
+      if (!(await zpoolExists(spec.name))) return;
+      const status = await zpool(['status', '-P', spec.name], { allowFail: true });
+      if (status.stdout.includes(path.join(home, 'zpool.img'))) await destroyZpool(spec.name);
+      return;
+    }
+    for (const child of ['tmp', 'volumes']) {
+      const ds = `${spec.source}/${child}`;
+      const r = await zfs(['get', '-H', '-o', 'value', 'mountpoint', ds], { allowFail: true });
+      if (r.status === 0 && r.stdout.trim() === path.join(home, child)) await destroy(ds);
+    }
+  }
+
   describeSource(record: PoolRecord): string {
     const rec = record as ZfsPoolRecord;
     return rec.image ? `${rec.dataset} (${rec.image})` : String(rec.dataset);

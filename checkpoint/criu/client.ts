@@ -44,6 +44,8 @@ export interface CriuHooks {
    * failed post-dump it resumes the dumped tree.
    */
   onNotify?(script: string, ctx: NotifyContext): Promise<void> | void;
+  /** Called once `criu swrk` runs, before the request is sent (to journal its pid). */
+  onSpawned?(pid: number): Promise<void> | void;
 }
 
 export interface SwrkExit {
@@ -157,6 +159,7 @@ export class CriuClient {
       throw spawnError(this.criuPath, (await exited).error);
     }
 
+    await hooks.onSpawned?.(swrk.pid);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;

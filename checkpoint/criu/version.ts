@@ -46,14 +46,17 @@ export async function requireCriu(min = '4.1', client = new CriuClient(), cacheD
 
 /**
  * The version of this CRIU binary, asked over RPC once and remembered in
- * `cacheDir` keyed by the binary's path, size and mtime: a version request is
- * a whole `criu swrk` (~20 ms) on every checkpoint and restore otherwise.
+ * `cacheDir`: a version request is a whole `criu swrk` on every checkpoint
+ * and restore otherwise. The key is the file's identity, not just its path:
+ * device, inode, size, and mtime and ctime in nanoseconds. A replaced
+ * binary is a new inode (or, rewritten in place, a new ctime, which no
+ * one can set back), so the cache never answers for it.
  */
 async function cachedVersion(client: CriuClient, cacheDir: string): Promise<CriuVersion> {
   let key: string | undefined;
   try {
-    const st = fs.statSync(client.criuPath);
-    key = `${client.criuPath}:${st.size}:${st.mtimeMs}`;
+    const st = fs.statSync(client.criuPath, { bigint: true });
+    key = `${client.criuPath}:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
   } catch {
     return client.version(); // found on PATH, or missing: let CRIU answer (or fail)
   }

@@ -13,3 +13,11 @@ test('bad names are refused with a one-line message', () => {
     assert.throws(() => validateName(n), (err: Error) => err instanceof InvalidArgumentError && !err.message.includes('\n'), JSON.stringify(n));
   }
 });
+
+test('each refusal says what is wrong with the name', () => {
+  const why = (n: string) => { try { validateName(n); return ''; } catch (err) { return (err as Error).message; } };
+  assert.equal(why('.'), 'container name "." is not a name');
+  assert.match(why('..'), /contains "\.\."/);
+  assert.match(why('a..b'), /contains "\.\."/);
+  assert.match(why('.hidden'), /is invalid/);
+});
