@@ -1,4 +1,6 @@
+import fs = require('node:fs');
 import { Readable, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import zlib = require('node:zlib');
 import { zstdCompressor, zstdDecompressor } from './zstd';
 
@@ -15,6 +17,9 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const SNIFF_BYTES = ZSTD_MAGIC.length;
+const ALL: readonly Compression[] = ['none', 'gzip', 'zstd'];
+/** Reads of archive files: large enough that per-chunk costs vanish, small enough to stay bounded. */
+const FILE_CHUNK = 256 * 1024;
 
 /** The compression a file name asks for: .zst, .gz/.tgz, or none. */
 export function compressionOfName(file: string): Compression {
@@ -47,7 +52,7 @@ export function decompressor(c: Exclude<Compression, 'none'>): Duplex {
  * through unchanged, for the tar reader to refuse. Destroying the result
  * destroys `input` and any stage between.
  */
-export async function decompressed(input: Readable, allow: readonly Compression[] = ['none', 'gzip', 'zstd']): Promise<{ stream: Readable; compression: Compression }> {
+export async function decompressed(input: Readable, allow: readonly Compression[] = ALL): Promise<{ stream: Readable; compression: Compression }> {
   const { head, stream } = await sniff(input, SNIFF_BYTES);
   const found = detectCompression(head);
   if (found === 'none' || !allow.includes(found)) return { stream, compression: 'none' };
@@ -61,6 +66,41 @@ export async function decompressed(input: Readable, allow: readonly Compression[
   stream.on('error', (err) => stage.destroy(err));
   stage.on('close', () => stream.destroy());
   return { stream: stream.pipe(stage), compression: found };
+}
+
+/**
+ * decompressed() for an open file. A regular file compressed with zstd is
+ * read by the zstd tool itself (its compressed bytes never pass through
+ * us); anything else (gzip, none, a pipe) streams as decompressed() does.
+ * Takes over `fh`: it is closed when the stream is done with it.
+ */
+export async function decompressedFile(fh: fs.promises.FileHandle, allow: readonly Compression[] = ALL): Promise<{ stream: Readable; compression: Compression }> {
+  const isFile = (await fh.stat()).isFile();
+  if (isFile && allow.includes('zstd')) {
+    const head = Buffer.alloc(SNIFF_BYTES);
+    const { bytesRead } = await fh.read(head, 0, SNIFF_BYTES, 0);
+    if (detectCompression(head.subarray(0, bytesRead)) === 'zstd') {
+      try {
+        return { stream: zstdDecompressor({ stdin: fh.fd }), compression: 'zstd' };
+      } finally {
+        await fh.close(); // the tool has its own copy of the descriptor
+      }
+    }
+  }
+  // A pipe has no positions: read it from where it is.
+  return decompressed(fh.createReadStream({ start: isFile ? 0 : undefined, highWaterMark: FILE_CHUNK }), allow);
+}
+
+/**
+ * Write `source` into the open file `fh`, compressed with `c`; resolves once
+ * all of it is written. zstd writes the file itself. `fh` stays open.
+ */
+export async function writeCompressed(source: Readable, fh: fs.promises.FileHandle, c: Compression): Promise<void> {
+  if (c === 'zstd') return pipeline(source, zstdCompressor({ stdout: fh.fd }));
+  // By descriptor, not by handle: a handle's stream would hold it open until the stream is destroyed.
+  const out = fs.createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: FILE_CHUNK });
+  if (c === 'gzip') return pipeline(source, zlib.createGzip(), out);
+  return pipeline(source, out);
 }
 
 /**

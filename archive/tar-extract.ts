@@ -1,9 +1,8 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import type { Readable } from 'node:stream';
 import { InvalidArgumentError, NotFoundError } from '../lib/errors';
 import { withUndo } from '../lib/undo';
-import { decompressed } from './compress';
+import { decompressedFile } from './compress';
 import { emptyDestination, extractTar } from './extract';
 import { ROOTFS_POLICY } from './policy';
 import type { Refusal, Voice } from './refusal';
@@ -48,7 +47,7 @@ export async function extractTarball(archive: string, destDir: string, limits: E
     // Unwound in reverse: empty the root first, then restore its own attributes (emptying changes its mtime).
     undo.add(`restore ${root} attributes`, () => restoreAttributes(root, rootBefore));
     undo.add(`empty ${root}`, () => emptyDir(root));
-    const { stream } = await decompressed(input, ['none', 'gzip', 'zstd']);
+    const { stream } = await decompressedFile(input);
     const r = await extractTar(stream, root, { policy: ROOTFS_POLICY, voice, limits: max });
     return { files: r.files, dirs: r.dirs, symlinks: r.symlinks, hardlinks: r.hardlinks, bytes: r.bytes, skipped: r.skipped };
   });
@@ -77,8 +76,8 @@ function resolveLimits(limits: ExtractLimits): { maxBytes: number; maxEntries: n
   return max;
 }
 
-/** The tarball's bytes, read through the one descriptor we checked (a pipe works too: nothing seeks). */
-async function openTarball(archive: string): Promise<Readable> {
+/** The tarball, opened once: everything is read through this descriptor (a pipe works too). */
+async function openTarball(archive: string): Promise<fs.promises.FileHandle> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(archive, 'r');
@@ -90,7 +89,7 @@ async function openTarball(archive: string): Promise<Readable> {
     await fh.close();
     throw new InvalidArgumentError(`unreadable tarball ${archive}: it is a directory`);
   }
-  return fh.createReadStream({ highWaterMark: 256 * 1024 });
+  return fh;
 }
 
 /** Undo: the root was empty when we started, so everything in it is ours. */

@@ -1,9 +1,8 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
-import { compressionOfName, compressor, decompressed } from '../archive/compress';
+import { compressionOfName, decompressed, decompressedFile, writeCompressed } from '../archive/compress';
 import { hashFile, Sha256, sha256 } from '../archive/digest';
 import { extractEntries } from '../archive/extract';
 import { ManifestCheck, parseFileList, parseJson, type ManifestFile } from '../archive/manifest';
@@ -43,6 +42,8 @@ const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG, RESTORE_STATS]);
 /** config.json or images/<one CRIU file name>: nothing else can be listed. */
 const FILE_PATTERN = /^(config\.json|images\/[A-Za-z0-9][A-Za-z0-9._-]*)$/;
 const MAX_MANIFEST_BYTES = 16 * 1024 ** 2;
+/** Images are large: read them in large chunks (per-chunk costs vanish, memory stays bounded). */
+const IMAGE_CHUNK = 256 * 1024;
 const DEFAULT_MAX_FILES = 100_000;
 const DEFAULT_MAX_BYTES = 64 * 1024 ** 3;
 
@@ -74,21 +75,21 @@ export async function writeCheckpointArchive(file: string, dir: string, meta: Ch
   if (compression === 'zstd') requireZstd();
   const manifest = await checkpointManifest(dir, meta, config);
   const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.tmp`);
-  let out: fs.WriteStream;
+  let out: fs.promises.FileHandle;
   try {
-    out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-    await new Promise((res, rej) => out.once('open', res).once('error', rej));
+    out = await fs.promises.open(tmp, 'wx', 0o644);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`directory ${path.dirname(file)} does not exist`);
     throw new SystemError(`cannot write ${file}: ${(err as Error).message}`, err);
   }
   try {
-    const tarStream = packCheckpoint(dir, manifest);
-    if (compression === 'none') await pipeline(tarStream, out);
-    else await pipeline(tarStream, compressor(compression), out);
+    try {
+      await writeCompressed(packCheckpoint(dir, manifest), out, compression);
+    } finally {
+      await out.close();
+    }
     await fs.promises.rename(tmp, file);
   } catch (err) {
-    out.destroy();
     await fs.promises.rm(tmp, { force: true });
     if (err instanceof TsvzError) throw err;
     throw new SystemError(`cannot write ${file}: ${(err as Error).message}`, err);
@@ -125,7 +126,7 @@ export function packCheckpoint(dir: string, manifest: ArchiveManifest): Readable
       }
       const source = path.join(dir, path.basename(f.path));
       const sha = new Sha256();
-      await writer.add({ name: f.path, size: f.size, mode: 0o644, mtime }, sha.through(fs.createReadStream(source)));
+      await writer.add({ name: f.path, size: f.size, mode: 0o644, mtime }, sha.through(fs.createReadStream(source, { highWaterMark: IMAGE_CHUNK })));
       if (sha.digest() !== f.sha256) throw new SystemError(`${source} changed while it was exported`);
     }
     writer.finish();
@@ -152,14 +153,22 @@ export interface ReceiveOptions extends ArchiveLimits {
  * (e.g. to refuse a CRIU version). On failure nothing is left in `parent`.
  */
 export async function extractCheckpointArchive(file: string, parent: string, opts: ReceiveOptions = {}): Promise<{ dir: string; manifest: ArchiveManifest }> {
-  return receiveCheckpoint(await openArchive(file), parent, { ...opts, voice: archiveVoice(`archive ${file}`, 'user') });
+  const voice = archiveVoice(`archive ${file}`, 'user');
+  return receiveTar(await openArchive(file), parent, { ...opts, voice });
 }
 
 /**
- * receiveCheckpoint's work on any stream of a checkpoint archive (compressed
- * or not), worded by `voice` (see archiveVoice). Destroys `input` when done.
+ * extractCheckpointArchive's work on any stream of a checkpoint archive
+ * (compressed or not; a peer's, say), worded by `voice` (see archiveVoice).
+ * Destroys `input` when done.
  */
 export async function receiveCheckpoint(input: Readable, parent: string, opts: ReceiveOptions & { voice: Voice }): Promise<{ dir: string; manifest: ArchiveManifest }> {
+  input.pause(); // a flowing stream would lose data to its other listeners while we look at its head
+  return receiveTar((await decompressed(input)).stream, parent, opts);
+}
+
+/** Unpack the (uncompressed) tar stream of a checkpoint archive into a new scratch directory under `parent`, verifying as it comes. */
+async function receiveTar(input: Readable, parent: string, opts: ReceiveOptions & { voice: Voice }): Promise<{ dir: string; manifest: ArchiveManifest }> {
   input.pause(); // a flowing stream would lose data to its other listeners while the scratch dir is made
   const { voice } = opts;
   const limits = { maxFiles: opts.maxFiles ?? DEFAULT_MAX_FILES, maxBytes: opts.maxBytes ?? DEFAULT_MAX_BYTES };
@@ -172,8 +181,7 @@ export async function receiveCheckpoint(input: Readable, parent: string, opts: R
     throw new SystemError(`cannot make a scratch directory in ${parent}: ${(err as Error).message}`, err);
   }
   try {
-    const { stream } = await decompressed(input);
-    const entries = readTar(stream, {
+    const entries = readTar(input, {
       voice,
       absoluteNames: 'refuse',
       limits: { maxEntries: limits.maxFiles + 1, maxBytes: limits.maxBytes + MAX_MANIFEST_BYTES },
@@ -291,7 +299,7 @@ function checkManifest(data: Buffer, subject: string, limits: ArchiveLimits): Ar
   return m as ArchiveManifest;
 }
 
-/** The archive file's bytes; a name that is not a regular file is refused before anything is read. */
+/** The archive file's bytes, decompressed; a name that is not a regular file is refused before anything is read. */
 async function openArchive(file: string): Promise<Readable> {
   let fh: fs.promises.FileHandle;
   try {
@@ -304,5 +312,5 @@ async function openArchive(file: string): Promise<Readable> {
     await fh.close();
     throw new InvalidArgumentError(`archive ${file} is not a file`);
   }
-  return fh.createReadStream({ highWaterMark: 256 * 1024 });
+  return (await decompressedFile(fh)).stream;
 }

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, describe, test } from 'node:test';
-import { compressionOfName, compressor, decompressed, detectCompression, sniff } from '../../archive/compress';
+import { compressionOfName, compressor, decompressed, decompressedFile, detectCompression, sniff, writeCompressed } from '../../archive/compress';
 import { hashFile, Sha256, Sha256Stream, sha256 } from '../../archive/digest';
 import { ManifestCheck, parseFileList } from '../../archive/manifest';
 import type { Voice } from '../../archive/refusal';
@@ -149,6 +149,35 @@ describe('compression stages', () => {
       await refusedWith('ECORRUPT', /^test stream is truncated$/, read(whole.subarray(0, whole.length - 100)));
       const garbled = Buffer.concat([whole.subarray(0, 20), Buffer.alloc(4096, 0x55)]);
       await refusedWith('ECORRUPT', /^test stream is (truncated|not a valid (gzip|zstd) archive)/, read(garbled));
+    });
+  }
+});
+
+describe('compressed files', () => {
+  for (const format of ['none', 'gzip', 'zstd'] as const) {
+    test(`writeCompressed into a file and decompressedFile back (${format}), from a pipe too`, { skip: format === 'zstd' && !hasZstd ? 'no zstd' : undefined }, async () => {
+      const dir = fresh('files');
+      const file = path.join(dir, 'a.tar');
+      const writer = new TarWriter();
+      const body = generated(24);
+      void (async () => {
+        await writer.add({ name: 'f', size: 24 * 64 * 1024 }, body.source);
+        writer.finish();
+      })();
+      const fh = await fs.promises.open(file, 'wx');
+      await writeCompressed(writer.readable, fh, format);
+      await fh.close();
+      assert.equal(detectCompression(fs.readFileSync(file).subarray(0, 4)), format);
+      const back = await decompressedFile(await fs.promises.open(file, 'r'));
+      assert.equal(back.compression, format);
+      assert.deepEqual(await digests(back.stream), new Map([['f', body.sha256]]));
+      // A pipe cannot be handed to zstd as a file: it streams through us instead.
+      const fifo = path.join(dir, 'fifo');
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+      const feeding = pipeline(fs.createReadStream(file), fs.createWriteStream(fifo));
+      const piped = await decompressedFile(await fs.promises.open(fifo, 'r'));
+      assert.deepEqual(await digests(piped.stream), new Map([['f', body.sha256]]));
+      await feeding;
     });
   }
 });
