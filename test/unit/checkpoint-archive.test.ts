@@ -10,7 +10,7 @@ import { ArchiveManifest, extractCheckpointArchive, parseManifest, writeCheckpoi
 import type { CheckpointMeta } from '../../checkpoint/catalog';
 import { formatAddress, inspectCheckpoint, MAGIC, parseImage, readDumpStats } from '../../checkpoint/images';
 import type { ContainerConfig } from '../../runtime/config';
-import { InvalidArgumentError } from '../../lib/errors';
+import { ErrorCode, InvalidArgumentError, TsvzError } from '../../lib/errors';
 
 const IMAGES_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-images.proto');
 const STATS_PROTO = path.resolve(__dirname, '..', '..', '..', 'proto', 'criu-stats.proto');
@@ -85,11 +85,16 @@ async function tampered(edit: (items: Item[], manifest: ArchiveManifest) => Item
   return writeTar(out);
 }
 
-/** Extraction fails with `pattern` and leaves nothing behind. */
-async function refused(file: string, pattern: RegExp, limits = {}): Promise<void> {
+/**
+ * Extraction fails with `code` (ECORRUPT: truncated, tampered, not an archive; EINVAL: an unsafe
+ * entry in the user's file; ELIMIT: over a limit) and `pattern`, and leaves nothing behind.
+ */
+async function refused(file: string, pattern: RegExp, limits = {}, code: ErrorCode = 'ECORRUPT'): Promise<void> {
   const parent = fresh('parent');
   await assert.rejects(extractCheckpointArchive(file, parent, limits), (err: Error) => {
-    assert.ok(err instanceof InvalidArgumentError, `${err.constructor.name}: ${err.message}`);
+    assert.ok(err instanceof TsvzError, `${err.constructor.name}: ${err.message}`);
+    assert.equal(err.code, code, err.message);
+    if (code === 'EINVAL') assert.ok(err instanceof InvalidArgumentError);
     assert.match(err.message, pattern);
     assert.doesNotMatch(err.message, /\n/, 'one line');
     return true;
@@ -179,15 +184,15 @@ describe('checkpoint archives', () => {
 
   test('unsafe entries: .., absolute, symlink, hard link, device', async () => {
     const evil = (header: Item['header'], data?: Buffer) => tampered((items) => [items[0], { header, data }, ...items.slice(1)]);
-    await refused(await evil({ name: '../evil' }, Buffer.from('x')), /^archive .* has an unsafe entry \.\.\/evil$/);
-    await refused(await evil({ name: 'images/../../evil' }, Buffer.from('x')), /has an unsafe entry images\/\.\.\/\.\.\/evil/);
-    await refused(await evil({ name: '/etc/evil' }, Buffer.from('x')), /has an unsafe entry \/etc\/evil/);
-    await refused(await evil({ name: 'images/link', type: 'symlink', linkname: '/etc/shadow' }), /has an unsafe entry images\/link \(symlink\)/);
-    await refused(await evil({ name: 'images/hard', type: 'link', linkname: 'config.json' }), /has an unsafe entry images\/hard \(link\)/);
-    await refused(await evil({ name: 'images/tty', type: 'character-device', devmajor: 4, devminor: 1 }), /has an unsafe entry images\/tty \(character-device\)/);
+    await refused(await evil({ name: '../evil' }, Buffer.from('x')), /^archive .* has an unsafe entry \.\.\/evil$/, {}, 'EINVAL');
+    await refused(await evil({ name: 'images/../../evil' }, Buffer.from('x')), /has an unsafe entry images\/\.\.\/\.\.\/evil/, {}, 'EINVAL');
+    await refused(await evil({ name: '/etc/evil' }, Buffer.from('x')), /has an unsafe entry \/etc\/evil/, {}, 'EINVAL');
+    await refused(await evil({ name: 'images/link', type: 'symlink', linkname: '/etc/shadow' }), /has an unsafe entry images\/link \(symlink\)/, {}, 'EINVAL');
+    await refused(await evil({ name: 'images/hard', type: 'link', linkname: 'config.json' }), /has an unsafe entry images\/hard \(link\)/, {}, 'EINVAL');
+    await refused(await evil({ name: 'images/tty', type: 'character-device', devmajor: 4, devminor: 1 }), /has an unsafe entry images\/tty \(character-device\)/, {}, 'EINVAL');
     // Before the manifest too.
     const first = await tampered((items) => [{ header: { name: '../evil' }, data: Buffer.from('x') }, ...items]);
-    await refused(first, /has an unsafe entry \.\.\/evil/);
+    await refused(first, /has an unsafe entry \.\.\/evil/, {}, 'EINVAL');
   });
 
   test('the manifest must come first and be well-formed', async () => {
@@ -199,7 +204,7 @@ describe('checkpoint archives', () => {
     await refused(await tampered((_, m) => { (m.checkpoint as any).dumpMs = 'slow'; }), /invalid manifest: checkpoint dumpMs is not a number/);
     await refused(await tampered((_, m) => { m.config.init = []; }), /invalid manifest: bad container config/);
     await refused(await tampered((_, m) => { (m.config as any).env = [1]; }), /invalid manifest: bad container config/);
-    await refused(await exported(), /invalid manifest: its files hold more than 1000 bytes/, { maxBytes: 1000 });
+    await refused(await exported(), /invalid manifest: its files hold more than 1000 bytes/, { maxBytes: 1000 }, 'ELIMIT');
     await refused(await writeTar([{ header: { name: 'manifest.json' }, data: Buffer.from('{') }]), /invalid manifest: not JSON/);
   });
 

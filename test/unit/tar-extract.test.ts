@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { extractTarball } from '../../archive/tar-extract';
-import { InvalidArgumentError, NotFoundError } from '../../lib/errors';
+import { ErrorCode, InvalidArgumentError, NotFoundError, TsvzError } from '../../lib/errors';
 
 type Spec = { header: tar.Header | (Partial<tar.Header> & { name: string }); data?: string | Buffer };
 
@@ -57,10 +57,15 @@ function mode(p: string): number {
   return fs.lstatSync(p).mode & 0o7777;
 }
 
-/** Assert extraction fails with InvalidArgumentError matching `message`, leaving dest empty. */
-async function assertRefused(archive: string, dest: string, message: RegExp, limits = {}): Promise<void> {
+/**
+ * Assert extraction fails with `code` (EINVAL: an entry the policy forbids in the user's tarball;
+ * ELIMIT: over a limit; ECORRUPT: damaged or not a tar) and a message matching `message`, leaving dest empty.
+ */
+async function assertRefused(archive: string, dest: string, message: RegExp, limits = {}, code: ErrorCode = 'EINVAL'): Promise<void> {
   await assert.rejects(extractTarball(archive, dest, limits), (err: unknown) => {
-    assert.ok(err instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(err)}`);
+    assert.ok(err instanceof TsvzError, `expected a TsvzError, got ${String(err)}`);
+    assert.equal(err.code, code, String(err));
+    if (code === 'EINVAL') assert.ok(err instanceof InvalidArgumentError);
     assert.match(err.message, message);
     return true;
   });
@@ -209,14 +214,14 @@ describe('extractTarball', () => {
   test('more data than maxBytes is refused', async () => {
     const archive = await makeTar([file('a', 'x'.repeat(600)), file('b', 'y'.repeat(600))]);
     const dest = freshDir('maxbytes');
-    await assertRefused(archive, dest, /holds more than 1000 B of data/, { maxBytes: 1000 });
+    await assertRefused(archive, dest, /holds more than 1000 B of data/, { maxBytes: 1000 }, 'ELIMIT');
     assert.equal((await extractTarball(archive, dest, { maxBytes: 1200 })).bytes, 1200);
   });
 
   test('more entries than maxEntries is refused', async () => {
     const archive = await makeTar(['a', 'b', 'c', 'd', 'e'].map((n) => file(n, n)));
     const dest = freshDir('maxentries');
-    await assertRefused(archive, dest, /has more than 3 entries/, { maxEntries: 3 });
+    await assertRefused(archive, dest, /has more than 3 entries/, { maxEntries: 3 }, 'ELIMIT');
     assert.equal((await extractTarball(archive, dest, { maxEntries: 5 })).files, 5);
   });
 
@@ -225,7 +230,7 @@ describe('extractTarball', () => {
     const cut = path.join(base, 'truncated.tar');
     fs.writeFileSync(cut, fs.readFileSync(whole).subarray(0, 3000)); // mid-way through "big"
     const dest = freshDir('truncated');
-    await assertRefused(cut, dest, /^unreadable tarball .*truncated\.tar: Unexpected end of data$/);
+    await assertRefused(cut, dest, /^unreadable tarball .*truncated\.tar: Unexpected end of data$/, {}, 'ECORRUPT');
   });
 
   test('a gzip-compressed archive is detected and extracted', async () => {
@@ -240,20 +245,20 @@ describe('extractTarball', () => {
     const good = fs.readFileSync(await makeTar([file('a', 'x'.repeat(5000))], { gzip: true }));
     const bad = path.join(base, 'corrupt.tar.gz');
     fs.writeFileSync(bad, Buffer.concat([good.subarray(0, 20), Buffer.alloc(200, 0x55)]));
-    await assertRefused(bad, freshDir('badgzip'), /^unreadable tarball /);
+    await assertRefused(bad, freshDir('badgzip'), /^unreadable tarball /, {}, 'ECORRUPT');
   });
 
   test('a file that is not a tar is refused', async () => {
     const dest = freshDir('notatar');
     const text = path.join(base, 'notes.txt');
     fs.writeFileSync(text, 'this is not a tarball\n'.repeat(100));
-    await assertRefused(text, dest, /^unreadable tarball .*notes\.txt: /);
+    await assertRefused(text, dest, /^unreadable tarball .*notes\.txt: /, {}, 'ECORRUPT');
     const short = path.join(base, 'short.txt');
     fs.writeFileSync(short, 'hello');
-    await assertRefused(short, dest, /^unreadable tarball /);
+    await assertRefused(short, dest, /^unreadable tarball /, {}, 'ECORRUPT');
     const empty = path.join(base, 'empty.tar');
     fs.writeFileSync(empty, '');
-    await assertRefused(empty, dest, /^unreadable tarball .*: no entries/);
+    await assertRefused(empty, dest, /^unreadable tarball .*: no entries/, {}, 'ECORRUPT');
   });
 
   test('a missing archive is NotFoundError; a non-empty destination is refused', async () => {
