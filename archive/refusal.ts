@@ -66,8 +66,8 @@ export function refusalError(r: Refusal, voice: Voice): TsvzError {
 }
 
 function limitHint(r: Refusal): string | undefined {
-  if (r.kind === 'too-many-entries') return 'raise the entry limit if the archive is trusted';
-  if (r.kind === 'too-much-data') return 'raise the size limit if the archive is trusted';
+  // The limits guard against hostile archives; where a caller offers a way to raise one, it says so.
+  if (r.kind === 'too-many-entries' || r.kind === 'too-much-data') return 'the limit bounds what an archive from anyone may make this host do';
   return undefined;
 }
 
