@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import fs = require('node:fs');
 import { Container } from '../runtime/container';
 import { sleep } from '../lib/poll';
@@ -29,7 +30,7 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
   if (opts.tail === undefined) before = readAll(older).data;
   else if (lineCount(data) <= opts.tail) before = readTail(older, opts.tail).data;
   const body = clean(Buffer.concat([before, data]).toString('utf8'));
-  out.write(opts.tail !== undefined ? lastLines(body, opts.tail) : body);
+  await put(out, opts.tail !== undefined ? lastLines(body, opts.tail) : body, opts.signal);
   if (!opts.follow) return;
   let pending = '';
   for (;;) {
@@ -47,12 +48,23 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
       // Hold back a trailing CR so a CRLF split across reads is still cleaned.
       const chunk = pending + buf.toString('utf8');
       pending = chunk.endsWith('\r') ? '\r' : '';
-      out.write(clean(pending ? chunk.slice(0, -1) : chunk));
+      await put(out, clean(pending ? chunk.slice(0, -1) : chunk), opts.signal);
       continue;
     }
     if (!running) return;
     await sleep(100);
   }
+}
+
+/**
+ * Write and wait while the reader is slow (a pipe, a remote caller): what
+ * is not yet read is never more than the stream's own buffer.
+ */
+async function put(out: NodeJS.WritableStream, text: string, signal?: AbortSignal): Promise<void> {
+  if (text.length === 0 || out.write(text)) return;
+  await once(out, 'drain', { signal }).catch((err: unknown) => {
+    if (!signal?.aborted) throw err;
+  });
 }
 
 function readAll(file: string): { data: Buffer; size: number } {
