@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import Module from 'node:module';
 import path = require('node:path');
 import vm = require('node:vm');
-import { runKeyOf } from './command-names';
+import { runKeyOf, usesRemoteBundle } from './command-names';
 
 /**
  * Starting the CLI fast. bin/tsvz runs this, not main.ts: it loads the whole
@@ -11,7 +11,9 @@ import { runKeyOf } from './command-names';
  * their source; what is left is Node's own start-up. Each command (and
  * subcommand: checkpoint-create) has its own cache
  * (dist/bundle/cache/<command>.v8) holding the bytecode of the functions
- * it ran. V8 compiles a function only when it first
+ * it ran. Commands that talk to other hosts run from a second bundle that
+ * also holds the gRPC and X.509 libraries (tsvz-remote.js, see
+ * scripts/bundle.js). V8 compiles a function only when it first
  * runs, and one run of `list` (an empty root) does not take the path of
  * another (running containers), so a cache is rewritten after each of the
  * command's first REFRESHES runs, growing to cover them all; after that it
@@ -27,17 +29,21 @@ import { runKeyOf } from './command-names';
 
 type Main = (argv: string[]) => Promise<number>;
 
-const BUNDLE = path.resolve(__dirname, '..', 'bundle', 'tsvz.js');
+const BUNDLE_DIR = path.resolve(__dirname, '..', 'bundle');
 const REFRESHES = 5;
 
 export async function launch(argv: string[]): Promise<number> {
   // TSVZ_BUNDLE=0: module by module, for readable stack traces (--debug).
   if (process.env.TSVZ_BUNDLE === '0') return (require('./main') as { main: Main }).main(argv);
+  const remote = usesRemoteBundle(argv);
+  const BUNDLE = path.join(BUNDLE_DIR, remote ? 'tsvz-remote.js' : 'tsvz.js');
   // A tsc run since the last scripts/build left the bundle behind the modules: run those.
   if (!isFresh(BUNDLE, path.join(__dirname, 'main.js'))) return (require('./main') as { main: Main }).main(argv);
   // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
   const source = fs.readFileSync(BUNDLE, 'latin1');
-  const cacheFile = path.join(path.dirname(BUNDLE), 'cache', `${runKeyOf(argv) ?? 'other'}.v8`);
+  // Keys of the two bundles differ (help and errors: "other" and "other@remote").
+  const key = runKeyOf(argv) ?? (remote ? 'other@remote' : 'other');
+  const cacheFile = path.join(BUNDLE_DIR, 'cache', `${key}.v8`);
   const cache = readCache(cacheFile);
   const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData: cache?.data });
   const bundle = { exports: {} as { main: Main } };

@@ -32,7 +32,9 @@ export async function makeSelfSignedCertificate(key: crypto.KeyObject, commonNam
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: crypto.randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
-    name: [{ CN: [commonName] }],
+    // A unique subject, and key identifiers: OpenSSL finds a certificate's
+    // issuer by subject and key id, and two hosts may share a host name.
+    name: [{ CN: [commonName] }, { O: ['tsvz'] }, { OU: [crypto.randomBytes(8).toString('hex')] }],
     notBefore: new Date(now - 5 * 60_000), // clocks of two hosts differ a little
     notAfter: new Date(now + VALID_DAYS * 86_400_000),
     signingAlgorithm: alg,
@@ -41,6 +43,8 @@ export async function makeSelfSignedCertificate(key: crypto.KeyObject, commonNam
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   return cert.toString('pem') + '\n';

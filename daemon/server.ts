@@ -70,7 +70,6 @@ type ServerStream<Req, Res> = {
   run(req: Req, out: grpc.ServerWritableStream<Req, Res>, ctx: CallContext): Promise<void>;
 };
 type ClientStream<Req, Res> = { kind: 'clientStream'; method: Method<Req, Res>; run(input: AsyncIterable<Req>, ctx: CallContext): Promise<Res> };
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Handler = Unary<any, any> | ServerStream<any, any> | ClientStream<any, any>;
 
 export function unary<Req, Res>(method: Method<Req, Res>, run: (req: Req, ctx: CallContext) => Promise<Res>, opts: { anonymous?: boolean } = {}): Handler {
@@ -85,6 +84,14 @@ export function clientStream<Req, Res>(method: Method<Req, Res>, run: ClientStre
 
 /** A service: its handlers, made once the daemon's context exists. */
 export type ServiceFactory = (d: DaemonContext) => Handler[];
+
+/** What every kind of server call offers. */
+interface SurfaceCall {
+  cancelled: boolean;
+  getPeer(): string;
+  getAuthContext(): ReturnType<grpc.ServerUnaryCall<unknown, unknown>['getAuthContext']>;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
 
 interface ActiveCall {
   method: string;
@@ -295,7 +302,7 @@ export class Daemon implements DaemonContext {
   // ---- calls
 
   private addService(grpcModule: typeof grpc, handlers: Handler[]): void {
-    const definition: grpc.ServiceDefinition = {};
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const impl: grpc.UntypedServiceImplementation = {};
     for (const h of handlers) {
       const m = h.method;
@@ -311,7 +318,7 @@ export class Daemon implements DaemonContext {
       };
       impl[m.name] = this.implement(grpcModule, h);
     }
-    this.grpcServer!.addService(definition, impl);
+    this.grpcServer!.addService(definition as grpc.ServiceDefinition, impl);
   }
 
   private implement(grpcModule: typeof grpc, h: Handler): grpc.UntypedHandleCall {
@@ -334,7 +341,7 @@ export class Daemon implements DaemonContext {
 
   /** The gate, the bookkeeping and the answer of one call. */
   private begin(
-    call: grpc.ServerSurfaceCall,
+    call: SurfaceCall,
     h: Handler,
     follows: boolean,
     answer: (err: unknown, res?: unknown) => void,
@@ -385,7 +392,7 @@ export class Daemon implements DaemonContext {
       this.calls.delete(active);
       this.metrics.inFlight.add({ method }, -1);
       if (err !== undefined && !abort.signal.aborted) abort.abort(err);
-      const cancelled = (call as { cancelled?: boolean }).cancelled === true;
+      const cancelled = call.cancelled;
       try {
         if (!cancelled) answer(err, res);
       } catch { /* the call is gone */ }

@@ -10,6 +10,12 @@
  * spawns (list, info, ...) does not pay for it and for the stream and net
  * modules it pulls in.
  *
+ * Two bundles: dist/bundle/tsvz-remote.js is the whole CLI; dist/bundle/tsvz.js
+ * leaves out the gRPC and X.509 libraries (stand-ins that throw if reached),
+ * which only the daemon, `trust`, `remote` and `--remote` commands use
+ * (cli/command-names.ts's usesRemoteBundle): they tripled the bundle, and
+ * reading and hashing the larger file cost every `tsvz list` ~4 ms.
+ *
  * protobufjs loads long.js, if it can, for 64-bit fields; loading it costs
  * a few ms (it compiles a WebAssembly module). tsvz turns every 64-bit value
  * into a Number anyway (CRIU's RPC has none; its images' page counts and
@@ -48,9 +54,23 @@ const withoutLong = {
   },
 };
 
-esbuild.build({
+/** Libraries only the remote bundle holds. */
+const REMOTE_ONLY = /^(@grpc\/grpc-js|@peculiar\/x509|@abraham\/reflection)$/;
+
+const withoutRemoteLibraries = {
+  name: 'without-remote-libraries',
+  setup(build) {
+    build.onResolve({ filter: REMOTE_ONLY }, (args) => ({ path: args.path, namespace: 'tsvz-remote-only' }));
+    build.onLoad({ filter: /.*/, namespace: 'tsvz-remote-only' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is in dist/bundle/tsvz-remote.js only: cli/command-names.ts's usesRemoteBundle must name this command`)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+const bundle = (file, plugins) => esbuild.build({
   entryPoints: [path.join(out, 'cli', 'main.js')],
-  outfile: path.join(out, 'bundle', 'tsvz.js'),
+  outfile: path.join(out, 'bundle', file),
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -58,10 +78,12 @@ esbuild.build({
   external: ['koffi'],
   // A build dir outside the repo (the VM lane's) still resolves the repo's packages.
   nodePaths: [path.join(repo, 'node_modules')],
-  plugins: [lazyChildProcessForCommander, withoutLong],
+  plugins: [lazyChildProcessForCommander, withoutLong, ...plugins],
   logLevel: 'warning',
   minifyWhitespace: true,
   minifySyntax: true,
   charset: 'ascii',
   legalComments: 'none',
-}).catch(() => process.exit(1));
+});
+
+Promise.all([bundle('tsvz.js', [withoutRemoteLibraries]), bundle('tsvz-remote.js', [])]).catch(() => process.exit(1));

@@ -1,14 +1,18 @@
 import type { Command } from 'commander';
-import { printJson, printTable } from '../context';
+import { printJson, printTable, rootOf } from '../context';
 
 export function register(program: Command): void {
   program
     .command('doctor')
     .description('what this host supports: cgroups, freezer, CRIU, storage tools, uffd, soft-dirty')
     .option('--json', 'machine-readable output')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
       const { runDoctor } = await import('../../ops/doctor');
+      const { daemonStatus } = await import('../../daemon/status');
       const checks = await runDoctor();
+      const d = daemonStatus(rootOf(cmd));
+      const identity = d.fingerprint ? `fingerprint ${d.fingerprint}` : 'no identity yet (made by `tsvz daemon` or `tsvz trust token`)';
+      checks.push({ name: 'daemon', ok: d.running, detail: d.running ? `running (pid ${d.pid}) on ${d.address}; ${identity}` : `not running; ${identity}` });
       if (o.json) return printJson(checks);
       printTable(checks.map((c) => [c.ok ? 'ok ' : 'no ', c.name, c.detail]));
     });

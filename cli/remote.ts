@@ -1,0 +1,23 @@
+import type { Command } from 'commander';
+import type { RemoteClient } from '../daemon/client';
+import { GlobalOptions, rootOf } from './context';
+
+/**
+ * `--remote HOST`: the command runs on HOST's daemon instead of here. The
+ * gRPC and TLS code is loaded only then; a local command never loads it.
+ */
+export function remoteOf(cmd: Command): string | undefined {
+  return (cmd.optsWithGlobals() as GlobalOptions).remote;
+}
+
+/** Connect to the command's remote, run `body`, close. Errors are the remote's, prefixed with its name. */
+export async function onRemote<T>(cmd: Command, body: (client: RemoteClient, api: typeof import('../daemon/proto')) => Promise<T>): Promise<T> {
+  const { RemoteClient: Client } = await import('../daemon/client');
+  const api = await import('../daemon/proto');
+  const client = await Client.connect(rootOf(cmd), remoteOf(cmd)!);
+  try {
+    return await body(client, api);
+  } finally {
+    client.close();
+  }
+}
