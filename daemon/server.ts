@@ -440,7 +440,13 @@ export class Daemon implements DaemonContext {
     this.state = 'stopped';
     this.watcher?.close();
     if (this.poller) clearInterval(this.poller);
-    this.injector?.drain(0);
+    // The last answers still have to leave: close the sessions gently (GOAWAY, then
+    // wait for their streams), and only then cut what is left.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      if (this.grpcServer) this.grpcServer.tryShutdown(() => { clearTimeout(timer); resolve(); });
+      else resolve();
+    });
     this.injector?.destroy();
     this.grpcServer?.forceShutdown();
     for (const c of this.connections.values()) c.socket.destroy();

@@ -90,8 +90,8 @@ export class TrustStore {
 
 /** Why a certificate may not call: undefined when it may. */
 export function refusalFor(clients: readonly TrustedClient[], fingerprint: string | undefined): TsvzError | undefined {
-  if (!fingerprint) return new TsvzError('EUNAUTHENTICATED', 'no trusted client certificate presented', { hint: 'enrol with `tsvz remote add HOST ADDRESS --token T`' });
-  const entry = clients.find((c) => c.fingerprint === fingerprint);
+  // No certificate, or one OpenSSL could not verify against the trust store (an unknown one): alike.
+  const entry = fingerprint === undefined ? undefined : clients.find((c) => c.fingerprint === fingerprint);
   if (!entry) return new TsvzError('EUNAUTHENTICATED', 'client certificate is not trusted by this host', { hint: 'enrol with `tsvz remote add HOST ADDRESS --token T`' });
   if (entry.revokedAt) return new TsvzError('EPERM', `client ${entry.name} was revoked at ${entry.revokedAt}`, { hint: 'ask for a new token' });
   return undefined;

@@ -17,6 +17,7 @@ export class UploadQuota {
   constructor(root: Root, private readonly limits: DaemonLimits) {
     this.dir = path.join(root.dir, 'daemon', 'incoming');
     fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
   }
 
   open(): { grow(bytes: number): Promise<void>; release(): void } {

@@ -99,7 +99,6 @@ async function receiveUpload(d: DaemonContext, quota: UploadQuota, input: AsyncI
   if (header.sizeBytes !== undefined && header.sizeBytes > d.limits.maxUploadBytes) {
     throw new LimitError(`the archive (${header.sizeBytes} bytes) is over this host's upload limit of ${d.limits.maxUploadBytes} bytes`);
   }
-  fs.mkdirSync(path.dirname(quota.dir), { recursive: true, mode: 0o700 });
   fs.mkdirSync(quota.dir, { recursive: true, mode: 0o700 });
   const file = path.join(quota.dir, `${crypto.randomBytes(8).toString('hex')}.archive`);
   const reservation = quota.open();
