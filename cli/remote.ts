@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { RemoteClient } from '../daemon/client';
+import { trace } from '../lib/trace';
 import { GlobalOptions, rootOf } from './context';
 
 /**
@@ -14,8 +15,12 @@ export function remoteOf(cmd: Command): string | undefined {
 export async function onRemote<T>(cmd: Command, body: (client: RemoteClient, api: typeof import('../daemon/proto')) => Promise<T>): Promise<T> {
   const { RemoteClient: Client } = await import('../daemon/client');
   const api = await import('../daemon/proto');
+  // TSVZ_TRACE=1 shows the connection's set-up apart (bench/daemon.ts reads it).
+  trace('remote: connecting');
   const client = await Client.connect(rootOf(cmd), remoteOf(cmd)!);
   try {
+    await client.connect(30_000);
+    trace('remote: connected');
     return await body(client, api);
   } finally {
     client.close();

@@ -61,10 +61,29 @@ export class RemoteClient {
     this.client.close();
   }
 
-  /** Wait until the connection is up (the TLS handshake done), for callers that time it apart from calls. */
+  /** Wait until the connection is up (TLS handshake done), retrying until the deadline. */
   waitForReady(timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(this.error({ code: 14, details: err.message })) : resolve()));
+    });
+  }
+
+  /**
+   * Connect now; resolves when connected, or at the first failed attempt (a
+   * refused address, a certificate that is not the pinned one): the next
+   * call then fails at once with grpc-js's reason instead of retrying.
+   */
+  connect(timeoutMs: number): Promise<void> {
+    const channel = this.client.getChannel();
+    const { READY, TRANSIENT_FAILURE, SHUTDOWN } = this.grpcModule.connectivityState;
+    const deadline = Date.now() + timeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        const state = channel.getConnectivityState(true);
+        if (state === READY || state === TRANSIENT_FAILURE || state === SHUTDOWN) return resolve();
+        channel.watchConnectivityState(state, deadline, (err) => (err ? reject(this.error({ code: 4, details: `no connection within ${timeoutMs} ms` })) : check()));
+      };
+      check();
     });
   }
 

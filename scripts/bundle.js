@@ -11,10 +11,13 @@
  * modules it pulls in.
  *
  * Two bundles: dist/bundle/tsvz-remote.js is the whole CLI; dist/bundle/tsvz.js
- * leaves out the gRPC and X.509 libraries (stand-ins that throw if reached),
- * which only the daemon, `trust`, `remote` and `--remote` commands use
- * (cli/command-names.ts's usesRemoteBundle): they tripled the bundle, and
- * reading and hashing the larger file cost every `tsvz list` ~4 ms.
+ * leaves out the gRPC library (a stand-in that throws if reached), which
+ * only the daemon, `trust`, `remote` and `--remote` commands use
+ * (cli/command-names.ts's usesRemoteBundle): it doubled the bundle, and
+ * reading the larger file cost every `tsvz list` ~4 ms. The X.509 library
+ * is in neither: it makes a host's certificate once in the host's life and
+ * is then loaded from node_modules. grpc-js's proto-loader (for channelz
+ * and ORCA, which tsvz does not serve) is left out of both.
  *
  * protobufjs loads long.js, if it can, for 64-bit fields; loading it costs
  * a few ms (it compiles a WebAssembly module). tsvz turns every 64-bit value
@@ -55,7 +58,18 @@ const withoutLong = {
 };
 
 /** Libraries only the remote bundle holds. */
-const REMOTE_ONLY = /^(@grpc\/grpc-js|@peculiar\/x509|@abraham\/reflection)$/;
+const REMOTE_ONLY = /^@grpc\/grpc-js$/;
+
+const withoutProtoLoader = {
+  name: 'without-proto-loader',
+  setup(build) {
+    build.onResolve({ filter: /^@grpc\/proto-loader$/ }, () => ({ path: 'no-proto-loader', namespace: 'tsvz' }));
+    build.onLoad({ filter: /^no-proto-loader$/, namespace: 'tsvz' }, () => ({
+      contents: "throw new Error('@grpc/proto-loader is not in the bundle: tsvz serves no channelz or ORCA');",
+      loader: 'js',
+    }));
+  },
+};
 
 const withoutRemoteLibraries = {
   name: 'without-remote-libraries',
@@ -75,10 +89,10 @@ const bundle = (file, plugins) => esbuild.build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['koffi'],
+  external: ['koffi', '@peculiar/x509', '@abraham/reflection'],
   // A build dir outside the repo (the VM lane's) still resolves the repo's packages.
   nodePaths: [path.join(repo, 'node_modules')],
-  plugins: [lazyChildProcessForCommander, withoutLong, ...plugins],
+  plugins: [lazyChildProcessForCommander, withoutLong, withoutProtoLoader, ...plugins],
   logLevel: 'warning',
   minifyWhitespace: true,
   minifySyntax: true,

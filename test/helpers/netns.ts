@@ -25,11 +25,25 @@ export interface Result { status: number | null; stdout: string; stderr: string 
 export class TestHost {
   readonly dir: string;
   daemon?: ChildProcess;
-  /** Everything the current daemon wrote to stderr (its JSON log lines). */
-  daemonLog = '';
+  /**
+   * The daemon's stderr goes to a file, not a pipe: a daemon whose pipe is
+   * full while the test sits in a spawnSync would block on its log.
+   */
+  readonly logFile: string;
+  private logStart = 0;
 
   constructor(readonly name: string, readonly netns: string, readonly address: string) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `tsvz-test-${name}-`));
+    this.logFile = path.join(this.dir, 'daemon-stderr.log');
+  }
+
+  /** Everything the current daemon wrote to stderr (its JSON log lines). */
+  get daemonLog(): string {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8').slice(this.logStart);
+    } catch {
+      return '';
+    }
   }
 
   get daemonAddress(): string {
@@ -54,25 +68,27 @@ export class TestHost {
   }
 
   /** The CLI in the background (streams, concurrency, kills). */
-  spawn(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  spawn(args: string[], env: NodeJS.ProcessEnv = {}, stderr: 'pipe' | number = 'pipe'): ChildProcess {
     const [cmd, ...rest] = this.inside([process.execPath, TSVZ, '--root', this.dir, ...args]);
-    return spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    return spawn(cmd, rest, { stdio: ['ignore', 'pipe', stderr], env: { ...process.env, ...env } });
   }
 
   /** Any program inside the namespace, to completion. */
-  exec(cmd: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Result {
+  exec(cmd: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; replaceEnv?: boolean } = {}): Result {
     const [c, ...rest] = this.inside(cmd);
-    const r = spawnSync(c, rest, { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 });
+    const env = opts.replaceEnv ? opts.env : { ...process.env, ...opts.env };
+    const r = spawnSync(c, rest, { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
   /** Start `tsvz daemon` on ADDRESS:7443 (metrics on the namespace's 127.0.0.1:9443); resolves once it listens. */
   async startDaemon(extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<void> {
     if (this.daemon) throw new Error(`${this.name}: a daemon runs already`);
-    this.daemonLog = '';
-    const p = this.spawn(['daemon', '--listen', this.daemonAddress, '--metrics', '127.0.0.1:9443', ...extra], env);
+    try { this.logStart = fs.statSync(this.logFile).size; } catch { this.logStart = 0; }
+    const fd = fs.openSync(this.logFile, 'a');
+    const p = this.spawn(['daemon', '--listen', this.daemonAddress, '--metrics', '127.0.0.1:9443', ...extra], env, fd);
+    fs.closeSync(fd);
     this.daemon = p;
-    p.stderr!.on('data', (d) => { this.daemonLog += d; });
     p.on('exit', () => { if (this.daemon === p) this.daemon = undefined; });
     const deadline = Date.now() + 30_000;
     while (!this.daemonLog.includes('"event":"started"')) {
