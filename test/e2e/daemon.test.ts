@@ -116,6 +116,16 @@ describe('tsvz daemon between two hosts', { skip }, () => {
     for (const line of b.daemonLog.trim().split('\n')) assert.equal(typeof JSON.parse(line).event, 'string', line);
   });
 
+  test('TLS 1.3 only; the identity and trust files are the owner\'s alone', () => {
+    const old = a.exec(['openssl', 's_client', '-connect', b.daemonAddress, '-tls1_2', '-servername', 'tsvz'], { timeoutMs: 20_000 });
+    assert.notEqual(old.status, 0, 'a TLS 1.2 handshake is refused');
+    const current = a.exec(['openssl', 's_client', '-connect', b.daemonAddress, '-tls1_3', '-servername', 'tsvz', '-brief'], { timeoutMs: 20_000 });
+    assert.match(current.stdout + current.stderr, /Protocol version: TLSv1\.3/);
+    const mode = (f: string) => fs.statSync(path.join(b.dir, 'daemon', f)).mode & 0o777;
+    assert.equal(mode('.'), 0o700);
+    for (const f of ['host.key', 'host.crt', 'trust.json', 'tokens.json']) assert.equal(mode(f), 0o600, f);
+  });
+
   test('a remote error prints as the local one, prefixed with the host', () => {
     const local = b.run(['info', 'nope']);
     const remote = a.run(['--remote', 'b', 'info', 'nope']);
@@ -235,6 +245,17 @@ describe('tsvz daemon between two hosts', { skip }, () => {
     // One waits (lib/lock's queue) or is told busy (exit 75): never both at once.
     if (second.status === 0) assert.ok(waited > 1000, `the snapshot waited for the checkpoint (${waited} ms)`);
     else assert.equal(second.status, 75, second.stderr);
+    // The local CLI and the daemon on one root: the flock holds across the processes.
+    const remote = a.spawn(['--remote', 'b', 'checkpoint', 'c1', '--leave-running', '--name', 'both3']);
+    const remoteOut = collect(remote);
+    const mark = b.daemonLog.length;
+    assert.ok(await eventually(() => b.daemonLog.slice(mark).includes('fault point checkpoint:frozen reached'), 20_000), b.daemonLog);
+    const t0 = Date.now();
+    const local = b.run(['snapshot', 'c1', 'both4']);
+    const localWaited = Date.now() - t0;
+    assert.equal(await exitOf(remote), 0, remoteOut.err);
+    if (local.status === 0) assert.ok(localWaited > 1000, `the local snapshot waited for the remote checkpoint (${localWaited} ms)`);
+    else assert.equal(local.status, 75, local.stderr);
     assert.equal(JSON.parse(b.ok(['info', 'c1', '--json'])).state, 'running');
   });
 
