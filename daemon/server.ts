@@ -2,7 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import fs = require('node:fs');
 import http = require('node:http');
 import net = require('node:net');
-import { BusyError, InvalidArgumentError, TsvzError } from '../lib/errors';
+import { BusyError, InvalidArgumentError, SystemError, TsvzError } from '../lib/errors';
 import { withLock } from '../lib/lock';
 import type { Root } from '../lib/root';
 import { PinnedServerCredentials, serverCredentials } from './credentials';
@@ -196,9 +196,10 @@ export class Daemon implements DaemonContext {
     listener.maxConnections = this.limits.maxConnections;
     this.listener = listener;
     return new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) => reject(new SystemError(`cannot listen on ${host}:${port}: ${err.code ?? err.message}`, err));
+      listener.once('error', failed);
       listener.listen({ host, port }, () => {
-        listener.off('error', reject);
+        listener.off('error', failed);
         const a = listener.address() as net.AddressInfo;
         this.address = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
         resolve();
@@ -231,9 +232,10 @@ export class Daemon implements DaemonContext {
     });
     this.metricsServer = server;
     return new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) => reject(new SystemError(`cannot serve metrics on ${host}:${port}: ${err.code ?? err.message}`, err));
+      server.once('error', failed);
       server.listen({ host, port }, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         const a = server.address() as net.AddressInfo;
         this.metricsAddress = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
         resolve();
