@@ -4,6 +4,7 @@
  */
 export const COMMANDS = [
   'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'logs', 'doctor', 'freeze', 'unfreeze', 'checkpoint', 'restore', 'pool', 'snapshot', 'clone',
+  'daemon', 'trust', 'remote',
 ] as const;
 
 export type CommandName = (typeof COMMANDS)[number];
@@ -24,29 +25,57 @@ const SUBCOMMANDS: Partial<Record<CommandName, readonly string[]>> = {
   checkpoint: ['create', 'list', 'inspect', 'export', 'rm'],
   snapshot: ['create', 'list', 'rollback', 'rm'],
   pool: ['create', 'list', 'info', 'rm'],
+  daemon: ['run', 'unit'],
+  trust: ['token', 'list', 'rm'],
+  remote: ['add', 'list', 'rm', 'info'],
 };
+
+/** What `--remote HOST` runs on another host's daemon (cli/remote.ts); every other command refuses it. */
+export const REMOTE_COMMANDS: ReadonlySet<string> = new Set([
+  'list', 'info', 'start', 'stop', 'logs', 'checkpoint-create', 'snapshot-create', 'restore',
+]);
 
 /**
  * What argv runs, as "command" or "command-subcommand" (checkpoint-create,
  * snapshot-list): each has its own code cache, so a dump does not load the
- * code of export and inspect too. Undefined where commandOf is.
+ * code of export and inspect too; run on another host (`--remote`), it is
+ * "list@remote" (the gRPC client's code, not the local verb's). Undefined
+ * where commandOf is.
  */
 export function runKeyOf(argv: string[]): string | undefined {
   const found = locate(argv);
   if (!found) return undefined;
   const subs = SUBCOMMANDS[found.name];
-  if (!subs) return found.name;
   const next = argv[found.index + 1];
-  return `${found.name}-${next !== undefined && subs.includes(next) ? next : subs[0]}`;
+  const key = subs ? `${found.name}-${next !== undefined && subs.includes(next) ? next : subs[0]}` : found.name;
+  return found.remote ? `${key}@remote` : key;
 }
 
-function locate(argv: string[]): { name: CommandName; index: number } | undefined {
+/**
+ * Does argv run from the bundle with the gRPC and X.509 libraries
+ * (scripts/bundle.js)? The daemon, `trust`, `remote`, and anything with
+ * --remote; everything else runs from the smaller one.
+ */
+export function usesRemoteBundle(argv: string[]): boolean {
+  const found = locate(argv);
+  return found !== undefined && (found.remote || found.name === 'daemon' || found.name === 'trust' || found.name === 'remote');
+}
+
+/** The runKeyOf of a parsed command (commander's names, without argv). */
+export function runKeyOfCommand(name: string, sub: string | undefined): string {
+  return SUBCOMMANDS[name as CommandName] && sub ? `${name}-${sub}` : name;
+}
+
+function locate(argv: string[]): { name: CommandName; index: number; remote: boolean } | undefined {
+  let remote = false;
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--root') { i++; continue; }
+    if (a === '--remote') { remote = true; i++; continue; }
+    if (a.startsWith('--remote=')) { remote = true; continue; }
     if (a.startsWith('--root=') || a === '--debug') continue;
     const name = ALIASES[a] ?? a;
-    return isCommand(name) ? { name, index: i } : undefined;
+    return isCommand(name) ? { name, index: i, remote } : undefined;
   }
   return undefined;
 }

@@ -6,6 +6,7 @@ import { print } from './output';
 /** The global options every command sees. */
 export interface GlobalOptions {
   root?: string;
+  remote?: string;
   debug?: boolean;
 }
 

@@ -3,7 +3,7 @@ import Module from 'node:module';
 import path = require('node:path');
 import sea = require('node:sea');
 import vm = require('node:vm');
-import { runKeyOf } from './command-names';
+import { runKeyOf, usesRemoteBundle } from './command-names';
 
 /**
  * Starting the CLI fast. bin/tsvz runs this, not main.ts: it loads the whole
@@ -12,7 +12,9 @@ import { runKeyOf } from './command-names';
  * their source; what is left is Node's own start-up. Each command (and
  * subcommand: checkpoint-create) has its own cache
  * (dist/bundle/cache/<node version>/<command>.v8) holding the bytecode of
- * the functions it ran. V8 compiles a function only when it first
+ * the functions it ran. Commands that talk to other hosts run from a second
+ * bundle that also holds the gRPC library (tsvz-remote.js, see
+ * scripts/bundle.js). V8 compiles a function only when it first
  * runs, and one run of `list` (an empty root) does not take the path of
  * another (running containers), so a cache is rewritten after each of the
  * command's first REFRESHES runs, growing to cover them all; after that it
@@ -48,9 +50,9 @@ interface Bundle {
 
 const REFRESHES = 5;
 
-/** A checkout: dist/bundle/tsvz.js, beside this file's dist/cli/. */
-function checkoutBundle(): Bundle {
-  const filename = path.resolve(__dirname, '..', 'bundle', 'tsvz.js');
+/** A checkout: dist/bundle/NAME, beside this file's dist/cli/. */
+function checkoutBundle(name: string): Bundle {
+  const filename = path.resolve(__dirname, '..', 'bundle', name);
   return {
     filename,
     // The bundle is ASCII (esbuild's charset: 'ascii'): latin1 reads it exactly, faster than utf8.
@@ -66,25 +68,29 @@ function checkoutBundle(): Bundle {
  * __dirname is two levels below that directory, as dist/bundle/ is below a
  * checkout's root (paths computed from __dirname hold in both).
  */
-function artifactBundle(): Bundle {
+function artifactBundle(name: string): Bundle {
   const dir = path.dirname(process.execPath);
   const build = sea.getAsset('build-id', 'utf8');
   return {
-    filename: path.join(dir, 'lib', 'bundle', 'tsvz.js'),
-    source: () => Buffer.from(sea.getRawAsset('tsvz.js') as ArrayBuffer).toString('latin1'),
+    filename: path.join(dir, 'lib', 'bundle', name),
+    source: () => Buffer.from(sea.getRawAsset(name) as ArrayBuffer).toString('latin1'),
     cacheDir: path.join(dir, 'cache', `${build}-${process.version}`),
   };
 }
 
 export async function launch(argv: string[]): Promise<number> {
-  const bundle = sea.isSea() ? artifactBundle() : checkoutBundle();
+  const remote = usesRemoteBundle(argv);
+  const name = remote ? 'tsvz-remote.js' : 'tsvz.js';
+  const bundle = sea.isSea() ? artifactBundle(name) : checkoutBundle(name);
   if (!sea.isSea()) {
     // TSVZ_BUNDLE=0: module by module, for readable stack traces (--debug).
     if (process.env.TSVZ_BUNDLE === '0') return (require('./main') as { main: Main }).main(argv);
     // A tsc run since the last scripts/build left the bundle behind the modules: run those.
     if (!isFresh(bundle.filename, path.join(__dirname, 'main.js'))) return (require('./main') as { main: Main }).main(argv);
   }
-  const cacheFile = path.join(bundle.cacheDir, `${runKeyOf(argv) ?? 'other'}.v8`);
+  // Keys of the two bundles differ (help and errors: "other" and "other@remote").
+  const key = runKeyOf(argv) ?? (remote ? 'other@remote' : 'other');
+  const cacheFile = path.join(bundle.cacheDir, `${key}.v8`);
   const cache = readCache(cacheFile);
   const script = new vm.Script(Module.wrap(bundle.source()), { filename: bundle.filename, cachedData: cache?.data });
   const module = { exports: {} as { main: Main } };

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { codeOf, describeError, TsvzError } from '../lib/errors';
-import { CommandName, commandsFor } from './command-names';
+import { CommandName, commandsFor, REMOTE_COMMANDS, runKeyOfCommand } from './command-names';
 import { print, printError } from './output';
 import { trace } from '../lib/trace';
 
@@ -26,6 +26,9 @@ const LOADERS: Record<CommandName, () => CommandModule> = {
   pool: () => require('./commands/pool'),
   snapshot: () => require('./commands/snapshot'),
   clone: () => require('./commands/clone'),
+  daemon: () => require('./commands/daemon'),
+  trust: () => require('./commands/trust'),
+  remote: () => require('./commands/remote'),
 };
 
 /**
@@ -48,6 +51,7 @@ function buildProgram(commands: readonly CommandName[]): Command {
     .description('System containers whose whole state can be frozen, saved, restored and moved.')
     .version(versionLine(), '-V, --version', 'print the version, commit and Node')
     .option('--root <dir>', 'directory holding all state (env TSVZ_ROOT)', undefined)
+    .option('--remote <host>', 'run the command on another host\'s daemon (see `tsvz remote`)')
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError(false)
     .exitOverride()
@@ -61,6 +65,15 @@ function buildProgram(commands: readonly CommandName[]): Command {
     LOADERS[name]().register(program);
   }
   for (const sub of program.commands) sub.exitOverride();
+  program.hook('preAction', (_program, action) => {
+    if ((program.opts() as { remote?: string }).remote === undefined) return;
+    const parent = action.parent && action.parent !== program ? action.parent : undefined;
+    const key = parent ? runKeyOfCommand(parent.name(), action.name()) : action.name();
+    if (!REMOTE_COMMANDS.has(key)) {
+      const { InvalidArgumentError } = require('../lib/errors') as typeof import('../lib/errors');
+      throw new InvalidArgumentError(`\`tsvz ${parent ? `${parent.name()} ${action.name()}` : action.name()}\` does not run on a remote host`, `--remote works with: ${[...REMOTE_COMMANDS].map((k) => k.replace('-', ' ')).join(', ')}`);
+    }
+  });
   return program;
 }
 

@@ -28,3 +28,13 @@ export function formatBytes(n: number): string {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
+
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parse "10m", "90s", "1h", "2d", "500ms" (a bare number is seconds) into milliseconds. */
+export function parseDuration(text: string, what = 'duration'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(String(text).trim());
+  const ms = m ? Math.round(parseFloat(m[1]) * DURATION_MS[m[2] ?? '']) : NaN;
+  if (!(ms > 0)) throw new InvalidArgumentError(`invalid ${what} "${text}"`, 'use a number with s, m, h or d, e.g. 10m');
+  return ms;
+}

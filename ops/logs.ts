@@ -1,3 +1,4 @@
+import { EventEmitter, once } from 'node:events';
 import fs = require('node:fs');
 import { sleep } from '../lib/poll';
 import type { Container } from '../runtime/container';
@@ -41,12 +42,18 @@ class CrlfCleaner {
   }
 }
 
-/** Write and wait for room when the reader is slower (bounded memory). */
-function writeOut(out: NodeJS.WritableStream, text: string): Promise<void> | undefined {
-  if (text.length === 0) return undefined;
+/**
+ * Write, and wait while the reader is slow (a pipe, a remote caller): what is
+ * not yet read is never more than the stream's own buffer. An abort (the
+ * remote caller went away) ends the wait.
+ */
+async function writeOut(out: NodeJS.WritableStream, text: string, signal?: AbortSignal): Promise<void> {
+  if (text.length === 0) return;
   // latin1 round-trips every byte: the console's bytes go out as they came in.
-  if (out.write(Buffer.from(text, 'latin1'))) return undefined;
-  return new Promise((resolve) => out.once('drain', resolve));
+  if (out.write(Buffer.from(text, 'latin1'))) return;
+  await once(out as unknown as EventEmitter, 'drain', { signal }).catch((err: unknown) => {
+    if (!signal?.aborted) throw err;
+  });
 }
 
 interface OpenLog {
@@ -66,7 +73,7 @@ function inodeOf(file: string): number | undefined {
 }
 
 /** Copy what `log` holds from its offset to its current end; returns whether anything was read. */
-async function drain(log: OpenLog, cleaner: CrlfCleaner, out: NodeJS.WritableStream): Promise<boolean> {
+async function drain(log: OpenLog, cleaner: CrlfCleaner, out: NodeJS.WritableStream, signal?: AbortSignal): Promise<boolean> {
   const buf = Buffer.alloc(CHUNK);
   let any = false;
   for (;;) {
@@ -74,7 +81,8 @@ async function drain(log: OpenLog, cleaner: CrlfCleaner, out: NodeJS.WritableStr
     if (n === 0) return any;
     any = true;
     log.offset += n;
-    await writeOut(out, cleaner.clean(buf.subarray(0, n)));
+    if (signal?.aborted) return any;
+    await writeOut(out, cleaner.clean(buf.subarray(0, n)), signal);
   }
 }
 
@@ -92,20 +100,20 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
     // Read backwards, a chunk at a time: --tail 20 of a long log does not read all of it.
     const cur = readTail(current, opts.tail);
     const before = lineCount(cur.data) <= opts.tail ? readTail(older, opts.tail).data : Buffer.alloc(0);
-    await writeOut(out, lastLines(new CrlfCleaner().clean(Buffer.concat([before, cur.data])), opts.tail));
+    await writeOut(out, lastLines(new CrlfCleaner().clean(Buffer.concat([before, cur.data])), opts.tail), opts.signal);
     log = cur.ino === undefined ? undefined : openLogAt(current, cur.ino, cur.size);
   } else {
     const old = openLog(older);
     if (old) {
-      await drain(old, cleaner, out);
+      await drain(old, cleaner, out, opts.signal);
       fs.closeSync(old.fd);
     }
     log = openLog(current);
-    if (log) await drain(log, cleaner, out);
+    if (log) await drain(log, cleaner, out, opts.signal);
   }
   if (!opts.follow) {
     if (log) fs.closeSync(log.fd);
-    await writeOut(out, cleaner.flush());
+    await writeOut(out, cleaner.flush(), opts.signal);
     return;
   }
   try {
@@ -113,17 +121,17 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
       if (opts.signal?.aborted) return;
       const running = c.state().status === 'running';
       if (!log) log = openLog(current);
-      if (log && (await drain(log, cleaner, out))) continue;
+      if (log && (await drain(log, cleaner, out, opts.signal))) continue;
       const now = inodeOf(current);
       if (log && now !== undefined && now !== log.ino) {
         // Rotated: the file held is console.log.1 now. The monitor renames it before it
         // makes the new one, and writes to it no more after: read its rest, then move on.
         // If a second rotation replaced it too, the one between them is .1.
-        await drain(log, cleaner, out);
+        await drain(log, cleaner, out, opts.signal);
         const between = inodeOf(older) !== log.ino ? openLog(older) : undefined;
         fs.closeSync(log.fd);
         if (between && between.ino !== now) {
-          await drain(between, cleaner, out);
+          await drain(between, cleaner, out, opts.signal);
           fs.closeSync(between.fd);
         } else if (between) {
           fs.closeSync(between.fd);
@@ -136,7 +144,7 @@ export async function streamLogs(c: Container, out: NodeJS.WritableStream, opts:
     }
   } finally {
     if (log) fs.closeSync(log.fd);
-    await writeOut(out, cleaner.flush());
+    await writeOut(out, cleaner.flush(), opts.signal);
   }
 }
 

@@ -10,6 +10,15 @@
  * spawns (list, info, ...) does not pay for it and for the stream and net
  * modules it pulls in.
  *
+ * Two bundles: dist/bundle/tsvz-remote.js is the whole CLI; dist/bundle/tsvz.js
+ * leaves out the gRPC library (a stand-in that throws if reached), which
+ * only the daemon, `trust`, `remote` and `--remote` commands use
+ * (cli/command-names.ts's usesRemoteBundle): it doubled the bundle, and
+ * reading the larger file cost every `tsvz list` ~4 ms. The X.509 library
+ * is in neither: it makes a host's certificate once in the host's life and
+ * is then loaded from node_modules. grpc-js's proto-loader (for channelz
+ * and ORCA, which tsvz does not serve) is left out of both.
+ *
  * protobufjs loads long.js, if it can, for 64-bit fields; loading it costs
  * a few ms (it compiles a WebAssembly module). tsvz turns every 64-bit value
  * into a Number anyway (CRIU's RPC has none; its images' page counts and
@@ -68,30 +77,67 @@ const { version } = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 
 fs.mkdirSync(path.join(out, 'cli'), { recursive: true });
 fs.writeFileSync(path.join(out, 'cli', 'build-info.json'), `${JSON.stringify({ version, commit: gitCommit() })}\n`);
 
-esbuild.build({
+/** Loaded from node_modules, not bundled: koffi (a native addon), and the X.509 library (see docs/architecture.md). scripts/package.js ships them. */
+const EXTERNAL = ['koffi', '@peculiar/x509', '@abraham/reflection'];
+
+/** Libraries only the remote bundle holds. */
+const REMOTE_ONLY = /^@grpc\/grpc-js$/;
+
+const withoutProtoLoader = {
+  name: 'without-proto-loader',
+  setup(build) {
+    build.onResolve({ filter: /^@grpc\/proto-loader$/ }, () => ({ path: 'no-proto-loader', namespace: 'tsvz' }));
+    build.onLoad({ filter: /^no-proto-loader$/, namespace: 'tsvz' }, () => ({
+      contents: "throw new Error('@grpc/proto-loader is not in the bundle: tsvz serves no channelz or ORCA');",
+      loader: 'js',
+    }));
+  },
+};
+
+const withoutRemoteLibraries = {
+  name: 'without-remote-libraries',
+  setup(build) {
+    build.onResolve({ filter: REMOTE_ONLY }, (args) => ({ path: args.path, namespace: 'tsvz-remote-only' }));
+    build.onLoad({ filter: /.*/, namespace: 'tsvz-remote-only' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is in dist/bundle/tsvz-remote.js only: cli/command-names.ts's usesRemoteBundle must name this command`)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+const bundle = (file, plugins) => esbuild.build({
   entryPoints: [path.join(out, 'cli', 'main.js')],
-  outfile: path.join(out, 'bundle', 'tsvz.js'),
+  outfile: path.join(out, 'bundle', file),
   bundle: true,
   platform: 'node',
   format: 'cjs',
   target: 'node22',
-  external: ['koffi'],
+  external: EXTERNAL,
   // A build dir outside the repo (the VM lane's) still resolves the repo's packages.
   nodePaths: [path.join(repo, 'node_modules')],
-  plugins: [lazyChildProcessForCommander, withoutLong],
+  plugins: [lazyChildProcessForCommander, withoutLong, withoutProtoLoader, ...plugins],
   logLevel: 'warning',
   minifyWhitespace: true,
   minifySyntax: true,
   charset: 'ascii',
   legalComments: 'none',
   metafile: true,
-}).then((result) => {
+});
+
+/** The packages a bundle holds (scripts/package.js ships their licenses). */
+function packagesOf(result) {
   const packages = new Set();
   for (const input of Object.keys(result.metafile.inputs)) {
     const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
     if (m) packages.add(m[1]);
   }
-  fs.writeFileSync(path.join(out, 'bundle', 'packages.json'), `${JSON.stringify([...packages].sort())}\n`);
+  return packages;
+}
+
+Promise.all([bundle('tsvz.js', [withoutRemoteLibraries]), bundle('tsvz-remote.js', [])]).then((results) => {
+  const packages = new Set(results.flatMap((r) => [...packagesOf(r)]));
+  fs.writeFileSync(path.join(out, 'bundle', 'packages.json'), `${JSON.stringify([...packages].sort())}
+`);
 }).catch((err) => {
   // esbuild has printed its own errors already.
   if (!Array.isArray(err?.errors)) console.error(err);

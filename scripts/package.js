@@ -34,6 +34,21 @@ const NODE_MAJOR = 24;
 // Node's fixed sentinel: the binary looks for it to know a blob was injected.
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const KOFFI_NATIVE = path.join('node_modules', '@koromix', 'koffi-linux-x64', 'linux_x64', 'koffi.node');
+/** Packages the bundles load from node_modules instead of holding them (scripts/bundle.js's EXTERNAL, koffi aside). */
+const SHIPPED_PACKAGES = ['@peculiar/x509', '@abraham/reflection'];
+
+/** A package and, recursively, what it depends on. */
+function withDependencies(names) {
+  const seen = new Set();
+  const walk = (name) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules', name, 'package.json'), 'utf8'));
+    for (const dep of Object.keys(pkg.dependencies ?? {})) walk(dep);
+  };
+  names.forEach(walk);
+  return [...seen].sort();
+}
 
 function fail(message) {
   process.stderr.write(`package: ${message}\n`);
@@ -114,7 +129,7 @@ function copyLicenses(dir) {
   copy(nodeLicense(), path.join(dir, 'node.txt'), 0o644);
   const packages = JSON.parse(fs.readFileSync(path.join(DIST, 'bundle', 'packages.json'), 'utf8'));
   // koffi's native module comes from @koromix/koffi-linux-x64, which has no license file of its own: it is koffi's.
-  for (const name of [...packages, 'koffi']) {
+  for (const name of [...new Set([...packages, ...withDependencies(SHIPPED_PACKAGES), 'koffi'])]) {
     const pkgDir = path.join(REPO, 'node_modules', name);
     const file = fs.readdirSync(pkgDir).find((f) => /^(licen[cs]e|copying)/i.test(f));
     const target = path.join(dir, `${name.replace('/', '__')}.txt`);
@@ -167,7 +182,7 @@ async function main() {
     const launcher = path.join(work, 'sea-main.js');
     await bundleLauncher(launcher);
     const buildId = path.join(work, 'build-id');
-    fs.writeFileSync(buildId, sha256(bundle).slice(0, 16));
+    fs.writeFileSync(buildId, crypto.createHash('sha256').update(sha256(bundle)).update(sha256(path.join(DIST, 'bundle', 'tsvz-remote.js'))).digest('hex').slice(0, 16));
     const blob = path.join(work, 'sea.blob');
     const config = path.join(work, 'sea-config.json');
     fs.writeFileSync(config, JSON.stringify({
@@ -175,7 +190,7 @@ async function main() {
       output: blob,
       disableExperimentalSEAWarning: true,
       useCodeCache: true,
-      assets: { 'tsvz.js': bundle, 'build-id': buildId },
+      assets: { 'tsvz.js': bundle, 'tsvz-remote.js': path.join(DIST, 'bundle', 'tsvz-remote.js'), 'build-id': buildId },
     }));
     run(process.execPath, ['--experimental-sea-config', config], { cwd: work });
 
@@ -194,6 +209,10 @@ async function main() {
       copy(built, path.join(stage, 'lib', helper), 0o755);
     }
     copy(path.join(REPO, KOFFI_NATIVE), path.join(stage, 'lib', KOFFI_NATIVE), 0o644);
+    // The X.509 library the daemon and `trust`/`remote` load beside the remote bundle.
+    for (const pkg of withDependencies(SHIPPED_PACKAGES)) {
+      fs.cpSync(path.join(REPO, 'node_modules', pkg), path.join(stage, 'lib', 'node_modules', pkg), { recursive: true, dereference: true });
+    }
     for (const proto of runtimeProtos()) copy(path.join(REPO, 'proto', proto), path.join(stage, 'proto', proto), 0o644);
     copy(path.join(REPO, 'packaging', 'tsvz.service'), path.join(stage, 'tsvz.service'), 0o644);
     const install = fs.readFileSync(path.join(REPO, 'packaging', 'INSTALL'), 'utf8')

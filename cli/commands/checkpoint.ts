@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openContainer, printJson, printTable } from '../context';
 import { print } from '../output';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   const checkpoint = program
@@ -15,12 +16,13 @@ export function register(program: Command): void {
     .option('--leave-running', 'keep the container running after the dump')
     .option('--tcp-established', 'dump established TCP connections')
     .action(async (name: string, o, cmd: Command) => {
-      const { checkpointContainer } = await import('../../ops/checkpoint');
-      const meta = await checkpointContainer(openContainer(cmd, name), {
-        name: o.name,
-        leaveRunning: o.leaveRunning,
-        tcpEstablished: o.tcpEstablished,
-      });
+      const meta = remoteOf(cmd)
+        ? await onRemote(cmd, (client, api) => client.unary(api.Containers.Checkpoint, { name, id: o.name, leaveRunning: o.leaveRunning === true, tcpEstablished: o.tcpEstablished === true }))
+        : await (await import('../../ops/checkpoint')).checkpointContainer(openContainer(cmd, name), {
+          name: o.name,
+          leaveRunning: o.leaveRunning,
+          tcpEstablished: o.tcpEstablished,
+        });
       print(`${meta.id}\n`);
     });
 

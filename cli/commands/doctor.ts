@@ -8,7 +8,11 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o, cmd: Command) => {
       const { runDoctor } = await import('../../ops/doctor');
+      const { daemonStatus } = await import('../../daemon/status');
       const checks = await runDoctor(rootOf(cmd));
+      const d = daemonStatus(rootOf(cmd));
+      const identity = d.fingerprint ? `fingerprint ${d.fingerprint}` : 'no identity yet (made by `tsvz daemon` or `tsvz trust token`)';
+      checks.push({ name: 'daemon', ok: d.running, detail: d.running ? `running (pid ${d.pid}) on ${d.address}; ${identity}` : `not running; ${identity}` });
       if (o.json) return printJson(checks);
       printTable(checks.map((c) => [c.ok ? 'ok ' : 'no ', c.name, c.detail]));
     });

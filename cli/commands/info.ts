@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { openContainer, printJson, printTable } from '../context';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   program
@@ -8,9 +9,10 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o, cmd: Command) => {
-      const { containerInfo } = await import('../../ops/info');
       const { formatBytes } = await import('../../lib/units');
-      const info = containerInfo(openContainer(cmd, name));
+      const info = remoteOf(cmd)
+        ? await onRemote(cmd, async (client, api) => (await import('../../daemon/convert')).infoFromWire(await client.unary(api.Containers.Info, { name }, { timeoutMs: 60_000 })))
+        : (await import('../../ops/info')).containerInfo(openContainer(cmd, name));
       if (o.json) return printJson(info);
       const usage = info.cgroup;
       const limit = (n?: number) => (n === undefined ? 'unlimited' : formatBytes(n));

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   program
@@ -8,8 +9,12 @@ export function register(program: Command): void {
     .description('list containers')
     .option('--json', 'machine-readable output')
     .action(async (o, cmd: Command) => {
-      const { listContainers } = await import('../../ops/info');
-      const all = listContainers(rootOf(cmd));
+      const all = remoteOf(cmd)
+        ? await onRemote(cmd, async (client, api) => {
+          const { infoFromWire } = await import('../../daemon/convert');
+          return ((await client.unary(api.Containers.List, {}, { timeoutMs: 60_000 })).containers ?? []).map(infoFromWire);
+        })
+        : (await import('../../ops/info')).listContainers(rootOf(cmd));
       if (o.json) return printJson(all);
       printTable([['NAME', 'STATE', 'PID', 'IP', 'TEMPLATE'], ...all.map((c) => [c.name, c.state, c.initPid ? String(c.initPid) : '-', c.ip ?? '-', c.template])]);
     });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openContainer, rootOf } from '../context';
 import { print } from '../output';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   program
@@ -13,13 +14,35 @@ export function register(program: Command): void {
       if (o.import !== undefined) {
         const { InvalidArgumentError } = await import('../../lib/errors');
         if (id !== undefined) throw new InvalidArgumentError('--import takes no checkpoint id', 'the archive holds one checkpoint');
+        if (remoteOf(cmd)) {
+          const r = await onRemote(cmd, async (client, api) => client.clientStream(api.Containers.RestoreImport, await uploadOf(name, o.import)));
+          print(`restored ${name} from ${r.sourceContainer}'s checkpoint ${r.checkpoint} (init pid ${r.initPid})\n`);
+          return;
+        }
         const { restoreImported } = await import('../../ops/import');
         const { state, imported } = await restoreImported(rootOf(cmd), name, o.import);
         print(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id} (init pid ${state.initPid})\n`);
         return;
       }
+      if (remoteOf(cmd)) {
+        const { InvalidArgumentError } = await import('../../lib/errors');
+        throw new InvalidArgumentError('on a remote host, restore takes --import FILE', 'a checkpoint on that host is restored there: `tsvz --remote HOST restore` is not supported yet');
+      }
       const { restoreContainer } = await import('../../ops/restore');
       const state = await restoreContainer(openContainer(cmd, name), id);
       print(`restored ${name} (init pid ${state.initPid})\n`);
     });
+}
+
+/** The archive as an upload: its header, then chunks of at most 1 MiB read as they are sent. */
+async function uploadOf(name: string, file: string): Promise<AsyncIterable<import('../../daemon/proto').ImportMessage>> {
+  const fs = await import('node:fs');
+  const { MAX_CHUNK } = await import('../../daemon/limits');
+  const { SystemError } = await import('../../lib/errors');
+  let size: number;
+  try { size = fs.statSync(file).size; } catch (err) { throw new SystemError(`cannot read ${file}`, err); }
+  return (async function* () {
+    yield { header: { name, sizeBytes: size } };
+    for await (const data of fs.createReadStream(file, { highWaterMark: MAX_CHUNK })) yield { chunk: { data: data as Buffer } };
+  })();
 }

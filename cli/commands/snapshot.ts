@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openContainer, printJson, printTable } from '../context';
 import { print } from '../output';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   const snapshot = program
@@ -14,8 +15,9 @@ export function register(program: Command): void {
     .argument('[snapshot]', 'snapshot name (default: a timestamp)')
     .option('--stateful', 'memory too (CRIU, the container keeps running): rollback brings it back running')
     .action(async (name: string, snap: string | undefined, o, cmd: Command) => {
-      const { createSnapshot } = await import('../../ops/snapshot');
-      const rec = await createSnapshot(openContainer(cmd, name), snap, { stateful: o.stateful === true });
+      const rec = remoteOf(cmd)
+        ? await onRemote(cmd, (client, api) => client.unary(api.Containers.Snapshot, { name, snapshot: snap, stateful: o.stateful === true }))
+        : await (await import('../../ops/snapshot')).createSnapshot(openContainer(cmd, name), snap, { stateful: o.stateful === true });
       print(`${rec.name}\n`);
     });
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openContainer } from '../context';
 import { print } from '../output';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   program
@@ -8,8 +9,9 @@ export function register(program: Command): void {
     .description('start a container; returns once its init runs')
     .argument('<name>', 'container name')
     .action(async (name: string, _o, cmd: Command) => {
-      const { startContainer } = await import('../../ops/start');
-      const state = await startContainer(openContainer(cmd, name));
+      const state = remoteOf(cmd)
+        ? await onRemote(cmd, (client, api) => client.unary(api.Containers.Start, { name }))
+        : await (await import('../../ops/start')).startContainer(openContainer(cmd, name));
       print(`started ${name} (init pid ${state.initPid})\n`);
     });
 }

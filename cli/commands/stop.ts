@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openContainer } from '../context';
 import { print } from '../output';
+import { onRemote, remoteOf } from '../remote';
 
 export function register(program: Command): void {
   program
@@ -9,11 +10,11 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .option('-t, --timeout <seconds>', 'seconds to wait before SIGKILL', '10')
     .action(async (name: string, o, cmd: Command) => {
-      const { stopContainer } = await import('../../ops/stop');
       const { InvalidArgumentError } = await import('../../lib/errors');
       const timeout = Number(o.timeout);
       if (!/^\d+(\.\d+)?$/.test(o.timeout)) throw new InvalidArgumentError(`invalid --timeout "${o.timeout}"`);
-      await stopContainer(openContainer(cmd, name), timeout);
+      if (remoteOf(cmd)) await onRemote(cmd, (client, api) => client.unary(api.Containers.Stop, { name, timeoutSeconds: timeout }));
+      else await (await import('../../ops/stop')).stopContainer(openContainer(cmd, name), timeout);
       print(`stopped ${name}\n`);
     });
 }

@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { rootOf } from '../context';
+import { print } from '../output';
+
+export function register(program: Command): void {
+  const daemon = program
+    .command('daemon')
+    .description("this host's daemon: serve other hosts over mutual TLS (the default), or print its systemd unit");
+
+  daemon
+    .command('run', { isDefault: true })
+    .description('serve in the foreground until SIGTERM (the default: `tsvz daemon`); makes the host identity on first start')
+    .option('--listen <host:port>', 'address to serve on', '0.0.0.0:7443')
+    .option('--metrics <host:port>', 'Prometheus endpoint on a loopback address, e.g. 127.0.0.1:9443')
+    .option('--max-upload <size>', 'bytes one upload may carry', '64G')
+    .option('--upload-quota <size>', 'bytes all uploads in progress may hold on disk', '128G')
+    .option('--upload-idle <duration>', 'an upload that sends nothing this long ends', '60s')
+    .option('--drain <duration>', 'on SIGTERM, how long calls in flight may take to finish', '30s')
+    .option('--log-level <level>', 'debug | info | warn | error', 'info')
+    .action(async (o, cmd: Command) => {
+      const { parseDuration, parseSize } = await import('../../lib/units');
+      const { InvalidArgumentError } = await import('../../lib/errors');
+      if (!['debug', 'info', 'warn', 'error'].includes(o.logLevel)) throw new InvalidArgumentError(`invalid --log-level "${o.logLevel}"`);
+      const { Daemon } = await import('../../daemon/server');
+      const { containersService } = await import('../../daemon/services/containers');
+      const { hostService } = await import('../../daemon/services/host');
+      const { trustService } = await import('../../daemon/services/trust');
+      const { healthService } = await import('../../daemon/services/health');
+      const d = await Daemon.start(rootOf(cmd), {
+        listen: o.listen,
+        metrics: o.metrics,
+        logLevel: o.logLevel,
+        limits: {
+          maxUploadBytes: parseSize(o.maxUpload, '--max-upload'),
+          uploadQuotaBytes: parseSize(o.uploadQuota, '--upload-quota'),
+          idleMs: parseDuration(o.uploadIdle, '--upload-idle'),
+          drainMs: parseDuration(o.drain, '--drain'),
+        },
+      }, [containersService, hostService, trustService, healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust'])]);
+      await new Promise<void>((resolve) => {
+        const onSignal = (signal: NodeJS.Signals) => { void d.stop(signal).then(resolve); };
+        process.once('SIGTERM', onSignal);
+        process.once('SIGINT', onSignal);
+      });
+    });
+
+  daemon
+    .command('unit')
+    .description('print a systemd unit that runs the daemon on this root: tsvz daemon unit > /etc/systemd/system/tsvz.service')
+    .option('--listen <host:port>', 'address to serve on', '0.0.0.0:7443')
+    .option('--metrics <host:port>', 'Prometheus endpoint on a loopback address')
+    .action(async (o, cmd: Command) => {
+      const path = await import('node:path');
+      const { systemdUnit } = await import('../../daemon/unit');
+      const tsvz = path.resolve(__dirname, ...(__filename.includes(`${path.sep}bundle${path.sep}`) ? ['..', '..'] : ['..', '..', '..']), 'bin', 'tsvz');
+      print(systemdUnit({ node: process.execPath, tsvz, root: rootOf(cmd).dir, listen: o.listen, metrics: o.metrics }));
+    });
+}

@@ -1,0 +1,115 @@
+import type { StaticMessage } from '../checkpoint/static-message';
+
+/*
+ * The daemon's messages (proto/tsvz-v1.proto, proto/grpc-health-v1.proto) as
+ * TypeScript sees them after decoding: protobufjs turns snake_case into
+ * camelCase, 64-bit integers become Numbers, and a field the sender left
+ * unset is absent (`defaults: false`), so every field is optional here and
+ * checked by the handler. The encoders are generated at build time
+ * (scripts/build, pbjs static-module); test/unit/daemon-proto.test.ts
+ * round-trips each type so these views cannot drift from the .proto.
+ */
+
+export interface ContainerRef { name?: string }
+export type ListRequest = Record<string, never>;
+export interface ExitInfoMsg { exitCode?: number; signal?: string; oomKilled?: boolean; finishedAt?: string }
+export interface CgroupUsageMsg {
+  memoryBytes?: number; memoryLimitBytes?: number; memoryPeakBytes?: number; pids?: number; pidsLimit?: number; oomKills?: number; cpuUsageNs?: number;
+}
+export interface ContainerInfoMsg {
+  name?: string; state?: string; initPid?: number; ip?: string; createdAt?: string; startedAt?: string; pool?: string; template?: string;
+  exit?: ExitInfoMsg; checkpoint?: string; cgroup?: CgroupUsageMsg; configJson?: string;
+}
+export interface ListResponse { containers?: ContainerInfoMsg[] }
+export interface StartResponse { initPid?: number }
+export interface StopRequest { name?: string; timeoutSeconds?: number }
+export type StopResponse = Record<string, never>;
+export interface CheckpointRequest { name?: string; id?: string; leaveRunning?: boolean; tcpEstablished?: boolean }
+export interface CheckpointResponse { id?: string; createdAt?: string; criuVersion?: string; dumpMs?: number; frozenMs?: number; sizeBytes?: number; leaveRunning?: boolean }
+export interface SnapshotRequest { name?: string; snapshot?: string; stateful?: boolean }
+export interface SnapshotResponse { name?: string; createdAt?: string; stateful?: boolean }
+export interface LogsRequest { name?: string; follow?: boolean; tail?: number }
+export interface Chunk { data?: Buffer }
+export interface ImportHeader { name?: string; sizeBytes?: number }
+export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
+export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
+export type DescribeRequest = Record<string, never>;
+export interface PoolDescription { name?: string; driver?: string; transferFormats?: string[]; incrementalSend?: boolean; error?: string }
+export interface HostDescription {
+  name?: string; tsvzVersion?: string; criuVersion?: string; kernel?: string; arch?: string;
+  criuFeatures?: { lazyPages?: boolean; memDirtyTrack?: boolean }; cpuFlags?: string[]; cgroupMode?: string; pools?: PoolDescription[]; fingerprint?: string;
+}
+export interface EnrolRequest { tokenSecret?: Buffer; clientName?: string; certificatePem?: string; proof?: Buffer }
+export interface EnrolResponse { hostName?: string }
+export interface HealthCheckRequest { service?: string }
+export interface HealthCheckResponse { status?: 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN' }
+
+/** What a peer sent that is not a message of the expected type: handlers refuse it with EINVAL. */
+export class BadMessage {
+  constructor(readonly reason: string) {}
+}
+
+export interface Codec<T> {
+  encode(value: T): Buffer;
+  /** Never throws: bytes that do not decode give a BadMessage. */
+  decode(data: Buffer): T | BadMessage;
+}
+
+function codec<T>(type: () => StaticMessage): Codec<T> {
+  return {
+    encode: (value) => Buffer.from(type().encode(type().fromObject(value as object)).finish()),
+    decode: (data) => {
+      try {
+        return type().toObject(type().decode(data), { longs: Number, enums: String, oneofs: true } as never) as T;
+      } catch (err) {
+        return new BadMessage((err as Error).message);
+      }
+    },
+  };
+}
+
+/** One RPC: its path and how its messages are coded. */
+export interface Method<Req, Res> {
+  service: string;
+  name: string;
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  request: Codec<Req>;
+  response: Codec<Res>;
+}
+
+function method<Req, Res>(service: string, name: string, request: Codec<Req>, response: Codec<Res>, streams: { request?: boolean; response?: boolean } = {}): Method<Req, Res> {
+  return { service, name, path: `/${service}/${name}`, requestStream: streams.request === true, responseStream: streams.response === true, request, response };
+}
+
+let v1: Record<string, StaticMessage> | undefined;
+let health: Record<string, StaticMessage> | undefined;
+const tsvz = (name: string) => () => (v1 ??= (require('../proto/tsvz-v1') as { tsvz: { v1: Record<string, StaticMessage> } }).tsvz.v1)[name];
+const grpcHealth = (name: string) => () => (health ??= (require('../proto/grpc-health-v1') as { grpc: { health: { v1: Record<string, StaticMessage> } } }).grpc.health.v1)[name];
+
+const C = 'tsvz.v1.Containers';
+export const Containers = {
+  List: method<ListRequest, ListResponse>(C, 'List', codec(tsvz('ListRequest')), codec(tsvz('ListResponse'))),
+  Info: method<ContainerRef, ContainerInfoMsg>(C, 'Info', codec(tsvz('ContainerRef')), codec(tsvz('ContainerInfo'))),
+  Start: method<ContainerRef, StartResponse>(C, 'Start', codec(tsvz('ContainerRef')), codec(tsvz('StartResponse'))),
+  Stop: method<StopRequest, StopResponse>(C, 'Stop', codec(tsvz('StopRequest')), codec(tsvz('StopResponse'))),
+  Checkpoint: method<CheckpointRequest, CheckpointResponse>(C, 'Checkpoint', codec(tsvz('CheckpointRequest')), codec(tsvz('CheckpointResponse'))),
+  Snapshot: method<SnapshotRequest, SnapshotResponse>(C, 'Snapshot', codec(tsvz('SnapshotRequest')), codec(tsvz('SnapshotResponse'))),
+  Logs: method<LogsRequest, Chunk>(C, 'Logs', codec(tsvz('LogsRequest')), codec(tsvz('Chunk')), { response: true }),
+  RestoreImport: method<ImportMessage, RestoreImportResponse>(C, 'RestoreImport', codec(tsvz('ImportMessage')), codec(tsvz('RestoreImportResponse')), { request: true }),
+};
+
+export const Host = {
+  Describe: method<DescribeRequest, HostDescription>('tsvz.v1.Host', 'Describe', codec(tsvz('DescribeRequest')), codec(tsvz('HostDescription'))),
+};
+
+export const Trust = {
+  Enrol: method<EnrolRequest, EnrolResponse>('tsvz.v1.Trust', 'Enrol', codec(tsvz('EnrolRequest')), codec(tsvz('EnrolResponse'))),
+};
+
+const H = 'grpc.health.v1.Health';
+export const Health = {
+  Check: method<HealthCheckRequest, HealthCheckResponse>(H, 'Check', codec(grpcHealth('HealthCheckRequest')), codec(grpcHealth('HealthCheckResponse'))),
+  Watch: method<HealthCheckRequest, HealthCheckResponse>(H, 'Watch', codec(grpcHealth('HealthCheckRequest')), codec(grpcHealth('HealthCheckResponse')), { response: true }),
+};

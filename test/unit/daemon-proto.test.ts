@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { usesRemoteBundle, runKeyOf } from '../../cli/command-names';
+import { GRPC_STATUS, TsvzError } from '../../lib/errors';
+import { BadMessage, Codec, Containers, Health, Host, Trust } from '../../daemon/proto';
+import { encodeToken, parseToken } from '../../daemon/tokens';
+import { fromWireError, toWireError } from '../../daemon/wire-errors';
+
+function roundTrip<T>(codec: Codec<T>, value: T): void {
+  const back = codec.decode(codec.encode(value));
+  assert.ok(!(back instanceof BadMessage));
+  assert.deepEqual(back, value);
+}
+
+test('every message view matches the .proto: a full value survives encode and decode', () => {
+  const info = {
+    name: 'p1', state: 'running', initPid: 42, ip: '198.18.0.10', createdAt: 'c', startedAt: 's', pool: 'default', template: 'busybox',
+    exit: { exitCode: 0, signal: 'SIGKILL', oomKilled: true, finishedAt: 'f' }, checkpoint: 'ck',
+    cgroup: { memoryBytes: 1, memoryLimitBytes: 2, memoryPeakBytes: 3, pids: 0, pidsLimit: 5, oomKills: 6, cpuUsageNs: 2 ** 40 }, configJson: '{}',
+  };
+  roundTrip(Containers.Info.response, info);
+  roundTrip(Containers.List.response, { containers: [info] });
+  roundTrip(Containers.Info.request, { name: 'p1' });
+  roundTrip(Containers.Start.response, { initPid: 7 });
+  roundTrip(Containers.Stop.request, { name: 'p1', timeoutSeconds: 0 });
+  roundTrip(Containers.Checkpoint.request, { name: 'p1', id: 'c1', leaveRunning: true, tcpEstablished: true });
+  roundTrip(Containers.Checkpoint.response, { id: 'c1', createdAt: 'c', criuVersion: '4.2', dumpMs: 1.5, frozenMs: 0, sizeBytes: 2 ** 33, leaveRunning: true });
+  roundTrip(Containers.Snapshot.request, { name: 'p1', snapshot: 's1', stateful: true });
+  roundTrip(Containers.Snapshot.response, { name: 's1', createdAt: 'c', stateful: true });
+  roundTrip(Containers.Logs.request, { name: 'p1', follow: true, tail: 0 });
+  roundTrip(Containers.Logs.response, { data: Buffer.from('x') });
+  roundTrip(Containers.RestoreImport.request, { header: { name: 'p1', sizeBytes: 10 }, part: 'header' });
+  roundTrip(Containers.RestoreImport.request, { chunk: { data: Buffer.from('abc') }, part: 'chunk' });
+  roundTrip(Containers.RestoreImport.response, { initPid: 1, sourceContainer: 'p0', checkpoint: 'c1' });
+  roundTrip(Host.Describe.response, {
+    name: 'h', tsvzVersion: '0.1.0', criuVersion: '4.2', kernel: '6', arch: 'x64', criuFeatures: { lazyPages: true, memDirtyTrack: true },
+    cpuFlags: ['sse'], cgroupMode: 'v2', pools: [{ name: 'p', driver: 'zfs', transferFormats: ['zfs', 'tar'], incrementalSend: true, error: 'e' }], fingerprint: 'AB',
+  });
+  roundTrip(Trust.Enrol.request, { tokenSecret: Buffer.alloc(32, 1), clientName: 'a', certificatePem: 'pem', proof: Buffer.alloc(64, 2) });
+  roundTrip(Trust.Enrol.response, { hostName: 'h' });
+  roundTrip(Health.Check.response, { status: 'SERVING' });
+});
+
+test('bytes that are not the message decode to a BadMessage, never a throw', () => {
+  assert.ok(Containers.Info.request.decode(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])) instanceof BadMessage);
+});
+
+test('a token carries the fingerprint and secret; anything else is EINVAL', () => {
+  const fp = Array.from({ length: 32 }, (_, i) => i.toString(16).padStart(2, '0').toUpperCase()).join(':');
+  const secret = Buffer.alloc(32, 7);
+  const t = parseToken(encodeToken(fp, secret));
+  assert.equal(t.fingerprint, fp);
+  assert.deepEqual(t.secret, secret);
+  for (const bad of ['', 'x', encodeToken(fp, secret).slice(1), `${encodeToken(fp, secret)}=`, 'a'.repeat(300)]) {
+    assert.throws(() => parseToken(bad), (e: TsvzError) => e.code === 'EINVAL');
+  }
+});
+
+test('an error crosses the wire with its code and hint, and comes back prefixed with the host', () => {
+  const wire = toWireError(new TsvzError('EBUSY', 'container p1 is busy', { hint: 'retry' }), grpc.Metadata);
+  assert.equal(wire.code, GRPC_STATUS.ABORTED);
+  const back = fromWireError('host-b', wire);
+  assert.equal(back.code, 'EBUSY');
+  assert.equal(back.message, 'host-b: container p1 is busy');
+  assert.equal(back.hint, 'retry');
+  // grpc-js's own statuses carry no tsvz code: mapped back by status.
+  assert.equal(fromWireError('h', { code: GRPC_STATUS.RESOURCE_EXHAUSTED, details: 'Received message larger than max' }).code, 'ELIMIT');
+  assert.equal(fromWireError('h', { code: GRPC_STATUS.UNAVAILABLE, details: 'No connection established' }).code, 'EUNAVAILABLE');
+});
+
+test('--remote and the daemon commands run from the remote bundle, with caches of their own', () => {
+  const argv = (...a: string[]) => ['node', 'tsvz', ...a];
+  assert.equal(runKeyOf(argv('--remote', 'b', 'list')), 'list@remote');
+  assert.equal(runKeyOf(argv('--remote=b', 'checkpoint', 'p1')), 'checkpoint-create@remote');
+  assert.equal(runKeyOf(argv('remote', 'add', 'b', 'x')), 'remote-add');
+  assert.equal(runKeyOf(argv('daemon')), 'daemon-run');
+  assert.equal(usesRemoteBundle(argv('list')), false);
+  assert.equal(usesRemoteBundle(argv('doctor')), false);
+  for (const a of [['--remote', 'b', 'list'], ['daemon'], ['trust', 'token'], ['remote', 'list']]) assert.equal(usesRemoteBundle(argv(...a)), true, a.join(' '));
+});
