@@ -15,6 +15,7 @@ import { BadMessage, Method } from './proto';
 import { parseAddress } from './remotes';
 import { refusalFor, TrustedClient, TrustStore } from './trust';
 import { grpcCodeOf, statusName, toWireError } from './wire-errors';
+import { pollUntil } from '../lib/poll';
 
 /**
  * The host daemon: one gRPC server over mutual TLS (credentials.ts) on one
@@ -449,6 +450,9 @@ export class Daemon implements DaemonContext {
       if (this.grpcServer) this.grpcServer.tryShutdown(() => { clearTimeout(timer); resolve(); });
       else resolve();
     });
+    // A finished call's answer may still be on its way out of the HTTP/2 session: the
+    // client closes its connection once it has it, so give clients a moment to go first.
+    await pollUntil(() => this.connections.size === 0, { timeoutMs: 2000, maxMs: 20 });
     this.injector?.destroy();
     this.grpcServer?.forceShutdown();
     for (const c of this.connections.values()) c.socket.destroy();

@@ -89,7 +89,14 @@ describe('the release artifact, unpacked anywhere, without Node on the host', { 
     // proto/ holds the .proto files read at run time, when there are any.
     const top = fs.readdirSync(dir).filter((f) => f !== 'proto').sort();
     assert.deepEqual(top, ['INSTALL', 'lib', 'licenses', 'tsvz', 'tsvz.service'], 'nothing else at the top');
-    assert.deepEqual(fs.readdirSync(path.join(dir, 'lib', 'node_modules')), ['@koromix']);
+    // koffi's native module, and the X.509 library the daemon loads beside its bundle (scripts/bundle.js's EXTERNAL).
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'lib', 'node_modules')).filter((d) => !['@koromix', '@peculiar', '@abraham'].includes(d) && !['asn1js', 'pvtsutils', 'pvutils', 'tslib', 'tsyringe'].includes(d)), []);
+    assert.ok(fs.existsSync(path.join(dir, 'lib', 'node_modules', '@peculiar', 'x509', 'package.json')));
+  });
+
+  test('makes the host identity and an enrolment token (the daemon\'s X.509 library is inside)', () => {
+    assert.match(ok(['trust', 'token', '--expires', '1m']), /^[A-Za-z0-9_-]{40,}\n$/, 'the token, printed once');
+    assert.ok(fs.statSync(path.join(t.dir, 'daemon')).isDirectory());
   });
 
   test('--version names the version, the commit and the Node inside', () => {
