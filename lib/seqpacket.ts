@@ -9,6 +9,7 @@ import { lazyLibc } from './koffi';
  * Constants and struct layouts are Linux 64-bit (x86_64, aarch64).
  */
 const AF_UNIX = 1;
+const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
@@ -64,6 +65,14 @@ export function socketpair(): [number, number] {
   const c = bind();
   const sv = [-1, -1];
   if (c.socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) !== 0) throw failed('socketpair', c.errno());
+  return [sv[0], sv[1]];
+}
+
+/** A connected AF_UNIX SOCK_STREAM pair, both ends close-on-exec: for peers that speak a byte stream (CRIU's page server). */
+export function streamSocketpair(): [number, number] {
+  const c = bind();
+  const sv = [-1, -1];
+  if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) !== 0) throw failed('socketpair', c.errno());
   return [sv[0], sv[1]];
 }
 

@@ -127,6 +127,15 @@ export function spawnWithFds(file: string, args: string[], fds: number[]): Spawn
   }
 }
 
+/**
+ * Waits for and reaps a child of this process that was not spawned here,
+ * e.g. a tree CRIU restored as its sibling (rst_sibling); a pid that is not
+ * our child resolves at once with neither code nor signal.
+ */
+export function reapChild(pid: number): Promise<SpawnedExit> {
+  return reap(bind(), pid);
+}
+
 /** Waits (its pidfd watched by lib/fd-watch) and reaps. */
 async function reap(c: Libc, pid: number): Promise<SpawnedExit> {
   const pidfd = c.pidfdOpen(pid, 0);

@@ -123,9 +123,12 @@ export class CriuClient {
     return features ?? {};
   }
 
-  /** Checkpoints opts.pid's tree into opts.imagesDirFd (log: dump.log). Resolves with CRIU's answer. */
-  dump(opts: CriuOpts, hooks: CriuHooks = {}): Promise<CriuResponse> {
-    return this.call('dump', { type: 'DUMP', opts }, hooks);
+  /**
+   * Checkpoints opts.pid's tree into opts.imagesDirFd (log: dump.log). Resolves with CRIU's answer.
+   * `launcher` starts the swrk (e.g. with more fds than inheritFd's).
+   */
+  dump(opts: CriuOpts, hooks: CriuHooks = {}, launcher?: SwrkLauncher): Promise<CriuResponse> {
+    return this.call('dump', { type: 'DUMP', opts }, hooks, launcher);
   }
 
   /**

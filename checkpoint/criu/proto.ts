@@ -63,6 +63,8 @@ export interface CriuOpts {
   statusFd?: number;
   /** Namespaces (CLONE_* bits) CRIU creates empty on restore instead of dumping their contents. */
   emptyNs?: number;
+  /** A CRIU configuration file (CLI option names) whose settings override these. */
+  configFile?: string;
 }
 
 export interface CriuFeatures {
