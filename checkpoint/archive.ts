@@ -17,15 +17,16 @@ import { validateName } from '../lib/names';
 import { CheckpointMeta } from './catalog';
 import { DUMP_LOG, RESTORE_STATS } from './criu-logs';
 import { parseVersion } from './criu/version';
+import { ArchiveSigner, ArchiveTrust, MAX_SIGNATURE_BYTES, SIGNATURE_ENTRY, signatureFor, unsigned, verifySignature } from './archive-signature';
 
 /**
  * A checkpoint as one file: a tar (zstd-compressed when the name ends in
- * .zst) holding manifest.json first, then config.json and images/<file>.
- * The manifest lists the size and sha256 of every other entry, so an
- * importer verifies each file as it streams in, before CRIU reads any of it,
- * and treats the archive as hostile until then. (The manifest is not signed:
- * this catches corruption and edited images, not a forger who rewrites the
- * manifest too.)
+ * .zst) holding manifest.json first, its signature (manifest.sig: the
+ * exporting host's, see archive-signature.ts), then config.json and
+ * images/<file>. The manifest lists the size and sha256 of every other
+ * entry, so an importer checks who signed it, then verifies each file as it
+ * streams in, before CRIU reads any of it, and treats the archive as hostile
+ * until then.
  *
  * This file is only the checkpoint's format (which files, the manifest's
  * fields, the config check); reading, writing, compression, hashing and the
@@ -69,8 +70,8 @@ export interface ArchiveLimits {
 
 // ---------------------------------------------------------------- export
 
-/** Write checkpoint directory `dir` (CRIU's files) with its meta and container config to `file`, atomically. */
-export async function writeCheckpointArchive(file: string, dir: string, meta: CheckpointMeta, config: ContainerConfig): Promise<ArchiveManifest> {
+/** Write checkpoint directory `dir` (CRIU's files) with its meta and container config to `file`, atomically, signed by `signer`. */
+export async function writeCheckpointArchive(file: string, dir: string, meta: CheckpointMeta, config: ContainerConfig, signer?: ArchiveSigner): Promise<ArchiveManifest> {
   const compression = compressionOfName(file);
   if (compression === 'zstd') requireZstd();
   const manifest = await checkpointManifest(dir, meta, config);
@@ -84,7 +85,7 @@ export async function writeCheckpointArchive(file: string, dir: string, meta: Ch
   }
   try {
     try {
-      await writeCompressed(packCheckpoint(dir, manifest), out, compression);
+      await writeCompressed(packCheckpoint(dir, manifest, signer), out, compression);
     } finally {
       await out.close();
     }
@@ -114,11 +115,13 @@ export async function checkpointManifest(dir: string, meta: CheckpointMeta, conf
  * stream, uncompressed: pipe it into a file, a compressor or a socket.
  * Each image is checked, as it streams, to be still what the manifest says.
  */
-export function packCheckpoint(dir: string, manifest: ArchiveManifest): Readable {
+export function packCheckpoint(dir: string, manifest: ArchiveManifest, signer?: ArchiveSigner): Readable {
   const writer = new TarWriter();
   const mtime = new Date();
   void (async () => {
-    await writer.add({ name: MANIFEST, mode: 0o644, mtime }, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    await writer.add({ name: MANIFEST, mode: 0o644, mtime }, manifestBytes);
+    if (signer) await writer.add({ name: SIGNATURE_ENTRY, mode: 0o644, mtime }, signatureFor(manifestBytes, signer));
     for (const f of manifest.files) {
       if (f.path === CONFIG) {
         await writer.add({ name: CONFIG, mode: 0o644, mtime }, configBytes(manifest.config));
@@ -141,8 +144,17 @@ function configBytes(config: ContainerConfig): Buffer {
 // ---------------------------------------------------------------- import
 
 export interface ReceiveOptions extends ArchiveLimits {
+  /** Whose signatures are accepted (unset: the signature is not looked at). */
+  trust?: ArchiveTrust;
   /** Runs before any file is written (e.g. to refuse a CRIU version). */
   onManifest?: (m: ArchiveManifest) => void | Promise<void>;
+}
+
+export interface Received {
+  dir: string;
+  manifest: ArchiveManifest;
+  /** The trusted host that signed it; undefined for an unsigned archive accepted as such. */
+  signer?: string;
 }
 
 /**
@@ -152,7 +164,7 @@ export interface ReceiveOptions extends ArchiveLimits {
  * listed file may be missing. `onManifest` runs before any file is written
  * (e.g. to refuse a CRIU version). On failure nothing is left in `parent`.
  */
-export async function extractCheckpointArchive(file: string, parent: string, opts: ReceiveOptions = {}): Promise<{ dir: string; manifest: ArchiveManifest }> {
+export async function extractCheckpointArchive(file: string, parent: string, opts: ReceiveOptions = {}): Promise<Received> {
   const voice = archiveVoice(`archive ${file}`, 'user');
   return receiveTar(await openArchive(file), parent, { ...opts, voice });
 }
@@ -162,13 +174,13 @@ export async function extractCheckpointArchive(file: string, parent: string, opt
  * (compressed or not; a peer's, say), worded by `voice` (see archiveVoice).
  * Destroys `input` when done.
  */
-export async function receiveCheckpoint(input: Readable, parent: string, opts: ReceiveOptions & { voice: Voice }): Promise<{ dir: string; manifest: ArchiveManifest }> {
+export async function receiveCheckpoint(input: Readable, parent: string, opts: ReceiveOptions & { voice: Voice }): Promise<Received> {
   input.pause(); // a flowing stream would lose data to its other listeners while we look at its head
   return receiveTar((await decompressed(input)).stream, parent, opts);
 }
 
 /** Unpack the (uncompressed) tar stream of a checkpoint archive into a new scratch directory under `parent`, verifying as it comes. */
-async function receiveTar(input: Readable, parent: string, opts: ReceiveOptions & { voice: Voice }): Promise<{ dir: string; manifest: ArchiveManifest }> {
+async function receiveTar(input: Readable, parent: string, opts: ReceiveOptions & { voice: Voice }): Promise<Received> {
   input.pause(); // a flowing stream would lose data to its other listeners while the scratch dir is made
   const { voice } = opts;
   const limits = { maxFiles: opts.maxFiles ?? DEFAULT_MAX_FILES, maxBytes: opts.maxBytes ?? DEFAULT_MAX_BYTES };
@@ -184,35 +196,59 @@ async function receiveTar(input: Readable, parent: string, opts: ReceiveOptions 
     const entries = readTar(input, {
       voice,
       absoluteNames: 'refuse',
-      limits: { maxEntries: limits.maxFiles + 1, maxBytes: limits.maxBytes + MAX_MANIFEST_BYTES },
+      limits: { maxEntries: limits.maxFiles + 2, maxBytes: limits.maxBytes + MAX_MANIFEST_BYTES + MAX_SIGNATURE_BYTES },
     })[Symbol.asyncIterator]();
     let manifest: ArchiveManifest;
+    let signer: string | undefined;
+    /** The entry read to look for a signature, when it was not one: the first of the files. */
+    let peeked: TarEntry | undefined;
     try {
       const first = await entries.next();
       if (first.done) throw refusalError({ kind: 'empty' }, voice);
-      manifest = await readManifest(first.value, voice, limits);
+      const manifestBytes = await manifestBytesOf(first.value, voice);
+      manifest = checkManifest(manifestBytes, voice.subject, limits);
+      if (opts.trust) {
+        // Who made it, before anything else is read: a stranger's images never reach the disk.
+        const next = await entries.next();
+        if (!next.done && next.value.name === SIGNATURE_ENTRY) {
+          signer = verifySignature(voice.subject, manifestBytes, await next.value.readAll(MAX_SIGNATURE_BYTES, voice), opts.trust);
+        } else {
+          if (!opts.trust.acceptUnsigned) throw unsigned(voice.subject);
+          if (!next.done) peeked = next.value;
+        }
+      }
       await opts.onManifest?.(manifest);
     } catch (err) {
       await entries.return(undefined);
       throw err;
     }
     const check = new ManifestCheck(manifest.files, voice);
-    await extractEntries({ [Symbol.asyncIterator]: () => entries }, dir, { policy: FILES_POLICY, voice, expect: (e) => check.expect(e) });
+    const rest: AsyncIterator<TarEntry> = {
+      next: async () => {
+        if (peeked) { const e = peeked; peeked = undefined; return { done: false, value: e }; }
+        const n = await entries.next();
+        // An unsigned archive accepted as such may still carry a signature entry nobody asked about.
+        if (!n.done && n.value.name === SIGNATURE_ENTRY && !opts.trust) { await n.value.readAll(MAX_SIGNATURE_BYTES, voice); return entries.next(); }
+        return n;
+      },
+      return: async () => entries.return?.(undefined) ?? { done: true, value: undefined },
+    };
+    await extractEntries({ [Symbol.asyncIterator]: () => rest }, dir, { policy: FILES_POLICY, voice, expect: (e) => check.expect(e) });
     check.complete();
     const config = parseJson(await fs.promises.readFile(path.join(dir, CONFIG)), `${voice.subject} has an invalid ${CONFIG}`);
     if (!isDeepStrictEqual(config, manifest.config)) throw new CorruptDataError(`${voice.subject} is tampered: ${CONFIG} differs from the manifest`);
-    return { dir, manifest };
+    return { dir, manifest, signer };
   } catch (err) {
     await fs.promises.rm(dir, { recursive: true, force: true });
     throw err;
   }
 }
 
-async function readManifest(entry: TarEntry, voice: Voice, limits: Required<ArchiveLimits>): Promise<ArchiveManifest> {
+async function manifestBytesOf(entry: TarEntry, voice: Voice): Promise<Buffer> {
   if (entry.name !== MANIFEST || entry.type !== 'file') {
     throw new CorruptDataError(`${voice.subject} is not a tsvz checkpoint archive: it does not start with ${MANIFEST}`);
   }
-  return checkManifest(await entry.readAll(MAX_MANIFEST_BYTES, voice), voice.subject, limits);
+  return entry.readAll(MAX_MANIFEST_BYTES, voice);
 }
 
 /**

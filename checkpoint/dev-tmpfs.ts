@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { getSystemErrorName } from 'node:util';
-import { InvalidArgumentError, SystemError } from '../lib/errors';
+import { CorruptDataError, InvalidArgumentError, SystemError } from '../lib/errors';
 import { lazyLibc } from '../lib/koffi';
 import { readMountInfo } from '../lib/mountinfo';
 
@@ -214,11 +214,52 @@ function makeNode(p: string, e: DevEntry): void {
 }
 
 function parseDevImage(text: string): DevImage {
-  const image = JSON.parse(text) as DevImage;
+  let image: DevImage;
+  try { image = JSON.parse(text) as DevImage; } catch { throw new InvalidArgumentError(`${DEV_IMAGE} is not a /dev list this tsvz can read`); }
   if (image?.version !== 1 || typeof image.options !== 'string' || !Array.isArray(image.entries) || typeof image.root?.mode !== 'number') {
     throw new InvalidArgumentError(`${DEV_IMAGE} is not a /dev list this tsvz can read`);
   }
   return image;
+}
+
+/** Options a container's /dev tmpfs may be mounted with (what tsvz-monitor makes it with, and tmpfs's harmless ones). */
+const DEV_MOUNT_OPTIONS = /^(rw|ro|nosuid|nodev|noexec|relatime|noatime|(size|nr_inodes|mode|uid|gid|inode64|inode32|huge)(=[0-9a-z%]+)?)$/;
+/** Device nodes a container may bring: null, zero, full, random, urandom, tty, console, ptmx, pts/N (the devices cgroup's list). */
+const DEV_NODES: [number, number | '*'][] = [[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2], [136, '*']];
+const MAX_DEV_ENTRIES = 10_000;
+const MAX_DEV_DATA = 16 * 1024 ** 2;
+
+/**
+ * The /dev list of a checkpoint from somewhere else (an imported archive),
+ * checked before anything is made from it: its shape, bounded sizes, mount
+ * options a tmpfs takes harmlessly, no block device and no character device
+ * outside a container's standard set, ids and modes in range, every path
+ * inside /dev. A checkpoint without a list passes (CRIU makes its /dev).
+ */
+export function checkForeignDev(imagesDir: string): void {
+  const file = path.join(imagesDir, DEV_IMAGE);
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return; }
+  const image = parseDevImage(text);
+  const bad = (why: string) => new CorruptDataError(`${DEV_IMAGE} ${why}`);
+  for (const opt of image.options.split(',')) if (!DEV_MOUNT_OPTIONS.test(opt)) throw bad(`asks for the tmpfs option "${opt.slice(0, 40)}"`);
+  if (image.entries.length > MAX_DEV_ENTRIES) throw bad(`lists more than ${MAX_DEV_ENTRIES} entries`);
+  const id = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as number) < 2 ** 32;
+  if (!id(image.root.uid) || !id(image.root.gid) || !(image.root.mode >= 0 && image.root.mode <= 0o7777)) throw bad('has an invalid root');
+  let data = 0;
+  for (const e of image.entries) {
+    if (typeof e?.path !== 'string' || e.path.length > 4096 || e.path.startsWith('/') || e.path.split('/').some((p) => p === '..' || p === '.' || p === '')) throw bad('has an entry outside /dev');
+    if (!id(e.uid) || !id(e.gid) || !Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777 || !Number.isFinite(e.mtimeMs)) throw bad(`has an invalid entry "${e.path}"`);
+    if (e.type === 'blk') throw bad(`holds a block device ("${e.path}")`);
+    if (e.type === 'chr') {
+      const dev = Number(e.rdev ?? 0);
+      const major = ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+      const minor = (dev & 0xff) | ((dev >> 12) & ~0xff);
+      if (!DEV_NODES.some(([ma, mi]) => ma === major && (mi === '*' || mi === minor))) throw bad(`holds device ${major}:${minor} ("${e.path}"), which no container may bring`);
+    }
+    if (e.type === 'file') data += typeof e.data === 'string' ? e.data.length : 0;
+    if (data > MAX_DEV_DATA) throw bad(`holds more than ${MAX_DEV_DATA} bytes of files`);
+  }
 }
 
 const MNT_DETACH = 2;

@@ -1,10 +1,33 @@
+import fs = require('node:fs');
+import path = require('node:path');
 import type { Container } from '../runtime/container';
 import { ArchiveManifest, writeCheckpointArchive } from '../checkpoint/archive';
+import type { ArchiveSigner } from '../checkpoint/archive-signature';
 import { CheckpointCatalog } from '../checkpoint/catalog';
+import { CriuClient } from '../checkpoint/criu/client';
 
-/** `tsvz checkpoint export`: the checkpoint (newest when no id), its meta and the container's config as one archive. */
-export async function exportCheckpoint(c: Container, id: string | undefined, file: string): Promise<ArchiveManifest> {
+/** CRIU's description of the CPU a checkpoint was dumped on, which an importer checks against its own. */
+export const CPUINFO_IMAGE = 'cpuinfo.img';
+
+/**
+ * `tsvz checkpoint export`: the checkpoint (newest when no id), its meta and
+ * the container's config as one archive, signed by `signer` (this host).
+ * It carries CRIU's cpuinfo image of this host's CPU (the checkpoint was
+ * dumped here, unless it was imported: then the CPU it came from).
+ */
+export async function exportCheckpoint(c: Container, id: string | undefined, file: string, signer?: ArchiveSigner): Promise<ArchiveManifest> {
   const catalog = new CheckpointCatalog(c);
   const meta = catalog.get(id);
-  return writeCheckpointArchive(file, catalog.dir(meta.id), meta, c.config);
+  const dir = catalog.dir(meta.id);
+  if (!fs.existsSync(path.join(dir, CPUINFO_IMAGE))) {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      await new CriuClient().cpuinfoDump(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // Its log is this host's business, not the archive's.
+    fs.rmSync(path.join(dir, 'cpuinfo-dump.log'), { force: true });
+  }
+  return writeCheckpointArchive(file, dir, meta, c.config, signer);
 }

@@ -1,13 +1,19 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { Container } from '../runtime/container';
-import { AlreadyExistsError, InvalidStateError, NotSupportedError } from '../lib/errors';
+import os = require('node:os');
+import { AlreadyExistsError, CorruptDataError, InvalidArgumentError, InvalidStateError, NotSupportedError } from '../lib/errors';
 import { createContainer } from './create';
 import { destroyContainer } from './destroy';
 import type { Root } from '../lib/root';
 import { ContainerState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
 import { ArchiveManifest, extractCheckpointArchive } from '../checkpoint/archive';
+import type { ArchiveTrust } from '../checkpoint/archive-signature';
+import { CriuClient } from '../checkpoint/criu/client';
+import { CriuError } from '../checkpoint/criu/errors';
+import { checkForeignDev } from '../checkpoint/dev-tmpfs';
+import { CPUINFO_IMAGE } from './export';
 import { CheckpointCatalog, CheckpointMeta, directorySize } from '../checkpoint/catalog';
 import { compareVersions, formatVersion, parseVersion, requireCriu } from '../checkpoint/criu/version';
 import { restoreContainer } from './restore';
@@ -18,6 +24,15 @@ export interface Imported {
   meta: CheckpointMeta;
   /** The container was made by the import (from the archive's config and template). */
   created: boolean;
+  /** The trusted host that signed the archive; undefined when an unsigned one was accepted. */
+  signer?: string;
+  /** The kernel the checkpoint was dumped on, when it is not this host's. */
+  otherKernel?: string;
+}
+
+export interface ImportOptions {
+  /** Whose archives are accepted: this host and the hosts it trusts (daemon/signers.ts). */
+  trust: ArchiveTrust;
 }
 
 /**
@@ -28,16 +43,21 @@ export interface Imported {
  * created from the source's template with the source's config (renamed,
  * hostname kept). Changes made to the source's files after it was created
  * are therefore not carried over; that needs a snapshot of its rootfs.
- * The archive is verified (manifest checksums, no unsafe or unlisted
- * entries) in a scratch directory before anything else changes; any failure
- * leaves nothing behind.
+ * The archive is hostile until proven otherwise, and all of it is checked in
+ * a scratch directory before anything else changes: who signed it (a host
+ * `opts.trust` names), every entry against the manifest, every field of the
+ * config as if a stranger typed it (the template a name, never a path here),
+ * the /dev list, and the CPU it was dumped on against this one (CRIU's
+ * cpuinfo check). Any failure leaves nothing behind.
  */
-export async function importCheckpoint(root: Root, name: string, file: string): Promise<Imported> {
+export async function importCheckpoint(root: Root, name: string, file: string, opts: ImportOptions): Promise<Imported> {
   const c = new Container(root, name);
   root.ensure();
   const version = await requireCriu('4.1');
   const scratch = await extractCheckpointArchive(file, root.cacheDir, {
+    trust: opts.trust,
     onManifest: (m) => {
+      checkForeignConfig(m, file);
       if (compareVersions(version, parseVersion(m.checkpoint.criuVersion)) < 0) {
         throw new NotSupportedError(
           `archive ${file} holds a checkpoint made by CRIU ${m.checkpoint.criuVersion}, newer than this host's ${formatVersion(version)}`,
@@ -48,6 +68,9 @@ export async function importCheckpoint(root: Root, name: string, file: string): 
     },
   });
   try {
+    const images = path.join(scratch.dir, 'images');
+    checkForeignDev(images);
+    await checkCpu(images, file);
     return await withUndo(async (undo) => {
       const m = scratch.manifest;
       let created = false;
@@ -75,7 +98,8 @@ export async function importCheckpoint(root: Root, name: string, file: string): 
         await catalog.save(imported);
         return imported;
       });
-      return { container: c, meta, created };
+      const otherKernel = m.checkpoint.kernel !== os.release() ? m.checkpoint.kernel : undefined;
+      return { container: c, meta, created, signer: scratch.signer, otherKernel };
     });
   } finally {
     fs.rmSync(scratch.dir, { recursive: true, force: true });
@@ -88,8 +112,8 @@ export async function importCheckpoint(root: Root, name: string, file: string): 
  * checkpoint stay (like any failed restore) so its log can be read and the
  * restore retried.
  */
-export async function restoreImported(root: Root, name: string, file: string): Promise<{ state: ContainerState; imported: Imported }> {
-  const imported = await importCheckpoint(root, name, file);
+export async function restoreImported(root: Root, name: string, file: string, opts: ImportOptions): Promise<{ state: ContainerState; imported: Imported }> {
+  const imported = await importCheckpoint(root, name, file, opts);
   try {
     return { state: await restoreContainer(imported.container, imported.meta.id), imported };
   } catch (err) {
@@ -97,6 +121,36 @@ export async function restoreImported(root: Root, name: string, file: string): P
       err.message += ` (the imported checkpoint ${imported.meta.id} stays in ${name}: retry with \`tsvz restore ${name}\`, or remove it with \`tsvz ${imported.created ? `destroy ${name}` : `checkpoint rm ${name} ${imported.meta.id}`}\`)`;
     }
     throw err;
+  }
+}
+
+/**
+ * The archive's config names what a new container is made of: its template
+ * must be one of this host's by name (a `tar:` template would open a file of
+ * this host's choosing by the archive's author), and its pool is not the
+ * archive's to choose. The rest passes create's own checks later.
+ */
+function checkForeignConfig(m: ArchiveManifest, file: string): void {
+  const template = m.config.template;
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(template)) {
+    throw new InvalidArgumentError(`archive ${file} names the template ${JSON.stringify(template.slice(0, 80))}, which is not a template name`, 'an archive may name busybox or debian; it never names a file on this host');
+  }
+}
+
+/** Refuse a checkpoint dumped on a CPU this one cannot run it on (CRIU's check of the archive's cpuinfo image). */
+async function checkCpu(images: string, file: string): Promise<void> {
+  if (!fs.existsSync(path.join(images, CPUINFO_IMAGE))) {
+    throw new CorruptDataError(`archive ${file} carries no ${CPUINFO_IMAGE}`, 'export it again with this tsvz: an import checks the CPU it was made on');
+  }
+  const fd = fs.openSync(images, 'r');
+  try {
+    await new CriuClient().cpuinfoCheck(fd);
+  } catch (err) {
+    const why = err instanceof CriuError ? err.errorLines.find((l) => !/cpuinfo check failed|FAILED/i.test(l)) ?? err.message : (err as Error).message;
+    throw new NotSupportedError(`archive ${file} was dumped on a CPU this host cannot run it on: ${why.replace(/^Error \([^)]*\): /, '')}`, 'restore it on a host with the same CPU features');
+  } finally {
+    fs.closeSync(fd);
+    for (const log of ['cpuinfo-check.log']) fs.rmSync(path.join(images, log), { force: true });
   }
 }
 

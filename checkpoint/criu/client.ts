@@ -117,6 +117,20 @@ export class CriuClient {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 
+  /** CRIU's description of this host's CPU (cpuinfo.img) into the directory `dirFd`, as a migration or export carries it. */
+  async cpuinfoDump(dirFd: number): Promise<void> {
+    await this.call('cpuinfo dump', { type: 'CPUINFO_DUMP', opts: { imagesDirFd: dirFd, logFile: 'cpuinfo-dump.log' } });
+  }
+
+  /**
+   * Whether a tree dumped on the CPU described by `dirFd`'s cpuinfo.img can
+   * run on this one (CRIU's default: the FPU state and the instruction set).
+   * Throws a CriuError whose message quotes CRIU's reason when it cannot.
+   */
+  async cpuinfoCheck(dirFd: number, workDirFd?: number): Promise<void> {
+    await this.call('cpuinfo check', { type: 'CPUINFO_CHECK', opts: { imagesDirFd: dirFd, workDirFd, logFile: 'cpuinfo-check.log' } });
+  }
+
   /** Which of the asked features this CRIU and kernel support (unasked ones come back false). */
   async featureCheck(want: CriuFeatures): Promise<CriuFeatures> {
     const { features } = await this.call('feature check', { type: 'FEATURE_CHECK', features: want });

@@ -87,7 +87,9 @@ export function register(program: Command): void {
     .argument('<file>', 'archive to write: FILE.tar or FILE.tar.zst')
     .action(async (name: string, id: string, file: string, _o, cmd: Command) => {
       const { exportCheckpoint } = await import('../../ops/export');
-      const m = await exportCheckpoint(openContainer(cmd, name), id, file);
+      const { hostSigner } = await import('../../daemon/signers');
+      const c = openContainer(cmd, name);
+      const m = await exportCheckpoint(c, id, file, await hostSigner(c.root));
       print(`exported ${m.checkpoint.id} of ${name} to ${file} (${m.files.length} files)\n`);
     });
 

@@ -72,9 +72,11 @@ export function containersService(d: DaemonContext): Handler[] {
 
     clientStream(Containers.RestoreImport, async (input, ctx) => {
       const { restoreImported } = await import('../../ops/import');
+      const { archiveTrust } = await import('../signers');
       const staged = await receiveUpload(d, quota, input, ctx);
       try {
-        const { state, imported } = await restoreImported(d.root, staged.name, staged.file);
+        // An upload is as hostile as any archive: signed by this host or one it trusts, or refused.
+        const { state, imported } = await restoreImported(d.root, staged.name, staged.file, { trust: archiveTrust(d.root) });
         return { initPid: state.initPid, sourceContainer: imported.meta.container, checkpoint: imported.meta.id };
       } finally {
         fs.rmSync(staged.file, { force: true });
