@@ -13,6 +13,8 @@ import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
 import { stageDev, StagedDev } from './dev-tmpfs';
+import { prepareIdMap } from './idmap-remap';
+import { prepareRestoreStage, removeRestoreStage } from '../runtime/restore-stage';
 import { compareVersions, formatVersion, parseVersion, requireCriu } from './criu/version';
 
 /**
@@ -31,6 +33,8 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's ${formatVersion(version)}`, 'restore it on a host with that CRIU or newer');
   }
   const cfg = c.config;
+  // Before anything else: a checkpoint of another range is made this container's, or refused.
+  prepareIdMap(catalog.dir(meta.id), meta.id, cfg);
 
   return withUndo(async (undo) => {
     for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
@@ -41,23 +45,29 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
     if (cfg.net.mode === 'bridge') await network!.ensureBridge(cfg.net);
 
-    const monitor = new MonitorRestore(c.paths.dir, criuBinary());
+    const stage = await prepareRestoreStage(c.key, cfg.idmap ?? { uid: 0, gid: 0 });
+    undo.add('remove the restore stage', () => removeRestoreStage(c.key));
+    // An idmapped rootfs is mounted idmapped on the host for CRIU's --root (it binds it in as the container's /).
+    const idmapped = cfg.idmap?.rootfs === 'idmapped' ? { src: c.paths.rootfs, dst: stage.root, map: cfg.idmap } : undefined;
+    const monitor = new MonitorRestore(c.paths.dir, criuBinary(), idmapped);
     undo.add('stop monitor', () => monitor.abort());
     let ptyMaster: number | undefined;
     undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
+    // The restored tree reads its images through this directory's fd as the container's root: it must be let in.
+    if (cfg.idmap) fs.chmodSync(catalog.dir(meta.id), 0o711);
     const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
     const logs = new CriuLogs(c.paths.dir);
     const logsFd = logs.open();
     let dev: StagedDev | undefined;
     let pid: number;
     try {
-      dev = stageDev(catalog.dir(meta.id), c.paths.restoreDev);
+      dev = stageDev(catalog.dir(meta.id), stage.dev);
       pid = await criu.restore(
         {
           imagesDirFd: imagesFd,
           workDirFd: logsFd,
           logFile: logs.fileName('restore', meta.id),
-          root: c.paths.rootfs,
+          root: idmapped ? stage.root : c.paths.rootfs,
           rstSibling: true,
           orphanPtsMaster: true,
           manageCgroups: true,
@@ -87,8 +97,9 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     } finally {
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);
-      // The container's /dev holds the tmpfs now; the host keeps no mount of it.
+      // The container's /dev and / hold their mounts now; the host keeps none of them.
       dev?.remove();
+      await removeRestoreStage(c.key);
     }
     logs.restored(meta.id, catalog.dir(meta.id));
     if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
