@@ -1,4 +1,5 @@
 import fs = require('node:fs');
+import path = require('node:path');
 import type { Container } from '../runtime/container';
 import { criuBinary } from './criu/binary';
 import { InvalidStateError, NotSupportedError } from '../lib/errors';
@@ -53,8 +54,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     undo.add('stop monitor', () => monitor.abort());
     let ptyMaster: number | undefined;
     undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
-    // The restored tree reads its images through this directory's fd as the container's root: it must be let in.
-    if (cfg.idmap) fs.chmodSync(catalog.dir(meta.id), 0o711);
+    if (cfg.idmap) letInImages(catalog.dir(meta.id));
     const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
     const logs = new CriuLogs(c.paths.dir);
     const logsFd = logs.open();
@@ -110,4 +110,20 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
 
     return writeRunning(c.paths, pid, monitor.child.pid);
   });
+}
+
+/**
+ * The restored tree reads its images through the images directory's fd, as
+ * the container's root: the directory must let it in and the files be
+ * readable (CRIU writes them so; an import may not have). The container's
+ * directory above keeps everyone else out.
+ */
+function letInImages(dir: string): void {
+  fs.chmodSync(dir, 0o711);
+  for (const f of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (!f.isFile()) continue;
+    const p = path.join(dir, f.name);
+    const mode = fs.statSync(p).mode & 0o777;
+    if ((mode & 0o004) === 0) fs.chmodSync(p, mode | 0o044);
+  }
 }
