@@ -163,6 +163,8 @@ static int relay(int master, pid_t child) {
 
 int main(int argc, char **argv, char **envp) {
 	reexec_sealed(argv, envp);
+	/* Run from the memfd, the kernel named us after its fd ("3"): ps should say what we are. */
+	prctl(PR_SET_NAME, "tsvz-exec", 0, 0, 0);
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("prctl(PR_SET_DUMPABLE)");
 	pid_t target = 0;
 	const char *cgroups[MAX_LIST], *cwd = "/", *seccomp = NULL;
