@@ -35,11 +35,15 @@
  * the rest (the runtime's own work, CRIU's exec and set-up).
  *
  * Not identical work for CRIU: both pass empty_ns=CLONE_NEWNET for a
- * loopback-only container (no netns images, no ip/iptables runs), but
- * runc's mount table is larger (masked /proc paths, /sys/fs/cgroup), runc
- * answers CRIU's notifications (tsvz asks for none), and tsvz hands CRIU a
- * cgroup yard, so CRIU mounts no cgroup filesystem in the frozen window;
- * tsvz's container has a console pty (dumped as an orphan pts).
+ * loopback-only container (no netns images, no ip/iptables runs); tsvz's
+ * container is the default kind, in a user namespace with an idmapped
+ * rootfs and a seccomp filter (CRIU dumps the namespace's maps and the
+ * filter, and restores through its usernsd), runc's has neither (runc's
+ * default spec); both mask /proc and /sys paths (tsvz's masks are binds of
+ * its /dev, runc's directories tmpfs mounts CRIU tars); runc answers CRIU's
+ * notifications (tsvz asks for none), and tsvz hands CRIU a cgroup yard, so
+ * CRIU mounts no cgroup filesystem in the frozen window; tsvz's container
+ * has a console pty (dumped as an orphan pts).
  *
  * `sync` runs (untimed) before each runtime's turn: a 2 GiB dump leaves 2 GiB
  * of dirty pages, and without it the next dump pays for their writeback.

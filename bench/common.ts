@@ -13,7 +13,7 @@ import { spawnSync, SpawnSyncOptions, SpawnSyncReturns } from 'node:child_proces
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DROPPED_CAPABILITIES } from '../runtime/config';
+import { droppedCapabilities } from '../runtime/capabilities';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const TSVZ_BIN = path.join(REPO, 'bin', 'tsvz');
@@ -208,7 +208,7 @@ const CAP_NAMES = [
 export function containerCaps(): string[] {
   const line = fs.readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapBnd:'));
   const bnd = BigInt(`0x${(line ?? 'CapBnd: 0').split(/\s+/)[1]}`);
-  const dropped = new Set(Object.values(DROPPED_CAPABILITIES));
+  const dropped = new Set(droppedCapabilities(false));
   return CAP_NAMES.filter((name, i) => (bnd >> BigInt(i)) & 1n && !dropped.has(i) && name !== 'CAP_SYS_RESOURCE');
 }
 

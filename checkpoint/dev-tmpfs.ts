@@ -45,6 +45,13 @@ export interface DevImage {
   version: 1;
   /** The tmpfs's own options (size=..., mode=...), as mountinfo shows them. */
   options: string;
+  /**
+   * The mount's options (nosuid, relatime, ...), as mountinfo shows them.
+   * A restore in a user namespace may not change them on its copy (the
+   * kernel locks them), so the staged mount has them from the start.
+   * Absent in older checkpoints: mounted with none.
+   */
+  mountOptions?: string[];
   root: { mode: number; uid: number; gid: number };
   entries: DevEntry[];
 }
@@ -54,6 +61,7 @@ export interface DevMount {
   /** The tree's root process, through whose /proc/PID/root it is read. */
   pid: number;
   options: string;
+  mountOptions: string[];
   /** Mount points inside /dev (pts, console), relative to it: CRIU dumps those mounts. */
   covered: Set<string>;
 }
@@ -70,7 +78,7 @@ export function devMountOf(pid: number): DevMount | undefined {
   if (!dev || dev.fsType !== 'tmpfs' || dev.root !== '/') return undefined;
   const covered = new Set(mounts.filter((m) => m.mountPoint.startsWith('/dev/')).map((m) => m.mountPoint.slice('/dev/'.length)));
   const options = dev.superOptions.filter((o) => o !== 'rw' && o !== 'ro').join(',');
-  return { pid, options, covered };
+  return { pid, options, mountOptions: dev.options ?? [], covered };
 }
 
 /** The dump's `external` entry for a saved /dev. */
@@ -114,6 +122,7 @@ export function saveDev(mount: DevMount, imagesDir: string): void {
   const image: DevImage = {
     version: 1,
     options: mount.options,
+    mountOptions: mount.mountOptions,
     root: { mode: rootStat.mode & 0o7777, uid: rootStat.uid, gid: rootStat.gid },
     entries,
   };
@@ -143,7 +152,7 @@ export function stageDev(imagesDir: string, stage: string): StagedDev | undefine
   fs.mkdirSync(stage, { mode: 0o700 });
   const l = libc();
   try {
-    if (l.mount('tmpfs', stage, 'tmpfs', 0, image.options) !== 0) throw failed('mount tmpfs on', stage, l.errno());
+    if (l.mount('tmpfs', stage, 'tmpfs', mountFlags(image.mountOptions), image.options) !== 0) throw failed('mount tmpfs on', stage, l.errno());
     fs.chownSync(stage, image.root.uid, image.root.gid);
     fs.chmodSync(stage, image.root.mode);
     fillDev(stage, image.entries);
@@ -157,6 +166,24 @@ export function stageDev(imagesDir: string, stage: string): StagedDev | undefine
       try { removeStage(stage); } catch { /* see StagedDev.remove */ }
     },
   };
+}
+
+const MS_NOSUID = 0x2;
+const MS_NODEV = 0x4;
+const MS_NOEXEC = 0x8;
+const MS_NOATIME = 0x400;
+const MS_NODIRATIME = 0x800;
+const MS_RELATIME = 0x200000;
+const MS_STRICTATIME = 0x1000000;
+
+/** mount(2) flags for mountinfo's per-mount options; none for an older image that did not record them. */
+export function mountFlags(options: string[] | undefined): number {
+  if (!options) return 0;
+  const has = (o: string) => options.includes(o);
+  let flags = (has('nosuid') ? MS_NOSUID : 0) | (has('nodev') ? MS_NODEV : 0) | (has('noexec') ? MS_NOEXEC : 0) | (has('nodiratime') ? MS_NODIRATIME : 0);
+  // mountinfo names relatime and noatime; a mount showing neither is strictatime.
+  flags |= has('noatime') ? MS_NOATIME : has('relatime') ? MS_RELATIME : MS_STRICTATIME;
+  return flags;
 }
 
 function removeStage(stage: string): void {

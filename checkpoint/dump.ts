@@ -176,7 +176,9 @@ function explainDumpFailure(err: unknown, pids: number[]): unknown {
   return new CriuError('dump', {
     logPath: err.logPath,
     detail: `${undumpable.join('; ')}, which CRIU cannot checkpoint`,
-    hint: 'stop that program (or make it close that fd) before checkpointing',
+    hint: undumpable.some((u) => u.includes('from outside the container'))
+      ? 'start such a job with its output redirected inside the container (`>/dev/null 2>&1 </dev/null`), or stop it before checkpointing'
+      : 'stop that program (or make it close that fd) before checkpointing',
     cause: err,
   });
 }

@@ -24,6 +24,7 @@ export const MAGIC = {
   ttyInfo: 0x59453036,
   stats: 0x57093306,
   cgroup: 0x59383330,
+  userns: 0x55474906,
 } as const;
 
 /** CRIU's pages are the dumping host's; 4 KiB on x86-64. */
@@ -87,6 +88,46 @@ function decodeImage<T>(file: string, magic: number, message: string, first?: st
 
 function decodeIfExists<T>(file: string, magic: number, message: string, first?: string, proto: Proto = 'images'): T[] {
   return fs.existsSync(file) ? decodeImage<T>(file, magic, message, first, proto) : [];
+}
+
+/** One line of a uid_map or gid_map: ids first.. inside are lowerFirst.. outside. */
+export interface IdExtent {
+  first: number;
+  lowerFirst: number;
+  count: number;
+}
+
+export interface UsernsImage {
+  file: string;
+  uid: IdExtent[];
+  gid: IdExtent[];
+}
+
+const USERNS_FILE = /^userns-\d+\.img$/;
+
+/** The dumped tree's own user namespace (userns-<id>.img), or undefined when it had none (a privileged container). */
+export function readUsernsImage(dir: string): UsernsImage | undefined {
+  const files = fs.readdirSync(dir).filter((f) => USERNS_FILE.test(f));
+  if (files.length === 0) return undefined;
+  if (files.length > 1) throw corrupt(path.join(dir, files[0]), 'more than one user namespace (nested ones are not restorable)');
+  const file = path.join(dir, files[0]);
+  type Entry = { uidMap?: Partial<IdExtent>[]; gidMap?: Partial<IdExtent>[] };
+  const [e] = decodeImage<Entry>(file, MAGIC.userns, 'userns_entry');
+  const extents = (list: Partial<IdExtent>[] | undefined) => (list ?? []).map((x) => ({ first: x.first ?? 0, lowerFirst: x.lowerFirst ?? 0, count: x.count ?? 0 }));
+  return { file, uid: extents(e?.uidMap), gid: extents(e?.gidMap) };
+}
+
+/** Write `image`'s maps back into its file (same magic), atomically. */
+export function writeUsernsImage(image: UsernsImage): void {
+  const data = fs.readFileSync(image.file);
+  const header = data.readUInt32LE(0) === MAGIC.common || data.readUInt32LE(0) === MAGIC.service ? 8 : 4;
+  const t = type('userns_entry', 'images');
+  const body = t.encode(t.fromObject({ uidMap: image.uid, gidMap: image.gid })).finish();
+  const size = Buffer.alloc(4);
+  size.writeUInt32LE(body.length, 0);
+  const tmp = `${image.file}.tmp`;
+  fs.writeFileSync(tmp, Buffer.concat([data.subarray(0, header), size, body]), { mode: 0o644 });
+  fs.renameSync(tmp, image.file);
 }
 
 export interface DumpStats {

@@ -1,4 +1,5 @@
 import fs = require('node:fs');
+import path = require('node:path');
 import type { Container } from '../runtime/container';
 import { criuBinary } from './criu/binary';
 import { InvalidStateError, NotSupportedError } from '../lib/errors';
@@ -15,6 +16,8 @@ import { namespacedCgroupControllers } from './images';
 import { CriuClient } from './criu/client';
 import { CriuLogs } from './criu-logs';
 import { stageDev, StagedDev } from './dev-tmpfs';
+import { prepareIdMap } from './idmap-remap';
+import { prepareRestoreStage, removeRestoreStage } from '../runtime/restore-stage';
 import { compareVersions, formatVersion, parseVersion, requireCriu } from './criu/version';
 
 /**
@@ -33,6 +36,8 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     throw new NotSupportedError(`checkpoint ${meta.id} was made by CRIU ${meta.criuVersion}, newer than this host's ${formatVersion(version)}`, 'restore it on a host with that CRIU or newer');
   }
   const cfg = c.config;
+  // Before anything else: a checkpoint of another range is made this container's, or refused.
+  prepareIdMap(catalog.dir(meta.id), meta.id, cfg);
 
   return withUndo(async (undo) => {
     for (const stale of [c.paths.exitFile, c.paths.consoleSocket]) fs.rmSync(stale, { force: true });
@@ -47,26 +52,30 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     const network = cfg.net.mode === 'bridge' ? await import('../runtime/network') : undefined;
     if (cfg.net.mode === 'bridge') await network!.ensureBridge(cfg.net);
 
-    const monitor = new MonitorRestore(c.paths.dir, criuBinary());
+    const stage = await prepareRestoreStage(c.key, cfg.idmap ?? { uid: 0, gid: 0 });
+    undo.add('remove the restore stage', () => removeRestoreStage(c.key));
+    // An idmapped rootfs is mounted idmapped on the host for CRIU's --root (it binds it in as the container's /).
+    const idmapped = cfg.idmap?.rootfs === 'idmapped' ? { src: c.paths.rootfs, dst: stage.root, map: cfg.idmap } : undefined;
+    const monitor = new MonitorRestore(c.paths.dir, criuBinary(), idmapped);
     undo.add('stop monitor', () => monitor.abort());
     let ptyMaster: number | undefined;
     undo.add('close console', () => { if (ptyMaster !== undefined) fs.closeSync(ptyMaster); });
+    if (cfg.idmap) letInImages(catalog.dir(meta.id));
     const imagesFd = fs.openSync(catalog.dir(meta.id), 'r');
     const logs = new CriuLogs(c.paths.dir);
     const logsFd = logs.open();
     let dev: StagedDev | undefined;
     let pid: number;
     try {
-      await opts.intent?.will({ kind: 'remove', path: c.paths.restoreDev });
-      await opts.intent?.will({ kind: 'unmount', path: c.paths.restoreDev });
-      dev = stageDev(catalog.dir(meta.id), c.paths.restoreDev);
+      await opts.intent?.will({ kind: 'restore-stage' });
+      dev = stageDev(catalog.dir(meta.id), stage.dev);
       await faultPause('restore:staged');
       pid = await criu.restore(
         {
           imagesDirFd: imagesFd,
           workDirFd: logsFd,
           logFile: logs.fileName('restore', meta.id),
-          root: c.paths.rootfs,
+          root: idmapped ? stage.root : c.paths.rootfs,
           rstSibling: true,
           orphanPtsMaster: true,
           manageCgroups: true,
@@ -95,8 +104,9 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     } finally {
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);
-      // The container's /dev holds the tmpfs now; the host keeps no mount of it.
+      // The container's /dev and / hold their mounts now; the host keeps none of them.
       dev?.remove();
+      await removeRestoreStage(c.key);
     }
     logs.restored(meta.id, catalog.dir(meta.id));
     if (ptyMaster === undefined) throw new InvalidStateError('CRIU restored the container without handing over its console');
@@ -110,4 +120,20 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
     opts.intent?.reach('running');
     return running;
   });
+}
+
+/**
+ * The restored tree reads its images through the images directory's fd, as
+ * the container's root: the directory must let it in and the files be
+ * readable (CRIU writes them so; an import may not have). The container's
+ * directory above keeps everyone else out.
+ */
+function letInImages(dir: string): void {
+  fs.chmodSync(dir, 0o711);
+  for (const f of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (!f.isFile()) continue;
+    const p = path.join(dir, f.name);
+    const mode = fs.statSync(p).mode & 0o777;
+    if ((mode & 0o004) === 0) fs.chmodSync(p, mode | 0o044);
+  }
 }

@@ -3,6 +3,7 @@ import type { ContainerConfig } from '../runtime/config';
 import { CorruptDataError } from '../lib/errors';
 import { MAX_MESSAGE } from './limits';
 import type { ContainerInfoMsg } from './proto';
+import { securityOf } from '../ops/info';
 
 /** ops/info.ts's ContainerInfo on the wire and back: `tsvz --remote H info --json` prints what `tsvz info --json` prints. */
 export function infoToWire(info: ContainerInfo): ContainerInfoMsg {
@@ -43,6 +44,7 @@ export function infoFromWire(m: ContainerInfoMsg): ContainerInfo {
     exit: m.exit,
     checkpoint: m.checkpoint || undefined,
     cgroup: m.cgroup,
+    security: securityOf(config),
     config,
   };
   // The same keys as a local info, in the same order, none of them undefined.

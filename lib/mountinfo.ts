@@ -5,6 +5,8 @@ export interface MountInfo {
   /** The path inside its filesystem that is mounted ("/" for the whole of it). */
   root: string;
   mountPoint: string;
+  /** This mount's own options (rw, nosuid, relatime, ...). */
+  options?: string[];
   fsType: string;
   /** The filesystem's own options (cgroup v1: its controllers, name=...). */
   superOptions: string[];
@@ -21,6 +23,7 @@ export function readMountInfo(file = '/proc/self/mountinfo'): MountInfo[] {
     out.push({
       root: unescapeMountPath(fields[3]),
       mountPoint: unescapeMountPath(fields[4]),
+      options: fields[5].split(','),
       fsType: fields[dash + 1] ?? '',
       superOptions: (fields[dash + 3] ?? '').split(','),
     });

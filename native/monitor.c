@@ -12,6 +12,19 @@
  * the container holds no host file: CRIU can dump it and a new monitor can
  * take its place on restore.
  *
+ * With --uid-map/--gid-map, init gets a user namespace of its own (root
+ * inside is an unprivileged range outside) and every other namespace is
+ * owned by it. Paths on the host are resolved by the monitor, as host root,
+ * before the child enters that namespace: the rootfs is a detached copy of
+ * the tree (idmapped with --idmapped-rootfs) and /dev a tmpfs the monitor
+ * makes and fills, both moved into place by the child. /dev is made on the
+ * host side because a user namespace can neither mknod nor open device
+ * nodes on a tmpfs it mounted itself. Then: /proc and a read-only /sys,
+ * --mask'ed paths covered (files by /dev/null, directories by an empty
+ * read-only directory), --readonly paths bound read-only except the
+ * --writable ones below them, and last before exec the bounding set
+ * (--cap-drop) and the seccomp filter (--seccomp, see seccomp.h).
+ *
  * Handshake with the TypeScript side on fd 3 (a stream socket), one line each:
  *   monitor -> ts   "pid <host pid of init>"   (init is in its cgroups, waiting)
  *   ts -> monitor   "go"                       (network is set up; anything else aborts)
@@ -25,8 +38,13 @@
  *   monitor -> ts   "criu <pid>", later "criu-exit <status>"
  *   ts -> monitor   (fd 5) "init <pid>" + pty master, or EOF to abort
  *   monitor -> ts   "ready" | "error <message>"
+ * With --idmap-root SRC DST (and the container's maps) the monitor first
+ * mounts SRC idmapped at DST on the host, for CRIU's --root; tsvz detaches
+ * it once the restore is done.
  */
 #include "common.h"
+#include "seccomp.h"
+#include "userns.h"
 
 #include <linux/sched.h>
 #include <net/if.h>
@@ -41,6 +59,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -87,7 +106,17 @@ struct spec {
 	int caps_drop[64];
 	int ncaps;
 	int share_net;         /* 1: stay in the monitor's netns (--net host) */
+	struct idmap uidmap, gidmap; /* user namespace mode when uidmap has lines */
+	int idmapped;          /* the rootfs is shown through an idmapped mount (else it is owned by the range on disk) */
+	const char *seccomp;   /* the filter's policy, see seccomp.h */
+	const char *masks[MAX_LIST];
+	int nmasks;
+	const char *readonly[MAX_LIST];
+	int nreadonly;
+	const char *writable[MAX_LIST];
+	int nwritable;
 	const char *criu;      /* restore mode: path of criu */
+	const char *idmap_src, *idmap_dst; /* restore mode: mount SRC idmapped at DST first */
 	char **argv;           /* init's argv */
 };
 
@@ -96,9 +125,23 @@ struct spec {
 
 static void usage(void) {
 	fprintf(stderr, "usage: tsvz-monitor --dir DIR --rootfs DIR --hostname NAME [--cgroup PROCS]... "
-	                "[--env K=V]... [--cap-drop N]... [--share-net] -- INIT [ARGS...]\n"
-	                "       tsvz-monitor --dir DIR --restore --criu PATH   (fds 4: CRIU RPC socket, 5: hand-over)\n");
+	                "[--env K=V]... [--cap-drop N]... [--share-net] [--uid-map I:O:N --gid-map I:O:N [--idmapped-rootfs]] "
+	                "[--seccomp SPEC] [--mask PATH]... [--readonly PATH]... [--writable PATH]... -- INIT [ARGS...]\n"
+	                "       tsvz-monitor --dir DIR --restore --criu PATH [--idmap-root SRC DST --uid-map I:O:N --gid-map I:O:N]"
+	                "   (fds 4: CRIU RPC socket, 5: hand-over)\n");
 	exit(2);
+}
+
+static int is_flag(const char *a) {
+	return !strcmp(a, "--share-net") || !strcmp(a, "--restore") || !strcmp(a, "--idmapped-rootfs");
+}
+
+/* A relative path inside the rootfs: no "..", no leading "/". */
+static const char *inside(const char *p) {
+	if (p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3) || strstr(p, "/../") ||
+	    (strlen(p) >= 3 && !strcmp(p + strlen(p) - 3, "/..")))
+		usage();
+	return p;
 }
 
 static void parse_args(int argc, char **argv, struct spec *s) {
@@ -107,7 +150,7 @@ static void parse_args(int argc, char **argv, struct spec *s) {
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--")) { i++; break; }
-		if (i + 1 >= argc && strcmp(a, "--share-net") && strcmp(a, "--restore")) usage();
+		if (i + 1 >= argc && !is_flag(a)) usage();
 		if (!strcmp(a, "--dir")) s->dir = argv[++i];
 		else if (!strcmp(a, "--rootfs")) s->rootfs = argv[++i];
 		else if (!strcmp(a, "--hostname")) s->hostname = argv[++i];
@@ -117,14 +160,86 @@ static void parse_args(int argc, char **argv, struct spec *s) {
 		else if (!strcmp(a, "--share-net")) s->share_net = 1;
 		else if (!strcmp(a, "--restore")) continue;
 		else if (!strcmp(a, "--criu")) s->criu = argv[++i];
+		else if (!strcmp(a, "--uid-map")) { if (idmap_add(&s->uidmap, argv[++i]) < 0) usage(); }
+		else if (!strcmp(a, "--gid-map")) { if (idmap_add(&s->gidmap, argv[++i]) < 0) usage(); }
+		else if (!strcmp(a, "--idmapped-rootfs")) s->idmapped = 1;
+		else if (!strcmp(a, "--seccomp")) s->seccomp = argv[++i];
+		else if (!strcmp(a, "--mask") && s->nmasks < MAX_LIST) s->masks[s->nmasks++] = inside(argv[++i]);
+		else if (!strcmp(a, "--readonly") && s->nreadonly < MAX_LIST) s->readonly[s->nreadonly++] = inside(argv[++i]);
+		else if (!strcmp(a, "--writable") && s->nwritable < MAX_LIST) s->writable[s->nwritable++] = inside(argv[++i]);
+		else if (!strcmp(a, "--idmap-root") && i + 2 < argc) { s->idmap_src = argv[++i]; s->idmap_dst = argv[++i]; }
 		else usage();
 	}
+	/* Both maps or neither. */
+	if (!s->uidmap.lines != !s->gidmap.lines) usage();
+	if ((s->idmapped || s->idmap_src) && !s->uidmap.lines) usage();
 	if (s->criu) {
 		if (!s->dir) usage();
 		return;
 	}
 	if (i >= argc || !s->dir || !s->rootfs || !s->hostname) usage();
 	s->argv = &argv[i];
+}
+
+struct devnode { const char *name; unsigned maj, min; };
+static const struct devnode DEVICES[] = {
+	{ "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 },
+	{ "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+};
+
+/* The host ids of the container's root (0:0 without a user namespace): /dev's owner. */
+static void root_ids(const struct spec *s, unsigned long *uid, unsigned long *gid) {
+	unsigned long in, out, n;
+	*uid = *gid = 0;
+	if (s->uidmap.lines && sscanf(s->uidmap.text, "%lu %lu %lu", &in, &out, &n) == 3 && in == 0) *uid = out;
+	if (s->gidmap.lines && sscanf(s->gidmap.text, "%lu %lu %lu", &in, &out, &n) == 3 && in == 0) *gid = out;
+}
+
+/*
+ * /dev, made here (host root, before the clone) as a detached tmpfs: the
+ * safe nodes, pts and shm directories, the usual links and the file
+ * /dev/console is bound over. /dev/shm is a directory of it, not a tmpfs of
+ * its own: CRIU saves each tmpfs by running tar and gzip inside the frozen
+ * window (~15 ms here, and as much again on restore); tsvz saves this one
+ * itself (checkpoint/dev-tmpfs.ts). Returns the mount's fd, or aborts.
+ */
+static int make_dev(const struct spec *s, const char **why) {
+	unsigned long uid, gid;
+	root_ids(s, &uid, &gid);
+	char owner[64];
+	*why = "make /dev";
+	int fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fsfd < 0) return -1;
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "mode", "755", 0) < 0 || fsconfig(fsfd, FSCONFIG_SET_STRING, "size", "65536k", 0) < 0) return -1;
+	snprintf(owner, sizeof owner, "%lu", uid);
+	if (uid && fsconfig(fsfd, FSCONFIG_SET_STRING, "uid", owner, 0) < 0) return -1;
+	snprintf(owner, sizeof owner, "%lu", gid);
+	if (gid && fsconfig(fsfd, FSCONFIG_SET_STRING, "gid", owner, 0) < 0) return -1;
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) return -1;
+	int dev = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME);
+	close(fsfd);
+	if (dev < 0) return -1;
+	*why = "mknod in /dev";
+	for (size_t i = 0; i < sizeof DEVICES / sizeof DEVICES[0]; i++) {
+		if (mknodat(dev, DEVICES[i].name, S_IFCHR | 0666, makedev(DEVICES[i].maj, DEVICES[i].min)) < 0) return -1;
+		/* mknod's mode is masked by the umask. */
+		if (fchmodat(dev, DEVICES[i].name, 0666, 0) < 0 || fchownat(dev, DEVICES[i].name, uid, gid, 0) < 0) return -1;
+	}
+	*why = "fill /dev";
+	/* mkdir's mode is masked by the umask: the sticky, world-writable mode is set apart. */
+	if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0 || fchmodat(dev, "shm", 01777, 0) < 0) return -1;
+	if (fchownat(dev, "pts", uid, gid, 0) < 0 || fchownat(dev, "shm", uid, gid, 0) < 0) return -1;
+	int console = openat(dev, "console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	if (console < 0) return -1;
+	close(console);
+	if (symlinkat("pts/ptmx", dev, "ptmx") < 0 || symlinkat("/proc/self/fd", dev, "fd") < 0 ||
+	    symlinkat("/proc/self/fd/0", dev, "stdin") < 0 || symlinkat("/proc/self/fd/1", dev, "stdout") < 0 ||
+	    symlinkat("/proc/self/fd/2", dev, "stderr") < 0)
+		return -1;
+	const char *links[] = { "ptmx", "fd", "stdin", "stdout", "stderr" };
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+		if (fchownat(dev, links[i], uid, gid, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+	return dev;
 }
 
 /* ---- inside the new namespaces (the child) ---- */
@@ -137,6 +252,12 @@ static void child_fail(int sync, const char *step) {
 	_exit(127);
 }
 
+static void child_fail_at(int sync, const char *step, const char *path) {
+	char buf[300];
+	snprintf(buf, sizeof buf, "%s %s", step, path);
+	child_fail(sync, buf);
+}
+
 static int mkdir_p(const char *path, mode_t mode) {
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s", path);
@@ -147,35 +268,6 @@ static int mkdir_p(const char *path, mode_t mode) {
 		*p = '/';
 	}
 	return (mkdir(tmp, mode) < 0 && errno != EEXIST) ? -1 : 0;
-}
-
-struct devnode { const char *name; unsigned maj, min; };
-static const struct devnode DEVICES[] = {
-	{ "dev/null", 1, 3 }, { "dev/zero", 1, 5 }, { "dev/full", 1, 7 },
-	{ "dev/random", 1, 8 }, { "dev/urandom", 1, 9 }, { "dev/tty", 5, 0 },
-};
-
-/*
- * /dev: a small tmpfs with only the safe nodes, a private devpts and shm.
- * /dev/shm is a directory of that tmpfs, not a tmpfs of its own: CRIU saves
- * each tmpfs by running tar and gzip inside the frozen window (~15 ms here,
- * and as much again on restore), and one /dev is enough for both.
- */
-static void setup_dev(int sync) {
-	if (mkdir_p("dev", 0755) < 0) child_fail(sync, "mkdir /dev");
-	if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0) child_fail(sync, "mount /dev");
-	for (size_t i = 0; i < sizeof DEVICES / sizeof DEVICES[0]; i++) {
-		if (mknod(DEVICES[i].name, S_IFCHR | 0666, makedev(DEVICES[i].maj, DEVICES[i].min)) < 0) child_fail(sync, "mknod");
-		if (chmod(DEVICES[i].name, 0666) < 0) child_fail(sync, "chmod device");
-	}
-	if (mkdir("dev/pts", 0755) < 0) child_fail(sync, "mkdir /dev/pts");
-	/* mkdir's mode is masked by the umask: the sticky, world-writable mode is set apart. */
-	if (mkdir("dev/shm", 01777) < 0 || chmod("dev/shm", 01777) < 0) child_fail(sync, "mkdir /dev/shm");
-	if (mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0) child_fail(sync, "mount devpts");
-	if (symlink("pts/ptmx", "dev/ptmx") < 0) child_fail(sync, "symlink /dev/ptmx");
-	if (symlink("/proc/self/fd", "dev/fd") < 0 || symlink("/proc/self/fd/0", "dev/stdin") < 0 ||
-	    symlink("/proc/self/fd/1", "dev/stdout") < 0 || symlink("/proc/self/fd/2", "dev/stderr") < 0)
-		child_fail(sync, "symlink /dev/fd");
 }
 
 /*
@@ -191,21 +283,64 @@ static int setup_console(int sync) {
 	if (slave < 0) child_fail(sync, "open pty slave");
 	char slave_path[64];
 	snprintf(slave_path, sizeof slave_path, "dev/pts/%d", n);
-	int fd = open("dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0) child_fail(sync, "create /dev/console");
-	close(fd);
 	if (mount(slave_path, "dev/console", NULL, MS_BIND, NULL) < 0) child_fail(sync, "bind /dev/console");
 	if (send_fd(sync, master) < 0) child_fail(sync, "send console to monitor");
 	close(master);
 	return slave;
 }
 
-/* Remount a /proc entry read-only so the container can't poke the host kernel through it. */
-static void proc_readonly(int sync, const char *path) {
-	if (access(path, F_OK) < 0) return;
-	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-	    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) < 0)
-		child_fail(sync, "protect /proc");
+/*
+ * Bind `src` over `path` read-only (a mask), or `path` over itself
+ * read-only when src is NULL. A file mask is /dev/null, which reads empty
+ * (as runc's): its mount keeps devices.
+ */
+static int bind_readonly(const char *src, const char *path, int nodev) {
+	if (mount(src ? src : path, path, NULL, MS_BIND, NULL) < 0) return -1;
+	unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | (nodev ? MS_NODEV : 0);
+	return mount(NULL, path, NULL, flags, NULL);
+}
+
+/*
+ * Cover what the kernel shows of the host: files by /dev/null, directories
+ * by the empty directory under devpts's mount point (dev/pts before devpts
+ * is mounted), so no tmpfs of its own has to be saved by CRIU. Called while
+ * dev/pts is still that empty directory. Missing paths are skipped.
+ */
+static void apply_masks(const struct spec *s, int sync) {
+	for (int i = 0; i < s->nmasks; i++) {
+		struct stat st;
+		if (lstat(s->masks[i], &st) < 0) continue;
+		int dir = S_ISDIR(st.st_mode);
+		if (bind_readonly(dir ? "dev/pts" : "dev/null", s->masks[i], dir) < 0) child_fail_at(sync, "mask", s->masks[i]);
+	}
+}
+
+/*
+ * Read-only binds; a --writable path below one keeps its own, writable
+ * bind (proc/sys/net under proc/sys: the container's network namespace is
+ * its own, as LXC's proc:mixed). The writable copy is taken first and put
+ * back on top, so no mount is left hidden under another.
+ */
+static void apply_readonly(const struct spec *s, int sync) {
+	for (int i = 0; i < s->nreadonly; i++) {
+		const char *ro = s->readonly[i];
+		if (access(ro, F_OK) < 0) continue;
+		int keep[MAX_LIST], nkeep = 0;
+		const char *where[MAX_LIST];
+		size_t len = strlen(ro);
+		for (int j = 0; j < s->nwritable; j++) {
+			const char *w = s->writable[j];
+			if (strncmp(w, ro, len) || w[len] != '/' || access(w, F_OK) < 0) continue;
+			keep[nkeep] = open_tree(AT_FDCWD, w, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+			if (keep[nkeep] < 0) child_fail_at(sync, "keep writable", w);
+			where[nkeep++] = w;
+		}
+		if (bind_readonly(NULL, ro, 1) < 0) child_fail_at(sync, "make read-only", ro);
+		for (int k = 0; k < nkeep; k++) {
+			if (move_mount(keep[k], "", AT_FDCWD, where[k], MOVE_MOUNT_F_EMPTY_PATH) < 0) child_fail_at(sync, "keep writable", where[k]);
+			close(keep[k]);
+		}
+	}
 }
 
 static void loopback_up(int sync) {
@@ -220,25 +355,36 @@ static void loopback_up(int sync) {
 	close(sk);
 }
 
-static void child_main(struct spec *s, int sync) {
+/* `tree` and `dev`: the detached rootfs and /dev the monitor made (see make_dev). */
+static void child_main(struct spec *s, int sync, int tree, int dev) {
 	char go[16] = { 0 };
 	if (recv(sync, go, sizeof go - 1, 0) <= 0 || strcmp(go, "go")) _exit(1);
 
+	/* Root of the user namespace (its maps are written by now); none of the host's groups. */
+	if (setgroups(0, NULL) < 0) child_fail(sync, "setgroups");
+	if (s->uidmap.lines && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) child_fail(sync, "become root of the user namespace");
 	/* Created after init joined its cgroups, so its cgroup is its root. */
 	if (unshare(CLONE_NEWCGROUP) < 0) child_fail(sync, "unshare cgroup namespace");
 	/* Nothing mounted from here on may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(sync, "make / private");
-	if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail(sync, "bind rootfs");
-	if (chdir(s->rootfs) < 0) child_fail(sync, "chdir rootfs");
+	/*
+	 * The rootfs goes over the container's directory (our cwd, reached
+	 * without a path lookup the namespace's root could be denied), and we
+	 * step into it by its fd.
+	 */
+	if (move_mount(tree, "", AT_FDCWD, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) child_fail(sync, "attach rootfs");
+	if (fchdir(tree) < 0) child_fail(sync, "enter rootfs");
+	close(tree);
 
-	if (mkdir_p("proc", 0555) < 0 || mkdir_p("sys", 0555) < 0) child_fail(sync, "mkdir /proc");
+	if (mkdir_p("proc", 0555) < 0 || mkdir_p("sys", 0555) < 0 || mkdir_p("dev", 0755) < 0) child_fail(sync, "mkdir /proc");
 	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) child_fail(sync, "mount /proc");
 	if (mount("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0) child_fail(sync, "mount /sys");
-	setup_dev(sync);
+	if (move_mount(dev, "", AT_FDCWD, "dev", MOVE_MOUNT_F_EMPTY_PATH) < 0) child_fail(sync, "attach /dev");
+	close(dev);
+	apply_masks(s, sync);
+	if (mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0) child_fail(sync, "mount devpts");
 	int console = setup_console(sync);
-	proc_readonly(sync, "proc/sysrq-trigger");
-	proc_readonly(sync, "proc/irq");
-	proc_readonly(sync, "proc/bus");
+	apply_readonly(s, sync);
 	if (!s->share_net) loopback_up(sync);
 	if (sethostname(s->hostname, strlen(s->hostname)) < 0) child_fail(sync, "sethostname");
 
@@ -260,6 +406,8 @@ static void child_main(struct spec *s, int sync) {
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* No host fd may survive into the container; `sync` is close-on-exec already. */
 	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(sync, "close_range");
+	const char *why;
+	if (s->seccomp && install_seccomp(s->seccomp, &why) < 0) child_fail(sync, why);
 	execvpe(s->argv[0], s->argv, s->env);
 	char step[300];
 	snprintf(step, sizeof step, "exec %s", s->argv[0]);
@@ -411,15 +559,43 @@ static void serve(pid_t init, int master, int listen_fd, int sigfd) {
 static pid_t launch_init(struct spec *s, int *master_out) {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) abort_start(0, "socketpair: %s", strerror(errno));
-	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (s->share_net ? 0 : CLONE_NEWNET);
+	/* Resolved here, as host root: the child may not be allowed to walk the path. */
+	int tree = detached_tree(AT_FDCWD, s->rootfs, -1);
+	if (tree < 0) abort_start(0, "open rootfs: %s", strerror(errno));
+	const char *why;
+	int dev = make_dev(s, &why);
+	if (dev < 0) {
+		char d[300];
+		snprintf(d, sizeof d, "%s: %s", why, strerror(errno));
+		abort_start(0, "%s", d);
+	}
+	int userns = s->uidmap.lines > 0;
+	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (s->share_net ? 0 : CLONE_NEWNET) |
+	                      (userns ? CLONE_NEWUSER : 0);
 	pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (child < 0) abort_start(0, "clone: %s", strerror(errno));
 	if (child == 0) {
 		close(sv[0]);
 		close(CTL_FD);
-		child_main(s, sv[1]);
+		child_main(s, sv[1], tree, dev);
 	}
 	close(sv[1]);
+	close(dev);
+
+	if (userns) {
+		if (write_idmaps(child, &s->uidmap, &s->gidmap) < 0) abort_start(child, "write the user namespace's id maps: %s", strerror(errno));
+		if (s->idmapped) {
+			/* The child shares this open tree: it moves the idmapped mount in place. */
+			char path[64];
+			snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
+			int ns = open(path, O_RDONLY | O_CLOEXEC);
+			struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (unsigned long long)ns };
+			if (ns < 0 || mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+				abort_start(child, "idmap the rootfs: %s", strerror(errno));
+			close(ns);
+		}
+	}
+	close(tree);
 
 	for (int i = 0; i < s->ncgroups; i++)
 		if (cgroup_attach(s->cgroups[i], child) < 0) {
@@ -451,6 +627,15 @@ static pid_t launch_init(struct spec *s, int *master_out) {
 static pid_t restore_init(struct spec *s, int sigfd, int *master_out, int *early_status) {
 	if (fcntl(CRIU_RPC_FD, F_GETFD) < 0 || fcntl(HANDOFF_FD, F_GETFD) < 0) abort_start(0, "%s", "restore needs fds 4 and 5");
 	fcntl(HANDOFF_FD, F_SETFD, FD_CLOEXEC);
+	if (s->idmap_src) {
+		int ns = throwaway_userns(&s->uidmap, &s->gidmap);
+		if (ns < 0) abort_start(0, "make a user namespace for the idmapped rootfs: %s", strerror(errno));
+		int tree = detached_tree(AT_FDCWD, s->idmap_src, ns);
+		if (tree < 0) abort_start(0, "idmap the rootfs: %s", strerror(errno));
+		if (move_mount(tree, "", AT_FDCWD, s->idmap_dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) abort_start(0, "mount the idmapped rootfs: %s", strerror(errno));
+		close(tree);
+		close(ns);
+	}
 	pid_t criu = fork();
 	if (criu < 0) abort_start(0, "fork: %s", strerror(errno));
 	if (criu == 0) {

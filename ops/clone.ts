@@ -18,6 +18,8 @@ import { consistently } from './consistent';
 import { removePartials } from './building';
 import { lockContainer } from './recovery';
 import { faultPoint } from '../lib/fault';
+import { withNewIdMap } from '../runtime/idmap';
+import { shiftOwnership } from '../runtime/rootfs-owner';
 
 export interface CloneOptions {
   /** Clone this snapshot of the source (default: its current state). */
@@ -63,8 +65,18 @@ export async function cloneContainer(root: Root, srcName: string, dstName: strin
         createdAt: new Date().toISOString(),
         origin: snap === undefined ? { container: srcName } : { container: srcName, snapshot: snap },
       };
-      await writeJsonAtomic(paths.config, config); // first: it names the pool for `destroy --force`
-      await consistently(src, store, running && snap === undefined, () => store.cloneRootfs(srcName, snap, dstName, building, undo));
+      // First: it names the pool for `destroy --force`. A clone gets a range of its own (or the shared one, as its source).
+      if (cfg.idmap) {
+        await withNewIdMap(root, { shared: cfg.idmap.shared === true, rootfs: cfg.idmap.rootfs }, async (idmap) => {
+          config.idmap = idmap;
+          await writeJsonAtomic(paths.config, config);
+        });
+      } else {
+        await writeJsonAtomic(paths.config, config);
+      }
+      const rootfs = await consistently(src, store, running && snap === undefined, () => store.cloneRootfs(srcName, snap, dstName, building, undo));
+      // An idmapped rootfs is owned by 0.. on disk whatever the range; a shifted one moves to the clone's.
+      if (cfg.idmap?.rootfs === 'shifted' && config.idmap) await shiftOwnership(rootfs, cfg.idmap, config.idmap, config.idmap.size);
       await faultPoint('clone:copied');
       await writeState(paths, { status: 'created' });
       fs.renameSync(building, dst.paths.dir);

@@ -16,6 +16,9 @@ import { Container } from '../runtime/container';
 import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { resolveTemplate } from '../runtime/templates';
+import { hostRanges, withNewIdMap } from '../runtime/idmap';
+import { rootfsOwnership, shiftOwnership } from '../runtime/rootfs-owner';
+import { validateAllowSyscalls } from '../runtime/seccomp';
 import { DEFAULT_POOL, withStore } from '../storage';
 import { creatingPrefix, removePartials } from './building';
 import { lockContainer } from './recovery';
@@ -40,6 +43,12 @@ export interface ContainerSpec {
   stopSignal?: string;
   /** Storage pool for the rootfs (default: "default", a directory under the root). */
   pool?: string;
+  /** No user namespace: root inside is root on the host (today's containers; warned about by info and doctor). */
+  privileged?: boolean;
+  /** Use the id range shared by all such containers instead of one of its own. */
+  sharedIdmap?: boolean;
+  /** Syscalls the seccomp filter denies by default that this container may use (bpf, perf_event_open, keyctl, ...). */
+  allowSyscalls?: string[];
 }
 
 /**
@@ -60,6 +69,12 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
   const template = await resolveTemplate(spec.template);
   const init = spec.init === undefined ? template.defaults.init : validateInit(spec.init);
   const pool = validateName(spec.pool ?? DEFAULT_POOL, 'pool');
+  const privileged = validateFlag(spec.privileged, 'privileged');
+  const sharedIdmap = validateFlag(spec.sharedIdmap, 'sharedIdmap');
+  if (privileged && sharedIdmap) throw new InvalidArgumentError('a privileged container has no user namespace to share a range with', 'drop --shared-idmap or --privileged');
+  const allowSyscalls = validateAllowSyscalls(spec.allowSyscalls ?? []);
+  // Refused before anything is made when the host has no range to give.
+  if (!privileged) hostRanges();
   root.ensure();
   const c = new Container(root, name);
 
@@ -84,11 +99,20 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
         net,
         pool,
         createdAt: new Date().toISOString(),
+        ...(privileged ? { privileged: true } : {}),
+        ...(allowSyscalls.length > 0 ? { allowSyscalls } : {}),
       };
       // Written first: it names the pool, so `destroy --force` of a half-created container finds its volume.
       await writeJsonAtomic(paths.config, config);
       const rootfs = await store.createRootfs(name, building, undo);
+      if (!privileged) {
+        await withNewIdMap(root, { shared: sharedIdmap, rootfs: rootfsOwnership(rootfs) }, async (idmap) => {
+          config.idmap = idmap;
+          await writeJsonAtomic(paths.config, config);
+        });
+      }
       await template.populate(rootfs, { root, hostname });
+      if (config.idmap?.rootfs === 'shifted') await shiftOwnership(rootfs, { uid: 0, gid: 0 }, config.idmap, config.idmap.size);
       await faultPoint('create:populated');
       await writeState(paths, { status: 'created' });
       fs.renameSync(building, c.paths.dir);
@@ -138,6 +162,12 @@ export function validateHostname(hostname: unknown): string {
     throw new InvalidArgumentError(`invalid hostname ${JSON.stringify(String(hostname)).slice(0, 80)}`, 'use up to 63 letters, digits and "-"');
   }
   return hostname;
+}
+
+function validateFlag(v: unknown, what: string): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new InvalidArgumentError(`${what} is not true or false`);
+  return v;
 }
 
 function validateSignal(signal: unknown): string | undefined {

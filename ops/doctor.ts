@@ -3,6 +3,8 @@ import { findCommand, run as runTool } from '../lib/process';
 import { detectCgroupMode } from '../runtime/cgroups';
 import { criuBinary } from '../checkpoint/criu/binary';
 import { nativeBinary } from '../runtime/paths';
+import { hostRanges, IDMAP_USER } from '../runtime/idmap';
+import { listContainers, privilegedWarning } from './info';
 import type { Root } from '../lib/root';
 import { listLeftovers } from './recovery';
 
@@ -34,7 +36,7 @@ export function parseCriuVersion(text: string): [number, number] | undefined {
   return m ? [Number(m[1]), Number(m[2])] : undefined;
 }
 
-/** What this host supports: the answers `tsvz doctor` prints. */
+/** What this host supports: the answers `tsvz doctor` prints; with `root`, also its privileged containers. */
 export async function runDoctor(root?: Root): Promise<Check[]> {
   const checks: Check[] = [];
   const mode = detectCgroupMode();
@@ -47,6 +49,7 @@ export async function runDoctor(root?: Root): Promise<Check[]> {
     if (!fs.existsSync(`/proc/self/ns/${ns}`)) checks.push({ name: `namespace ${ns}`, ok: false, detail: 'missing' });
   }
   checks.push({ name: 'namespaces', ok: true, detail: 'pid mnt uts ipc net cgroup' });
+  checks.push(...securityChecks(root));
   for (const bin of ['tsvz-monitor', 'tsvz-exec'] as const) {
     checks.push({ name: bin, ok: fs.existsSync(nativeBinary(bin)), detail: fs.existsSync(nativeBinary(bin)) ? nativeBinary(bin) : 'not built: run `npm install`' });
   }
@@ -79,6 +82,28 @@ export async function runDoctor(root?: Root): Promise<Check[]> {
     const left = listLeftovers(root);
     if (left.length === 0) checks.push({ name: 'interrupted operations', ok: true, detail: 'none' });
     for (const l of left) checks.push({ name: `interrupted: ${l.what}`, ok: false, detail: l.detail });
+  }
+  return checks;
+}
+
+/** User namespaces (the default), seccomp, and the containers that have neither boundary. */
+function securityChecks(root?: Root): Check[] {
+  const checks: Check[] = [];
+  try {
+    const r = hostRanges();
+    checks.push({ name: 'user namespaces', ok: fs.existsSync('/proc/self/ns/user'), detail: `${IDMAP_USER}'s subordinate ids: uids ${r.uid.start}+${r.uid.count}, gids ${r.gid.start}+${r.gid.count}` });
+  } catch (err) {
+    checks.push({ name: 'user namespaces', ok: false, detail: (err as Error).message });
+  }
+  const seccomp = /^Seccomp:/m.test(fs.readFileSync('/proc/self/status', 'utf8'));
+  checks.push({ name: 'seccomp', ok: seccomp, detail: seccomp ? 'filters for every container and exec' : 'the kernel has no seccomp' });
+  if (root) {
+    const privileged = listContainers(root).filter((c) => c.security.privileged);
+    checks.push({
+      name: 'privileged containers',
+      ok: privileged.length === 0,
+      detail: privileged.length === 0 ? 'none' : `WARNING: ${privileged.map((c) => `${c.name} (${privilegedWarning(c.config)})`).join('; ')}`,
+    });
   }
   return checks;
 }

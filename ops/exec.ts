@@ -1,7 +1,9 @@
 import type { StdioOptions } from 'node:child_process';
 import fs = require('node:fs');
 import os = require('node:os');
-import { DROPPED_CAPABILITIES } from '../runtime/config';
+import { droppedCapabilities } from '../runtime/capabilities';
+import { isPrivileged } from '../runtime/config';
+import { seccompSpec } from '../runtime/seccomp';
 import { isFrozen } from '../runtime/cgroups/freezer';
 import { Container } from '../runtime/container';
 import { InvalidArgumentError, InvalidStateError, LaunchError } from '../lib/errors';
@@ -34,9 +36,11 @@ export async function execInContainer(c: Container, argv: string[], opts: ExecOp
   if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
   const env = mergeEnv(c.config.env, [...(opts.tty && process.env.TERM ? [`TERM=${process.env.TERM}`] : []), ...(opts.env ?? [])]);
   const args = ['--pid', String(state.initPid)];
+  if (!isPrivileged(c.config)) args.push('--userns');
   for (const f of c.cgroups().procsFiles()) args.push('--cgroup', f);
   for (const e of env) args.push('--env', e);
-  for (const cap of Object.values(DROPPED_CAPABILITIES)) args.push('--cap-drop', String(cap));
+  for (const cap of droppedCapabilities(isPrivileged(c.config))) args.push('--cap-drop', String(cap));
+  args.push('--seccomp', seccompSpec(c.config.allowSyscalls));
   if (opts.cwd) args.push('--cwd', opts.cwd);
   if (opts.tty) args.push('--tty');
   args.push('--', ...argv);

@@ -33,6 +33,12 @@ export interface Imported {
 export interface ImportOptions {
   /** Whose archives are accepted: this host and the hosts it trusts (daemon/signers.ts). */
   trust: ArchiveTrust;
+  /**
+   * Accept an archive of a privileged container (no user namespace): its
+   * processes would run as the host's root here. Without it such an archive
+   * is refused before anything is created.
+   */
+  privileged?: boolean;
 }
 
 /**
@@ -64,6 +70,7 @@ export async function importCheckpoint(root: Root, name: string, file: string, o
           'restore it on a host with that CRIU or newer',
         );
       }
+      checkPrivilege(file, m, opts);
       if (c.exists()) checkTarget(c, m);
     },
   });
@@ -154,8 +161,25 @@ async function checkCpu(images: string, file: string): Promise<void> {
   }
 }
 
-/** An existing target must be stopped and must not already hold this checkpoint id. */
+/** A privileged archive only with opts.privileged, and only that: the checkpoint restores into its own kind of container. */
+function checkPrivilege(file: string, m: ArchiveManifest, opts: ImportOptions): void {
+  const privileged = m.config.idmap === undefined;
+  if (privileged && !opts.privileged) {
+    throw new NotSupportedError(`archive ${file} holds a checkpoint of a privileged container (no user namespace): its processes would run as this host's root`, 'pass --privileged to accept that');
+  }
+  if (!privileged && opts.privileged) {
+    throw new NotSupportedError(`archive ${file} holds a checkpoint taken in a user namespace: it restores only into a container with one`, 'drop --privileged');
+  }
+}
+
+/** An existing target must be stopped, of the archive's kind (privileged or not), and must not already hold this checkpoint id. */
 function checkTarget(c: Container, m: ArchiveManifest): void {
+  if ((c.config.idmap === undefined) !== (m.config.idmap === undefined)) {
+    throw new NotSupportedError(
+      `container ${c.name} is ${c.config.idmap ? 'unprivileged' : 'privileged'} and the archive's checkpoint is of a ${m.config.idmap ? 'unprivileged' : 'privileged'} container`,
+      'import under a new name',
+    );
+  }
   const status = c.state().status;
   if (status === 'running' || status === 'starting') {
     throw new InvalidStateError(`container ${c.name} is running`, 'stop it first, or import under a new name');
@@ -181,6 +205,10 @@ async function createFrom(root: Root, name: string, m: ArchiveManifest): Promise
     net: src.net.mode === 'bridge' ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
     env: src.env,
     stopSignal: src.stopSignal,
+    // A range of this host's, whatever the source's was: the restore remaps the checkpoint to it.
+    privileged: src.idmap === undefined,
+    sharedIdmap: src.idmap?.shared === true,
+    allowSyscalls: src.allowSyscalls,
   });
 }
 

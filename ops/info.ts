@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import type { CgroupUsage } from '../runtime/cgroups';
-import type { ContainerConfig } from '../runtime/config';
+import { ContainerConfig, isPrivileged } from '../runtime/config';
 import { Container } from '../runtime/container';
 import { Root } from '../lib/root';
 import { ContainerState, ExitInfo, Status } from '../runtime/state';
@@ -19,7 +19,23 @@ export interface ContainerInfo {
   /** The checkpoint that stopped it: `tsvz restore` continues from there. */
   checkpoint?: string;
   cgroup?: CgroupUsage;
+  /** Host ids of root inside, or 'privileged' when it is the host's root. */
+  security: { privileged: true; warning: string } | { privileged: false; uid: number; gid: number; size: number; shared: boolean; rootfs: 'idmapped' | 'shifted' };
   config: ContainerConfig;
+}
+
+/** What info and doctor say of a container without a user namespace. */
+/** How a container runs: privileged (with the warning), or in its user namespace with its id range. */
+export function securityOf(cfg: ContainerConfig): ContainerInfo['security'] {
+  return isPrivileged(cfg)
+    ? { privileged: true, warning: privilegedWarning(cfg) }
+    : { privileged: false, uid: cfg.idmap!.uid, gid: cfg.idmap!.gid, size: cfg.idmap!.size, shared: cfg.idmap!.shared === true, rootfs: cfg.idmap!.rootfs };
+}
+
+export function privilegedWarning(cfg: ContainerConfig): string {
+  return cfg.privileged
+    ? 'privileged: no user namespace, root inside is root on the host (made with --privileged)'
+    : 'privileged: no user namespace, root inside is root on the host (made before user namespaces were the default)';
 }
 
 /** Everything `tsvz info` shows; `withUsage` reads the cgroup counters (running containers only). */
@@ -37,6 +53,7 @@ export function containerInfo(c: Container, withUsage = true): ContainerInfo {
     template: cfg.template,
     exit: state.status === 'stopped' && !state.checkpoint ? state.exit : undefined,
     checkpoint: state.status === 'stopped' ? state.checkpoint : undefined,
+    security: securityOf(cfg),
     config: cfg,
   };
   if (withUsage && state.status === 'running') info.cgroup = c.cgroups().usage();

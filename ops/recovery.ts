@@ -9,6 +9,7 @@ import { isSameProcess } from '../lib/proc';
 import type { Root } from '../lib/root';
 import type { ContainerConfig } from '../runtime/config';
 import { thawAll } from '../runtime/cgroups/freezer';
+import { removeRestoreStage } from '../runtime/restore-stage';
 import { Container } from '../runtime/container';
 import { reconcile, releaseHostResources } from '../runtime/release';
 import { ContainerState, writeState } from '../runtime/state';
@@ -64,6 +65,8 @@ function containerHandlers(c: Container): RecoveryHandlers {
       },
       release: async () => { await releaseHostResources(c); },
       thaw: async () => { await thawAll(c.cgroups()); },
+      // The restore's /dev and idmapped root, outside the root (runtime/restore-stage.ts).
+      'restore-stage': async () => { await removeRestoreStage(c.key); },
       state: async (step) => { await writeState(c.paths, step.state as ContainerState); },
       'delete-snapshot': async (step) => {
         const snap = String(step.snapshot);
@@ -74,10 +77,7 @@ function containerHandlers(c: Container): RecoveryHandlers {
     },
     finish: {
       // The restored container runs (its state says so): only the staging of its /dev may be left.
-      restore: async () => {
-        await unmountUnder(c.paths.restoreDev);
-        await fs.promises.rm(c.paths.restoreDev, { recursive: true, force: true });
-      },
+      restore: async () => { await removeRestoreStage(c.key); },
       // CRIU wrote every image (the post-dump notification came): the checkpoint is the container's state now.
       // If tsvz died while CRIU waited on it at post-dump, CRIU resumed the tree: then it is a checkpoint that kept running.
       checkpoint: async (record) => {

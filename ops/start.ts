@@ -1,5 +1,7 @@
 import fs = require('node:fs');
-import { DROPPED_CAPABILITIES } from '../runtime/config';
+import { droppedCapabilities } from '../runtime/capabilities';
+import { isPrivileged } from '../runtime/config';
+import { seccompSpec } from '../runtime/seccomp';
 import { Container } from '../runtime/container';
 import { InvalidStateError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
@@ -42,9 +44,11 @@ export async function startContainer(c: Container): Promise<ContainerState> {
         hostname: cfg.hostname,
         cgroupProcsFiles: cgroups.procsFiles(),
         env: cfg.env,
-        capDrop: Object.values(DROPPED_CAPABILITIES),
+        capDrop: droppedCapabilities(isPrivileged(cfg)),
         shareNet: false,
         init: cfg.init,
+        idmap: cfg.idmap,
+        seccomp: seccompSpec(cfg.allowSyscalls),
       });
       undo.add('stop monitor', () => launch.abort());
       const pid = await launch.initPid();

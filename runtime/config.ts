@@ -22,6 +22,36 @@ export interface ContainerConfig {
   createdAt: string;
   /** Set on a clone: what it was made from (its snapshot can't be removed while the clone exists). */
   origin?: { container: string; snapshot?: string };
+  /**
+   * The container's user namespace (see runtime/idmap.ts). Absent: a
+   * privileged container, root inside is root outside (`--privileged`, and
+   * every container made before user namespaces were the default).
+   */
+  idmap?: IdMapConfig;
+  /** Made with --privileged (an explicit choice, warned about by info and doctor). */
+  privileged?: boolean;
+  /** Syscalls the seccomp filter denies by default that this container may use (runtime/seccomp.ts). */
+  allowSyscalls?: string[];
+}
+
+/** Root inside the container is host uid `uid`, gid `gid`; `size` ids from there are mapped. */
+export interface IdMapConfig {
+  uid: number;
+  gid: number;
+  size: number;
+  /** The range is shared with every other container made with --shared-idmap (else it is this container's alone). */
+  shared?: boolean;
+  /**
+   * How the rootfs is owned by the range: on disk it stays owned by 0..size
+   * and is mounted through an idmapped mount, or it was shifted once
+   * (chowned into the range) where the filesystem has no idmapped mounts.
+   */
+  rootfs: 'idmapped' | 'shifted';
+}
+
+/** A container without a user namespace: root inside is root on the host. */
+export function isPrivileged(cfg: ContainerConfig): boolean {
+  return cfg.idmap === undefined;
 }
 
 export const DEFAULT_ENV = [
@@ -31,12 +61,3 @@ export const DEFAULT_ENV = [
   'container=tsvz',
 ];
 
-/** Capabilities removed from the bounding set of every container process (as LXC does). */
-export const DROPPED_CAPABILITIES: Record<string, number> = {
-  CAP_SYS_MODULE: 16,
-  CAP_SYS_RAWIO: 17,
-  CAP_SYS_TIME: 25,
-  CAP_MAC_OVERRIDE: 32,
-  CAP_MAC_ADMIN: 33,
-  CAP_SYS_RESOURCE: 24, // not in these machines' bounding set anyway
-};

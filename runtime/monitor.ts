@@ -2,6 +2,9 @@ import { spawn, ChildProcess } from 'node:child_process';
 import fs = require('node:fs');
 import type { Socket } from 'node:net';
 import { LaunchError } from '../lib/errors';
+import type { IdMapConfig } from './config';
+import { idMapArgs } from './idmap';
+import { kernelViewArgs } from './kernel-views';
 import { nativeBinary } from './paths';
 
 export interface LaunchSpec {
@@ -13,6 +16,10 @@ export interface LaunchSpec {
   capDrop: number[];
   shareNet: boolean;
   init: string[];
+  /** The container's user namespace; none (privileged) when undefined. */
+  idmap?: IdMapConfig;
+  /** The seccomp filter (runtime/seccomp.ts). */
+  seccomp: string;
 }
 
 /** The monitor's fd 3: one text line per message (see native/monitor.c). */
@@ -110,6 +117,8 @@ export class MonitorLaunch extends MonitorHandle {
     for (const e of spec.env) args.push('--env', e);
     for (const c of spec.capDrop) args.push('--cap-drop', String(c));
     if (spec.shareNet) args.push('--share-net');
+    if (spec.idmap) args.push(...idMapArgs(spec.idmap), ...(spec.idmap.rootfs === 'idmapped' ? ['--idmapped-rootfs'] : []));
+    args.push('--seccomp', spec.seccomp, ...kernelViewArgs());
     args.push('--', ...spec.init);
     ({ child: this.child, ctl: this.ctl } = spawnMonitor(args));
   }
@@ -140,7 +149,12 @@ export class MonitorRestore extends MonitorHandle {
   private handoff?: number;
   private criuExit?: Promise<number>;
 
-  constructor(private readonly dir: string, private readonly criuPath: string) {
+  /**
+   * `idmappedRoot`: the monitor first mounts `src` at `dst` on the host
+   * through an idmapped mount for `map` (CRIU's --root; the caller detaches
+   * it when the restore is done).
+   */
+  constructor(private readonly dir: string, private readonly criuPath: string, private readonly idmappedRoot?: { src: string; dst: string; map: IdMapConfig }) {
     super();
   }
 
@@ -149,7 +163,10 @@ export class MonitorRestore extends MonitorHandle {
     const { socketpair } = require('../lib/seqpacket') as typeof import('../lib/seqpacket');
     const [ours, theirs] = socketpair();
     try {
-      ({ child: this.child, ctl: this.ctl } = spawnMonitor(['--dir', this.dir, '--restore', '--criu', this.criuPath], [criuEnd, theirs]));
+      const args = ['--dir', this.dir, '--restore', '--criu', this.criuPath];
+      const r = this.idmappedRoot;
+      if (r) args.push('--idmap-root', r.src, r.dst, ...idMapArgs(r.map));
+      ({ child: this.child, ctl: this.ctl } = spawnMonitor(args, [criuEnd, theirs]));
     } finally {
       fs.closeSync(theirs);
     }

@@ -98,6 +98,19 @@ export function containerMac(key: string): string {
 }
 
 /**
+ * The ifindex of a container's eth0, in [2^30, 2^30 + 2^29): one the host's
+ * own links do not reach (the kernel numbers them from 1 up, per
+ * namespace). CRIU 4.2.1 restores a user-namespaced container's veth from
+ * the host's namespace (through its usernsd) and looks the link's old
+ * ifindex up there first: an index the host also has names a host device,
+ * which CRIU then tries to change instead (EOPNOTSUPP, "-95 reported by
+ * netlink"). With this index there is none to find, and CRIU creates it.
+ */
+export function containerIfindex(key: string): number {
+  return 2 ** 30 + (createHash('sha1').update(`ifindex:${key}`).digest().readUInt32BE(0) % 2 ** 29);
+}
+
+/**
  * Name of the host-side veth for a container: "tsvz" + 8 hex chars of
  * sha1(key), 12 chars (IFNAMSIZ allows 15). `key` is unique per container.
  */
@@ -222,8 +235,12 @@ export async function connectContainer(pid: number, key: string, cfg: BridgeNetC
   const veth = hostVethName(key);
   const eth = CONTAINER_IFNAME;
 
-  await run('ip', ['link', 'add', 'name', veth, 'up', 'master', bridge, 'type', 'veth', 'peer', 'name', eth, 'address', containerMac(key), 'netns', String(pid)]);
   try {
+    // The container's end is made in its namespace with an index of its own (see containerIfindex), the host's end as its peer.
+    await ipBatch([], [
+      `link add name ${eth} index ${containerIfindex(key)} address ${containerMac(key)} netns ${pid} type veth peer name ${veth}`,
+      `link set dev ${veth} master ${bridge} up`,
+    ]);
     await ipBatch(['nsenter', '-t', String(pid), '-n'], [
       'link set dev lo up',
       `addr add ${address}/${prefix} brd + dev ${eth}`,

@@ -7,8 +7,6 @@ export class ContainerPaths {
   get config(): string { return path.join(this.dir, 'config.json'); }
   get state(): string { return path.join(this.dir, 'state.json'); }
   get rootfs(): string { return path.join(this.dir, 'rootfs'); }
-  /** Where a restore makes the container's /dev (a tmpfs) for CRIU to bind in; detached right after. */
-  get restoreDev(): string { return path.join(this.dir, 'restore-dev'); }
   get consoleLog(): string { return path.join(this.dir, 'console.log'); }
   get consoleSocket(): string { return path.join(this.dir, 'console.sock'); }
   get exitFile(): string { return path.join(this.dir, 'exit.json'); }

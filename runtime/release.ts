@@ -1,5 +1,6 @@
 import type { Container } from './container';
 import { findMonitorPids } from './monitor-pids';
+import { removeRestoreStage } from './restore-stage';
 import { ContainerState, ExitInfo, writeState } from './state';
 
 /**
@@ -18,6 +19,8 @@ export async function releaseHostResources(c: Container): Promise<{ oomKilled: b
     try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
   }
   if (cg.exists()) await cg.remove();
+  // Left by a restore killed half-way.
+  await removeRestoreStage(c.key);
   if (c.config.net.mode === 'bridge') await (require('./network') as typeof import('./network')).disconnectContainer(c.key);
   return { oomKilled };
 }

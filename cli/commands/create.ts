@@ -20,6 +20,9 @@ export function register(program: Command): void {
     .option('-e, --env <NAME=value...>', 'environment for init and exec')
     .option('--stop-signal <signal>', 'signal `tsvz stop` sends to init')
     .option('--pool <name>', 'storage pool for the rootfs (see `tsvz pool list`)', 'default')
+    .option('--privileged', 'no user namespace: root inside is root on the host (see docs/security.md)')
+    .option('--shared-idmap', "use the id range shared by all such containers instead of one of the container's own")
+    .option('--allow-syscall <name...>', 'let the container use a syscall the seccomp filter denies by default (bpf, perf_event_open, keyctl, add_key, request_key)')
     .action(async (name: string, o, cmd: Command) => {
       const { InvalidArgumentError } = await import('../../lib/errors');
       const { parseSize, parseCpus, parsePositiveInt } = await import('../../lib/units');
@@ -51,6 +54,9 @@ export function register(program: Command): void {
         env: o.env,
         stopSignal: o.stopSignal,
         pool: o.pool,
+        privileged: o.privileged === true,
+        sharedIdmap: o.sharedIdmap === true,
+        allowSyscalls: o.allowSyscall,
       });
       print(`created ${name}\n`);
     });

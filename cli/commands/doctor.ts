@@ -4,7 +4,7 @@ import { printJson, printTable, rootOf } from '../context';
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('what this host supports: cgroups, freezer, CRIU, storage tools, uffd, soft-dirty')
+    .description('what this host supports: cgroups, freezer, user namespaces, seccomp, CRIU, storage tools, uffd, soft-dirty; privileged containers')
     .option('--json', 'machine-readable output')
     .action(async (o, cmd: Command) => {
       const { runDoctor } = await import('../../ops/doctor');

@@ -23,6 +23,9 @@ export function register(program: Command): void {
         ['ip', info.ip ?? '-'],
         ['template', info.template],
         ['pool', info.pool],
+        ['security', info.security.privileged
+          ? `WARNING: ${info.security.warning}`
+          : `user namespace, root is host uid ${info.security.uid} (${info.security.size} ids${info.security.shared ? ', shared range' : ''}, rootfs ${info.security.rootfs})`],
         ['created', info.createdAt],
         ['started', info.startedAt ?? '-'],
       ];

@@ -11,6 +11,7 @@ export function register(program: Command): void {
     .argument('[id]', 'checkpoint id')
     .option('--import <file>', 'restore from an archive made by `tsvz checkpoint export` (creates the container from its template if missing)')
     .option('--trust-unsigned', 'with --import: accept an archive no trusted host signed (it is checked as strictly otherwise)')
+    .option('--privileged', "with --import: accept an archive of a privileged container (its processes run as this host's root)")
     .action(async (name: string, id: string | undefined, o, cmd: Command) => {
       if (o.import !== undefined) {
         const { InvalidArgumentError } = await import('../../lib/errors');
@@ -24,11 +25,15 @@ export function register(program: Command): void {
         const { archiveTrust } = await import('../../daemon/signers');
         const { printError } = await import('../output');
         const root = rootOf(cmd);
-        const { state, imported } = await restoreImported(root, name, o.import, { trust: archiveTrust(root, o.trustUnsigned === true) });
+        const { state, imported } = await restoreImported(root, name, o.import, { trust: archiveTrust(root, o.trustUnsigned === true), privileged: o.privileged === true });
         if (!imported.signer) printError(`tsvz: warning: ${o.import} is not signed; accepted because of --trust-unsigned\n`);
         if (imported.otherKernel) printError(`tsvz: note: the checkpoint was dumped on kernel ${imported.otherKernel}\n`);
         print(`restored ${name} from ${imported.meta.container}'s checkpoint ${imported.meta.id}${imported.signer ? ` (signed by ${imported.signer})` : ''} (init pid ${state.initPid})\n`);
         return;
+      }
+      if (o.privileged) {
+        const { InvalidArgumentError } = await import('../../lib/errors');
+        throw new InvalidArgumentError('--privileged goes with --import');
       }
       if (remoteOf(cmd)) {
         const { InvalidArgumentError } = await import('../../lib/errors');

@@ -8,6 +8,7 @@ import { validateLimits } from './limits';
 import { applyV1Limits, readV1Usage, V1_CONTROLLERS, V1Controller } from './v1';
 import { applyV2Limits, enableControllers, readCpuStatNs, readV2Usage } from './v2';
 import type { CgroupLimits, CgroupMode, CgroupUsage } from './types';
+import { attachDeviceProgram } from './devices';
 
 export type { CgroupLimits, CgroupMode, CgroupUsage } from './types';
 export { detectCgroupMode } from './detect';
@@ -58,6 +59,8 @@ export class ContainerCgroups {
       for (const dir of dirs) makeDir(dir);
       if (this.v1.size > 0) applyV1Limits(this.v1, limits);
       if (this.mode === 'v2') applyV2Limits(this.unified!, limits);
+      // The v2 hierarchy's device control, also on a hybrid host, where the kernel asks it as well as v1's controller.
+      if (this.unified && isCgroup2(this.unified)) attachDeviceProgram(this.unified);
     } catch (err) {
       // Leave nothing half-made behind; an existing (maybe running) cgroup is left alone.
       if (fresh) await this.removeQuietly();
@@ -150,6 +153,17 @@ export class ContainerCgroups {
     } catch {
       /* the original error matters more */
     }
+  }
+}
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** A directory of a real cgroup2 hierarchy (not a test's plain directory standing in for one). */
+function isCgroup2(dir: string): boolean {
+  try {
+    return fs.statfsSync(dir).type === CGROUP2_SUPER_MAGIC;
+  } catch {
+    return false;
   }
 }
 

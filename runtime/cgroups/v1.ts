@@ -4,6 +4,7 @@ import { errnoCode } from '../../lib/errors';
 import { readKeyed, readLimit, readNumber, readText, writeControl } from './files';
 import { CPU_PERIOD_US, cpuQuotaUs, writeLimit } from './limits';
 import type { CgroupLimits, CgroupUsage } from './types';
+import { v1DeviceRules } from './devices';
 
 /** The v1 controllers a container joins; cpuset is left out (it needs cpus/mems set before anyone can join). */
 export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices'] as const;
@@ -12,20 +13,8 @@ export type V1Controller = (typeof V1_CONTROLLERS)[number];
 /** Controller → the container's directory in that controller's hierarchy (only mounted controllers). */
 export type V1Dirs = ReadonlyMap<V1Controller, string>;
 
-/** Device nodes a system container may open; mknod is allowed for any, opening the rest is not. */
-export const DEVICE_RULES: readonly string[] = [
-  'c 1:3 rwm', // null
-  'c 1:5 rwm', // zero
-  'c 1:7 rwm', // full
-  'c 1:8 rwm', // random
-  'c 1:9 rwm', // urandom
-  'c 5:0 rwm', // tty
-  'c 5:1 rwm', // console
-  'c 5:2 rwm', // ptmx
-  'c 136:* rwm', // pts
-  'c *:* m',
-  'b *:* m',
-];
+/** Device nodes a system container may open (devices.ts); mknod is allowed for any, opening the rest is not. */
+export const DEVICE_RULES: readonly string[] = v1DeviceRules();
 
 const MEMSW = 'memory.memsw.limit_in_bytes';
 

@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { mountsUnder } from '../../lib/mounts';
+import { Root } from '../../lib/root';
+import { restoreStage } from '../../runtime/restore-stage';
 import { leftoverCgroups, leftoverMonitors, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
 import { installMemhog } from '../helpers/memhog';
 
@@ -107,8 +109,9 @@ describe('a tsvz killed at a known step leaves nothing the next command does not
     assert.equal(info.checkpoint, id, 'the checkpoint it waits on is still known');
     t.ok(['restore', 'k1']);
     assert.equal(t.info('k1').state, 'running');
-    assert.deepEqual(mountsUnder(path.join(t.dir, 'containers', 'k1', 'restore-dev')), []);
-    assert.ok(!fs.existsSync(path.join(t.dir, 'containers', 'k1', 'restore-dev')));
+    const stage = restoreStage(new Root(t.dir).containerKey('k1')).dir;
+    assert.deepEqual(mountsUnder(stage), []);
+    assert.ok(!fs.existsSync(stage), 'the restore stage is gone');
     assert.deepEqual(journals(t.dir), []);
   });
 
