@@ -45,6 +45,17 @@ const MAX_STDERR = 64 * 1024;
 
 const resolved = new Map<string, string>();
 
+/**
+ * The system's tool directories. What runs as a container's root (CRIU's tar
+ * and ip run so) may not search the caller's own PATH entries.
+ */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** `env` with PATH set to the system's directories. */
+export function withSystemPath(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...env, PATH: SYSTEM_PATH };
+}
+
 /** Absolute path of an executable, looked up on PATH then the sbin/bin dirs; undefined if missing. */
 export function findCommand(cmd: string): string | undefined {
   if (cmd.includes('/')) return isExecutableFile(cmd) ? cmd : undefined;

@@ -74,13 +74,14 @@ const bind = lazyLibc((lib, koffi): Libc => ({
 }));
 
 /**
- * Runs `file` (looked up in PATH) with `args`, this process's environment,
+ * Runs `file` (looked up in PATH) with `args`, `env` (this process's
+ * environment unless given),
  * /dev/null as stdin and stdout, stderr kept in memory, `fds` as its fds 3,
  * 4, ... (the caller still owns and closes its own), default signal handling
  * and an empty signal mask. A failed exec (ENOENT, EACCES) is thrown here,
  * as an Error with that `code`.
  */
-export function spawnWithFds(file: string, args: string[], fds: number[]): Spawned {
+export function spawnWithFds(file: string, args: string[], fds: number[], env: NodeJS.ProcessEnv = process.env): Spawned {
   const c = bind();
   const stderr = c.memfdCreate('tsvz-criu-stderr', MFD_CLOEXEC);
   if (stderr < 0) throw new SystemError(`memfd_create failed: errno ${c.errno()}`);
@@ -107,9 +108,9 @@ export function spawnWithFds(file: string, args: string[], fds: number[]): Spawn
     c.attrSetSigMask(attr, none);
     c.attrSetSigDefault(attr, all);
     c.attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
+    const envp = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const pid = [0];
-    const err = c.posixSpawnp(pid, file, fa, attr, [file, ...args, null], [...env, null]);
+    const err = c.posixSpawnp(pid, file, fa, attr, [file, ...args, null], [...envp, null]);
     if (err !== 0) throw Object.assign(new Error(`cannot run ${file}: ${errnoName(err)}`), { code: errnoName(err), errno: err });
     spawned = true;
     let tail: string | undefined;

@@ -2,6 +2,7 @@ import { spawn, ChildProcess } from 'node:child_process';
 import fs = require('node:fs');
 import type { Socket } from 'node:net';
 import { LaunchError } from '../lib/errors';
+import { withSystemPath } from '../lib/process';
 import type { IdMapConfig } from './config';
 import { idMapArgs } from './idmap';
 import { kernelViewArgs } from './kernel-views';
@@ -72,7 +73,8 @@ function spawnMonitor(args: string[], extraFds: number[] = []): { child: ChildPr
   const bin = nativeBinary('tsvz-monitor');
   if (!fs.existsSync(bin)) throw new LaunchError(`${bin} is missing`, 'run `npm install` to build native/');
   // detached: own session, so it outlives this CLI; fd 3 is the control socket.
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'ignore', 'pipe', ...extraFds], detached: true });
+  // The monitor of a restore runs CRIU, whose tools run as the container's root: the system's PATH (lib/process).
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'ignore', 'pipe', ...extraFds], detached: true, env: withSystemPath(process.env) });
   return { child, ctl: new ControlChannel(child.stdio[3] as Socket) };
 }
 

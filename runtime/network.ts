@@ -234,6 +234,8 @@ export async function connectContainer(pid: number, key: string, cfg: BridgeNetC
   if (!linkExists(bridge)) throw new NotFoundError(`bridge "${bridge}" does not exist`);
   const veth = hostVethName(key);
   const eth = CONTAINER_IFNAME;
+  // A veth of that name is another connection's: a failure here must not take it down.
+  const ownsVeth = !linkExists(veth);
 
   try {
     // The container's end is made in its namespace with an index of its own (see containerIfindex), the host's end as its peer.
@@ -249,7 +251,7 @@ export async function connectContainer(pid: number, key: string, cfg: BridgeNetC
     ]);
   } catch (err) {
     try {
-      await deleteLink(veth);
+      if (ownsVeth) await deleteLink(veth);
     } catch (cleanupErr) {
       addCleanupFailures(err, [`delete ${veth}: ${(cleanupErr as Error).message}`]);
     }

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
-import { criuBinary } from './binary';
+import { criuBinary, criuEnv } from './binary';
 import { describeError, NotSupportedError, SystemError } from '../../lib/errors';
 import { CriuError } from './errors';
 import { CriuFeatures, CriuOpts, CriuRequest, CriuResponse, decodeResponse, encodeRequest } from './proto';
@@ -79,7 +79,7 @@ export class CriuClient {
 
   private spawnSwrk(criuEnd: number, inherited: number[]): SwrkProcess {
     try {
-      return spawnWithFds(this.criuPath, ['swrk', String(RPC_FD)], [criuEnd, ...inherited]);
+      return spawnWithFds(this.criuPath, ['swrk', String(RPC_FD)], [criuEnd, ...inherited], criuEnv());
     } catch (error) {
       // As a child_process would: no pid, and the reason as the exit.
       return { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' };

@@ -6,6 +6,7 @@ import { recvPacket, socketpair, streamSocketpair } from '../../lib/seqpacket';
 import { reapChild, spawnWithFds, Spawned, SpawnedExit } from '../../lib/spawn-fds';
 import { CriuClient, CriuHooks, CriuOpts, SwrkLauncher, SwrkProcess } from './client';
 import { CriuError } from './errors';
+import { criuEnv } from './binary';
 
 /*
  * Post-copy on one host: CRIU dumps a tree leaving its memory in the dump's
@@ -161,7 +162,7 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
   // The swrk processes, to kill what a failed step left waiting.
   const spawn = (criuEnd: number, fds: number[]): SwrkProcess => {
     try {
-      return spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, ...fds]);
+      return spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, ...fds], criuEnv());
     } catch (error) {
       return { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' }; // as CriuClient's own
     }
@@ -215,6 +216,7 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
       ['lazy-pages', '--page-server', '--ps-socket', String(DAEMON_PS_FD), '--status-fd', String(DAEMON_STATUS_FD),
         '-D', imagesDir, '-o', 'lazy-pages.log', '-v4'],
       [psDaemon, statusDaemon],
+      criuEnv(),
     );
     close(psDaemon);
     close(statusDaemon);

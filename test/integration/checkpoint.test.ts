@@ -3,6 +3,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Root } from '../../lib/root';
+import { restoreStage } from '../../runtime/restore-stage';
 import { eventually, rootSkipReason, sleep, TestRoot } from '../helpers/cli';
 import { installFixture, installMemhog, readHex } from '../helpers/memhog';
 
@@ -96,7 +98,10 @@ describe('checkpoint and restore (real CRIU)', { skip }, () => {
     const ownTmpfs = mountinfo.filter((l) => / - tmpfs /.test(l) && l.split(' ')[4] !== '/dev' && l.split(' ')[2] !== devSb);
     assert.equal(images.filter((f) => f.startsWith('tmpfs-')).length, ownTmpfs.length, 'CRIU saved every tmpfs but /dev');
     assert.equal(fs.existsSync(path.join(t.dir, 'containers', 'sys1', 'restore-dev')), false, 'the host keeps no /dev of the restore');
-    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes('restore-dev'), 'nor a mount of it');
+    const stage = restoreStage(new Root(t.dir).containerKey('sys1')).dir;
+    const staged = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(stage));
+    assert.deepEqual(staged, [], 'nor a mount of its restore stage');
+    assert.equal(fs.existsSync(stage), false, 'and the stage is removed');
     assert.equal(t.ok(['exec', 'sys1', '--', 'cat', '/tmp/note']).trim(), 'kept-in-tmpfs');
     assert.equal(t.ok(['exec', 'sys1', '--', 'cat', '/proc/1/comm']).trim(), 'init');
     t.ok(['exec', 'sys1', '--', 'sh', '-c', 'echo after-restore > /dev/console']);
