@@ -33,6 +33,12 @@ export interface CheckpointOptions {
    * written) is the point past which a killed operation is finished.
    */
   intent?: Intent;
+  /**
+   * Runs at CRIU's post-dump, the tree frozen and every image written in
+   * `dir`, before CRIU kills (or resumes) it: a migration ships the images
+   * here. A throw makes CRIU resume the tree and fails the dump.
+   */
+  onDumped?: (dir: string) => Promise<void>;
 }
 
 /**
@@ -101,11 +107,12 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
       }, {
         // A tsvz killed mid-dump leaves CRIU to end by itself (it resumes the tree when its client goes): recovery waits for it.
         onSpawned: (pid) => opts.intent?.willNow({ kind: 'wait-exit', pid, startTime: processStartTime(pid), thawIfKilled: !wasFrozen }),
-        onNotify: (script) => {
+        onNotify: async (script) => {
           if (script === 'network-lock') return faultPause('checkpoint:frozen');
           if (script === 'post-dump') {
             // The tree is still frozen: its /dev is what the images expect.
             if (dev) saveDev(dev, dir);
+            if (opts.onDumped) await opts.onDumped(dir);
             // Every image is written: a tsvz killed from here on leaves a checkpoint to finish, not to undo.
             opts.intent?.reach('dumped', { meta: { criuVersion: formatVersion(version), kernel: os.release(), leaveRunning: opts.leaveRunning === true, tcpEstablished: opts.tcpEstablished === true } });
             // The device's flush of the images, which the record's write would wait for, runs while CRIU kills a big tree.

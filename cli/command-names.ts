@@ -4,7 +4,7 @@
  */
 export const COMMANDS = [
   'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'logs', 'doctor', 'freeze', 'unfreeze', 'checkpoint', 'restore', 'pool', 'snapshot', 'clone',
-  'daemon', 'trust', 'remote',
+  'daemon', 'trust', 'remote', 'migrate',
 ] as const;
 
 export type CommandName = (typeof COMMANDS)[number];
@@ -28,6 +28,7 @@ const SUBCOMMANDS: Partial<Record<CommandName, readonly string[]>> = {
   daemon: ['run', 'unit'],
   trust: ['token', 'list', 'rm'],
   remote: ['add', 'list', 'rm', 'info'],
+  migrate: ['run', 'list', 'resolve'],
 };
 
 /** What `--remote HOST` runs on another host's daemon (cli/remote.ts); every other command refuses it. */
@@ -53,12 +54,12 @@ export function runKeyOf(argv: string[]): string | undefined {
 
 /**
  * Does argv run from the bundle with the gRPC and X.509 libraries
- * (scripts/bundle.js)? The daemon, `trust`, `remote`, and anything with
+ * (scripts/bundle.js)? The daemon, `trust`, `remote`, `migrate`, and anything with
  * --remote; everything else runs from the smaller one.
  */
 export function usesRemoteBundle(argv: string[]): boolean {
   const found = locate(argv);
-  return found !== undefined && (found.remote || found.name === 'daemon' || found.name === 'trust' || found.name === 'remote');
+  return found !== undefined && (found.remote || found.name === 'daemon' || found.name === 'trust' || found.name === 'remote' || found.name === 'migrate');
 }
 
 /** The runKeyOf of a parsed command (commander's names, without argv). */

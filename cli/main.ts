@@ -29,6 +29,7 @@ const LOADERS: Record<CommandName, () => CommandModule> = {
   daemon: () => require('./commands/daemon'),
   trust: () => require('./commands/trust'),
   remote: () => require('./commands/remote'),
+  migrate: () => require('./commands/migrate'),
 };
 
 /**

@@ -30,9 +30,15 @@ export interface SnapshotRequest { name?: string; snapshot?: string; stateful?: 
 export interface SnapshotResponse { name?: string; createdAt?: string; stateful?: boolean }
 export interface LogsRequest { name?: string; follow?: boolean; tail?: number }
 export interface Chunk { data?: Buffer }
-export interface ImportHeader { name?: string; sizeBytes?: number }
+export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
+export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string }
+export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string }
+export interface MigrateReceived { bytes?: number }
+export interface MigrateRestored { initPid?: number; restoreMs?: number }
+export interface MigrateRef { id?: string }
+export interface MigrateOutcome { phase?: string; name?: string }
 export type DescribeRequest = Record<string, never>;
 export interface PoolDescription { name?: string; driver?: string; transferFormats?: string[]; incrementalSend?: boolean; error?: string }
 export interface HostDescription {
@@ -102,6 +108,16 @@ export const Containers = {
 
 export const Host = {
   Describe: method<DescribeRequest, HostDescription>('tsvz.v1.Host', 'Describe', codec(tsvz('DescribeRequest')), codec(tsvz('HostDescription'))),
+};
+
+const M = 'tsvz.v1.Migration';
+export const Migration = {
+  Prepare: method<MigratePrepare, MigratePrepared>(M, 'Prepare', codec(tsvz('MigratePrepare')), codec(tsvz('MigratePrepared'))),
+  ReceiveFiles: method<ImportMessage, MigrateReceived>(M, 'ReceiveFiles', codec(tsvz('ImportMessage')), codec(tsvz('MigrateReceived')), { request: true }),
+  ReceiveCheckpoint: method<ImportMessage, MigrateRestored>(M, 'ReceiveCheckpoint', codec(tsvz('ImportMessage')), codec(tsvz('MigrateRestored')), { request: true }),
+  Commit: method<MigrateRef, MigrateOutcome>(M, 'Commit', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
+  Abort: method<MigrateRef, MigrateOutcome>(M, 'Abort', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
+  Status: method<MigrateRef, MigrateOutcome>(M, 'Status', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
 };
 
 export const Trust = {

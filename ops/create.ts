@@ -17,7 +17,7 @@ import { ContainerPaths } from '../runtime/paths';
 import { writeState } from '../runtime/state';
 import { resolveTemplate } from '../runtime/templates';
 import { hostRanges, withNewIdMap } from '../runtime/idmap';
-import { rootfsOwnership, shiftOwnership } from '../runtime/rootfs-owner';
+import { OwnerBase, rootfsOwnership, shiftOwnership } from '../runtime/rootfs-owner';
 import { validateAllowSyscalls } from '../runtime/seccomp';
 import { DEFAULT_POOL, withStore } from '../storage';
 import { creatingPrefix, removePartials } from './building';
@@ -58,7 +58,14 @@ export interface ContainerSpec {
  * (a failure deletes the volume; a CLI killed half-way leaves a hidden
  * directory, and maybe a volume, that `destroy --force` removes).
  */
-export async function createContainer(root: Root, name: string, spec: ContainerSpec): Promise<ContainerConfig> {
+/**
+ * Fills a new container's rootfs instead of its template (a migration's
+ * files): resolves with the ids its files are owned from (0 for a tree as
+ * the container sees it; a shifted source's range otherwise).
+ */
+export type RootfsFill = (rootfs: string) => Promise<OwnerBase>;
+
+export async function createContainer(root: Root, name: string, spec: ContainerSpec, fill?: RootfsFill): Promise<ContainerConfig> {
   validateName(name);
   const env = validateEnv(spec.env ?? []);
   const hostname = validateHostname(spec.hostname ?? name);
@@ -111,8 +118,11 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
           await writeJsonAtomic(paths.config, config);
         });
       }
-      await template.populate(rootfs, { root, hostname });
-      if (config.idmap?.rootfs === 'shifted') await shiftOwnership(rootfs, { uid: 0, gid: 0 }, config.idmap, config.idmap.size);
+      let from: OwnerBase = { uid: 0, gid: 0 };
+      if (fill) from = await fill(rootfs);
+      else await template.populate(rootfs, { root, hostname });
+      const to = config.idmap?.rootfs === 'shifted' ? config.idmap : { uid: 0, gid: 0 };
+      if (from.uid !== to.uid || from.gid !== to.gid) await shiftOwnership(rootfs, from, to, config.idmap?.size ?? 65536);
       await faultPoint('create:populated');
       await writeState(paths, { status: 'created' });
       fs.renameSync(building, c.paths.dir);

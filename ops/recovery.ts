@@ -124,11 +124,11 @@ export async function recoverContainer(c: Container): Promise<string[]> {
  * Run `body` holding `c`'s lock, after recovering what an interrupted
  * operation on it left: the one way a verb takes a container's lock.
  */
-export function lockContainer<T>(c: Container, body: () => Promise<T>): Promise<T> {
+export function lockContainer<T>(c: Container, body: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
   return c.locked(async () => {
     await recoverContainer(c);
     return body();
-  });
+  }, opts.waitMs);
 }
 
 /** Run `body` under a journal of operation `op` on container `c` (see lib/intent.ts). */

@@ -63,9 +63,9 @@ export class Container {
     return new Cgroups(this.key);
   }
 
-  /** Run `body` holding this container's lock (two operations never interleave). */
-  locked<T>(body: () => Promise<T>): Promise<T> {
+  /** Run `body` holding this container's lock (two operations never interleave); busy after waiting `waitMs`. */
+  locked<T>(body: () => Promise<T>, waitMs = LOCK_WAIT_MS): Promise<T> {
     this.root.ensure();
-    return withLock(this.root.lockFile(this.name), `container ${this.name}`, LOCK_WAIT_MS, body);
+    return withLock(this.root.lockFile(this.name), `container ${this.name}`, waitMs, body);
   }
 }

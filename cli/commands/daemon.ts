@@ -26,6 +26,7 @@ export function register(program: Command): void {
       const { hostService } = await import('../../daemon/services/host');
       const { trustService } = await import('../../daemon/services/trust');
       const { healthService } = await import('../../daemon/services/health');
+      const { migrationService } = await import('../../migrate/service');
       const d = await Daemon.start(rootOf(cmd), {
         listen: o.listen,
         metrics: o.metrics,
@@ -36,7 +37,7 @@ export function register(program: Command): void {
           idleMs: parseDuration(o.uploadIdle, '--upload-idle'),
           drainMs: parseDuration(o.drain, '--drain'),
         },
-      }, [containersService, hostService, trustService, healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust'])]);
+      }, [containersService, hostService, trustService, migrationService, healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust', 'tsvz.v1.Migration'])]);
       await new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals) => { void d.stop(signal).then(resolve); };
         process.once('SIGTERM', onSignal);

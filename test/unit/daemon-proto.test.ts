@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { usesRemoteBundle, runKeyOf } from '../../cli/command-names';
 import { GRPC_STATUS, TsvzError } from '../../lib/errors';
-import { BadMessage, Codec, Containers, Health, Host, Trust } from '../../daemon/proto';
+import { BadMessage, Codec, Containers, Health, Host, Migration, Trust } from '../../daemon/proto';
 import { encodeToken, parseToken } from '../../daemon/tokens';
 import { fromWireError, toWireError } from '../../daemon/wire-errors';
 
@@ -33,6 +33,13 @@ test('every message view matches the .proto: a full value survives encode and de
   roundTrip(Containers.RestoreImport.request, { header: { name: 'p1', sizeBytes: 10 }, part: 'header' });
   roundTrip(Containers.RestoreImport.request, { chunk: { data: Buffer.from('abc') }, part: 'chunk' });
   roundTrip(Containers.RestoreImport.response, { initPid: 1, sourceContainer: 'p0', checkpoint: 'c1' });
+  roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', tsvzVersion: '0.1.0', criuVersion: '4.2', filesBytes: 2 ** 33, pool: 'fast' });
+  roundTrip(Migration.Prepare.response, { tsvzVersion: '0.1.0', criuVersion: '4.2' });
+  roundTrip(Migration.ReceiveFiles.request, { header: { name: 'p1', sizeBytes: 1, migration: 'a'.repeat(32) }, part: 'header' });
+  roundTrip(Migration.ReceiveFiles.response, { bytes: 2 ** 33 });
+  roundTrip(Migration.ReceiveCheckpoint.response, { initPid: 9, restoreMs: 12.5 });
+  roundTrip(Migration.Commit.request, { id: 'a'.repeat(32) });
+  roundTrip(Migration.Status.response, { phase: 'restored', name: 'p1' });
   roundTrip(Host.Describe.response, {
     name: 'h', tsvzVersion: '0.1.0', criuVersion: '4.2', kernel: '6', arch: 'x64', criuFeatures: { lazyPages: true, memDirtyTrack: true },
     cpuFlags: ['sse'], cgroupMode: 'v2', pools: [{ name: 'p', driver: 'zfs', transferFormats: ['zfs', 'tar'], incrementalSend: true, error: 'e' }], fingerprint: 'AB',

@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { printJson, printTable, rootOf } from '../context';
+import { print, printError } from '../output';
+
+export function register(program: Command): void {
+  const migrate = program
+    .command('migrate')
+    .description("move a running container to another host's daemon (stop-and-copy); list and settle migrations");
+
+  migrate
+    .command('run', { isDefault: true })
+    .description('migrate a running container (the default: `tsvz migrate p1 --to host-b`)')
+    .argument('<name>', 'container name')
+    .requiredOption('--to <remote>', 'the target host (a remote, see `tsvz remote add`)')
+    .option('--pool <pool>', "the target's pool for the files (default: its default pool)")
+    .option('--keep-source', 'leave the stopped source and its checkpoint instead of destroying it')
+    .option('--json', 'machine-readable result')
+    .action(async (name: string, o, cmd: Command) => {
+      const { validateName } = await import('../../lib/names');
+      validateName(name);
+      const to = validateName(o.to, 'remote');
+      const { RemoteClient } = await import('../../daemon/client');
+      const { hostSigner } = await import('../../daemon/signers');
+      const { grpcTargetLink } = await import('../../migrate/link');
+      const { migrateContainer } = await import('../../migrate/source');
+      const root = rootOf(cmd);
+      const client = await RemoteClient.connect(root, to);
+      try {
+        const r = await migrateContainer(root, name, grpcTargetLink(client), {
+          keepSource: o.keepSource === true,
+          pool: o.pool === undefined ? undefined : validateName(o.pool, 'pool'),
+          signer: await hostSigner(root),
+          onPhase: o.json ? undefined : (p) => printError(`migrate ${name}: ${p}\n`),
+        });
+        if (o.json) return printJson(r);
+        const { formatBytes } = await import('../../lib/units');
+        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files, ${r.mode})\n`);
+      } finally {
+        client.close();
+      }
+    });
+
+  migrate
+    .command('list')
+    .description('migrations this host took part in, newest first')
+    .option('--json', 'machine-readable output')
+    .action(async (o, cmd: Command) => {
+      const { MigrationJournal } = await import('../../migrate/journal');
+      const all = new MigrationJournal(rootOf(cmd)).list();
+      if (o.json) return printJson(all);
+      printTable([['ID', 'NAME', 'ROLE', 'PEER', 'PHASE', 'UPDATED'], ...all.map((r) => [r.id.slice(0, 12), r.name, r.role, r.peer, r.phase, r.updatedAt])]);
+    });
+
+  migrate
+    .command('resolve')
+    .description("settle a migration of NAME that was cut off: asks the other host's daemon, or takes --commit/--abort")
+    .argument('<name>', 'container name')
+    .option('--commit', 'on the target: the source is known gone, run the copy here')
+    .option('--abort', 'on the target: the source runs on, remove the copy here')
+    .action(async (name: string, o, cmd: Command) => {
+      const { validateName } = await import('../../lib/names');
+      const { resolveMigration } = await import('../../migrate/resolve');
+      const outcome = await resolveMigration(rootOf(cmd), validateName(name), o.commit ? 'commit' : o.abort ? 'abort' : undefined);
+      print(`${outcome}\n`);
+    });
+}

@@ -1,0 +1,115 @@
+import fs = require('node:fs');
+import { Readable } from 'node:stream';
+import { InvalidArgumentError, LimitError } from '../lib/errors';
+import { tsvzVersion } from '../daemon/host-description';
+import { MAX_CHUNK } from '../daemon/limits';
+import { ImportMessage, Migration } from '../daemon/proto';
+import { CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
+import { archiveTrust } from '../daemon/signers';
+import { receiveUpload, withIdleLimit } from '../daemon/upload';
+import { UploadQuota } from '../daemon/upload-quota';
+import { MigrationJournal, MigrationRecord, validateMigrationId } from './journal';
+import { MigrationTarget } from './target';
+
+/**
+ * tsvz.v1.Migration: the target's side over gRPC (migrate/target.ts does
+ * the work). Only a trusted client may call it, and each migration only
+ * from the client that prepared it. A daemon that starts first settles the
+ * transfers its last run left half-done.
+ */
+export function migrationService(d: DaemonContext): Handler[] {
+  const target = new MigrationTarget(d.root, () => archiveTrust(d.root));
+  const journal = new MigrationJournal(d.root);
+  const quota = new UploadQuota(d.root, d.limits);
+  void target.recover().then(
+    (undone) => { for (const r of undone) d.log.warn('migration undone after a restart', { id: r.id, name: r.name }); },
+    (err: Error) => d.log.error('migration recovery failed', { error: err.message }),
+  );
+
+  /** The record of `id`, refused unless the caller is the host that prepared it. */
+  const own = (id: unknown, ctx: CallContext): MigrationRecord => {
+    const r = journal.get(validateMigrationId(id));
+    if (r.peerFingerprint !== ctx.client?.fingerprint) throw new InvalidArgumentError(`migration ${String(id)} belongs to another host`);
+    return r;
+  };
+
+  return [
+    unary(Migration.Prepare, async (req, ctx) => {
+      const { criuVersion } = await target.prepare({
+        id: req.id ?? '', name: req.name ?? '', configJson: req.configJson ?? '', pool: req.pool,
+        peer: ctx.client?.name ?? ctx.peer, peerFingerprint: ctx.client?.fingerprint,
+      });
+      if (req.filesBytes !== undefined && req.filesBytes > d.limits.maxUploadBytes) {
+        await target.abort(req.id ?? '', 'too large');
+        throw new LimitError(`the container's files (${req.filesBytes} bytes) are over this host's limit of ${d.limits.maxUploadBytes} bytes`);
+      }
+      return { tsvzVersion: tsvzVersion(), criuVersion };
+    }),
+
+    clientStream(Migration.ReceiveFiles, async (input, ctx) => {
+      const it = input[Symbol.asyncIterator]();
+      const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
+      const first = await next();
+      const header = first.done ? undefined : first.value.header;
+      if (!header) throw new InvalidArgumentError('an upload starts with its header');
+      const r = own(header.migration, ctx);
+      const body = Readable.from(chunks(next, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)), { objectMode: false });
+      // A cancelled call ends the body with an error: the receive undoes itself.
+      ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the source went away during the transfer')), { once: true });
+      const bytes = await target.receiveFiles(r.id, body, d.limits.maxUploadBytes);
+      return { bytes };
+    }),
+
+    clientStream(Migration.ReceiveCheckpoint, async (input, ctx) => {
+      const seen: { id?: string } = {};
+      const staged = await receiveUpload(d, quota, named(input, journal, seen), ctx).catch(async (err: unknown) => {
+        // A broken upload undoes the migration like a failed restore.
+        if (seen.id) await target.abort(seen.id, 'the checkpoint upload broke').catch(() => undefined);
+        throw err;
+      });
+      try {
+        const r = own(staged.header.migration, ctx);
+        return await target.receiveCheckpoint(r.id, staged.file);
+      } finally {
+        fs.rmSync(staged.file, { force: true });
+      }
+    }),
+
+    unary(Migration.Commit, async (req, ctx) => {
+      const r = await target.commit(own(req.id, ctx).id);
+      return { phase: r.phase, name: r.name };
+    }),
+
+    unary(Migration.Abort, async (req, ctx) => {
+      const r = await target.abort(own(req.id, ctx).id, 'the source aborted');
+      return { phase: r.phase, name: r.name };
+    }),
+
+    unary(Migration.Status, async (req) => {
+      // Either side asks the other (migrate resolve); a trusted host may read a phase.
+      const r = journal.find(validateMigrationId(req.id));
+      return { phase: r?.phase ?? 'unknown', name: r?.name ?? '' };
+    }),
+  ];
+}
+
+/** The upload's header named after its migration's container (receiveUpload checks a name); the id is kept in `seen`. */
+async function* named(input: AsyncIterable<ImportMessage>, journal: MigrationJournal, seen: { id?: string }): AsyncGenerator<ImportMessage> {
+  for await (const m of input) {
+    if (!m.header) { yield m; continue; }
+    seen.id = validateMigrationId(m.header.migration);
+    yield { ...m, header: { ...m.header, name: journal.get(seen.id).name } };
+  }
+}
+
+async function* chunks(next: () => Promise<IteratorResult<ImportMessage>>, count: (n: number) => void): AsyncGenerator<Buffer> {
+  for (;;) {
+    const r = await next();
+    if (r.done) return;
+    const data = r.value.chunk?.data;
+    if (!data) throw new InvalidArgumentError('an upload sends its header once, then chunks');
+    if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
+    count(data.length);
+    yield Buffer.from(data);
+  }
+}

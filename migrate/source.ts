@@ -1,0 +1,216 @@
+import fs = require('node:fs');
+import os = require('node:os');
+import path = require('node:path');
+import type { Readable } from 'node:stream';
+import { BusyError, InvalidStateError, SystemError, TsvzError } from '../lib/errors';
+import { faultPoint } from '../lib/fault';
+import type { Root } from '../lib/root';
+import { packTree } from '../archive/tree-tar';
+import { Container } from '../runtime/container';
+import { reconcile } from '../runtime/release';
+import { writeCheckpointArchive } from '../checkpoint/archive';
+import type { ArchiveSigner } from '../checkpoint/archive-signature';
+import { CheckpointCatalog, CheckpointMeta } from '../checkpoint/catalog';
+import { CriuClient } from '../checkpoint/criu/client';
+import { formatVersion, requireCriu } from '../checkpoint/criu/version';
+import { dumpContainer } from '../checkpoint/dump';
+import { CPUINFO_IMAGE } from '../ops/export';
+import { lockContainer, withContainerIntent } from '../ops/recovery';
+import { MigrationJournal, MigrationRecord, newMigrationId } from './journal';
+
+/** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
+export interface TargetLink {
+  /** The target as this host names it (its remote's name). */
+  readonly peer: string;
+  readonly peerFingerprint?: string;
+  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string }): Promise<{ criuVersion?: string }>;
+  sendFiles(id: string, name: string, body: Readable): Promise<number>;
+  sendCheckpoint(id: string, name: string, file: string): Promise<{ initPid?: number; restoreMs?: number }>;
+  commit(id: string): Promise<void>;
+  abort(id: string, reason: string): Promise<void>;
+}
+
+export interface MigrateOptions {
+  /** Leave the stopped source (with its checkpoint) instead of destroying it. */
+  keepSource?: boolean;
+  /** The pool for the files on the target. */
+  pool?: string;
+  /** Signs the checkpoint archive (this host's key): the target accepts only a trusted host's. */
+  signer: ArchiveSigner;
+  /** Each phase as it begins (for the CLI's progress line). */
+  onPhase?: (phase: string) => void;
+}
+
+export interface MigrationResult {
+  id: string;
+  name: string;
+  to: string;
+  mode: 'stop-and-copy';
+  /** From the start of the dump (the freeze) until the target held the restored copy. */
+  frozenMs: number;
+  totalMs: number;
+  filesBytes: number;
+  imagesBytes: number;
+  restoreMs: number;
+  keptSource: boolean;
+}
+
+/**
+ * `tsvz migrate NAME --to HOST`, stop-and-copy: the target checks what it
+ * is sent before anything freezes; then CRIU dumps the container, and at
+ * its post-dump notification (tree frozen, images written) the rootfs and
+ * the signed checkpoint go to the target, which restores it and holds it
+ * frozen. Only then is `switching` journaled and CRIU let kill the tree;
+ * the target is told to commit (thaw). Any failure before `switching`
+ * answers CRIU's notification with failure, so CRIU resumes the source, and
+ * the target is told to abort (it also does by itself when the stream breaks).
+ */
+export async function migrateContainer(root: Root, name: string, link: TargetLink, opts: MigrateOptions): Promise<MigrationResult> {
+  const c = Container.open(root, name);
+  const journal = new MigrationJournal(root);
+  const t0 = performance.now();
+  const phase = (p: string) => opts.onPhase?.(p);
+  const result = await lockContainer(c, async () => {
+    const state = await reconcile(c);
+    if (state.status !== 'running') throw new InvalidStateError(`container ${name} is not running`, 'migrate moves a running container; a stopped one can be exported');
+    const other = journal.inFlight(name, 'source');
+    if (other) throw new BusyError(`container ${name} has an unsettled migration to ${other.peer} (${other.phase})`, `\`tsvz migrate resolve ${name}\` settles it`);
+    const criu = await requireCriu('4.1');
+    const rootfs = fs.realpathSync(c.paths.rootfs);
+    const id = newMigrationId();
+    const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', peer: link.peer, peerFingerprint: link.peerFingerprint });
+    phase('checking the target');
+    try {
+      await link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool });
+    } catch (err) {
+      await journal.advance(rec, 'aborted', message(err));
+      throw err;
+    }
+    await journal.advance(rec, 'transferring');
+    return transfer(c, state, rec, rootfs, link, opts, journal);
+  }, { waitMs: 0 }); // a migration holds the container for long: a second one is told at once
+  if (!opts.keepSource) {
+    const { destroyContainer } = await import('../ops/destroy');
+    await destroyContainer(root, name, true);
+  }
+  return { ...result, totalMs: performance.now() - t0, keptSource: opts.keepSource === true };
+}
+
+async function transfer(
+  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, rootfs: string,
+  link: TargetLink, opts: MigrateOptions, journal: MigrationJournal,
+): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
+  const phase = (p: string) => opts.onPhase?.(p);
+  const catalog = new CheckpointCatalog(c);
+  const ckId = `migrate-${rec.id.slice(0, 12)}`;
+  let shipped: { filesBytes: number; imagesBytes: number; restoreMs: number; frozenMs: number } | undefined;
+  let hookError: unknown;
+  const freezeStart = performance.now();
+  phase('freezing and dumping');
+  try {
+    await withContainerIntent(c, 'checkpoint', { id: ckId, leaveRunning: false }, (intent) => dumpContainer(c, state, catalog, {
+      name: ckId,
+      intent,
+      tcpEstablished: c.config.net.mode === 'bridge',
+      onDumped: async (dir) => {
+        try {
+          phase('sending files');
+          const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
+          phase('sending memory');
+          const { file, bytes } = await archiveOf(c, dir, ckId, opts.signer);
+          let restored: { restoreMs?: number };
+          try {
+            restored = await link.sendCheckpoint(rec.id, c.name, file);
+          } finally {
+            fs.rmSync(path.dirname(file), { recursive: true, force: true });
+          }
+          // The point of no return: the target holds the restored copy, frozen.
+          await journal.advance(rec, 'switching');
+          await faultPoint('migrate:switching');
+          shipped = { filesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0, frozenMs: performance.now() - freezeStart };
+        } catch (err) {
+          hookError = err;
+          throw err;
+        }
+      },
+    }));
+  } catch (err) {
+    if (rec.phase === 'switching') throw err; // CRIU failed after the switch: resolve settles it
+    const why = hookError ?? err;
+    await link.abort(rec.id, message(why)).catch(() => undefined);
+    await journal.advance(rec, 'aborted', message(why));
+    throw why;
+  }
+  phase('switching over');
+  try {
+    await commitWithRetry(link, rec.id);
+  } catch (err) {
+    throw new TsvzError('EUNAVAILABLE', `${c.name} was restored on ${link.peer} but the commit did not reach it: ${message(err)}`, {
+      hint: `run \`tsvz migrate resolve ${c.name}\` here once ${link.peer} is reachable; its copy stays frozen until then`,
+      cause: err,
+    });
+  }
+  await journal.advance(rec, 'committed');
+  return { id: rec.id, name: c.name, to: link.peer, mode: 'stop-and-copy', ...shipped! };
+}
+
+/** The images of `dir` as a signed archive in a scratch directory, with this host's cpuinfo image for the target's CPU check. */
+async function archiveOf(c: Container, dir: string, id: string, signer: ArchiveSigner): Promise<{ file: string; bytes: number }> {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    await new CriuClient().cpuinfoDump(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.rmSync(path.join(dir, 'cpuinfo-dump.log'), { force: true });
+  const scratch = fs.mkdtempSync(path.join(c.root.cacheDir, 'migrate-'));
+  const file = path.join(scratch, `${id}.tar`);
+  const meta: CheckpointMeta = {
+    id,
+    container: c.name,
+    createdAt: new Date().toISOString(),
+    criuVersion: formatVersion(await requireCriu('4.1')),
+    kernel: os.release(),
+    leaveRunning: false,
+    tcpEstablished: c.config.net.mode === 'bridge',
+    dumpMs: 0,
+    sizeBytes: 0,
+  };
+  await writeCheckpointArchive(file, dir, meta, c.config, signer);
+  if (!fs.existsSync(path.join(dir, CPUINFO_IMAGE))) throw new SystemError('CRIU wrote no cpuinfo image');
+  return { file, bytes: fs.statSync(file).size };
+}
+
+async function commitWithRetry(link: TargetLink, id: string): Promise<void> {
+  let last: unknown;
+  for (let i = 0; i < 3; i++) {
+    try {
+      return await link.commit(id);
+    } catch (err) {
+      last = err;
+      await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+    }
+  }
+  throw last;
+}
+
+/** Bytes of the files under `dir` (this filesystem only), for the target's space check. */
+function treeBytes(dir: string): number {
+  let total = 0;
+  const dev = fs.lstatSync(dir).dev;
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      const st = fs.lstatSync(p);
+      if (st.dev !== dev) continue;
+      if (e.isDirectory()) walk(p);
+      else total += st.size;
+    }
+  };
+  walk(dir);
+  return total;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

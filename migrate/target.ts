@@ -1,0 +1,227 @@
+import fs = require('node:fs');
+import type { Readable } from 'node:stream';
+import { AlreadyExistsError, BusyError, InvalidArgumentError, InvalidStateError, NotSupportedError } from '../lib/errors';
+import { faultPoint } from '../lib/fault';
+import { validateName } from '../lib/names';
+import type { Root } from '../lib/root';
+import { unpackTree } from '../archive/tree-tar';
+import type { ContainerConfig } from '../runtime/config';
+import { Container } from '../runtime/container';
+import type { OwnerBase } from '../runtime/rootfs-owner';
+import type { ArchiveTrust } from '../checkpoint/archive-signature';
+import { requireCriu, formatVersion } from '../checkpoint/criu/version';
+import { ContainerSpec, createContainer } from '../ops/create';
+import { destroyContainer } from '../ops/destroy';
+import { freezeContainer, unfreezeContainer } from '../ops/freeze';
+import { importCheckpoint } from '../ops/import';
+import { restoreContainer } from '../ops/restore';
+import { DEFAULT_POOL, PoolCatalog } from '../storage';
+import { isSettled, MigrationJournal, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
+
+export interface PrepareRequest {
+  id: string;
+  name: string;
+  configJson: string;
+  /** The pool to put the files in here; the default pool when none. */
+  pool?: string;
+  /** The trusted client that asks (its name in this host's trust store) and its fingerprint. */
+  peer: string;
+  peerFingerprint?: string;
+}
+
+/**
+ * The target's side of a migration (docs/migration.md): each step checks
+ * the journal's phase, writes the next one, then acts. Before `restored`
+ * any failure (a broken stream, a refused archive, a restart of the daemon)
+ * removes everything the migration made here; a restored copy stays frozen
+ * until Commit (thawed) or Abort (destroyed), so two copies never run.
+ * Everything the source sends is a stranger's: its config passes create's
+ * checks, its files the tree stack's, its checkpoint the archive's
+ * signature and checks.
+ */
+export class MigrationTarget {
+  private readonly journal: MigrationJournal;
+  /** Names with a step running in this process: a second migration of one name is busy at once. */
+  private readonly busy = new Set<string>();
+
+  constructor(private readonly root: Root, private readonly trust: () => ArchiveTrust) {
+    this.journal = new MigrationJournal(root);
+  }
+
+  async prepare(req: PrepareRequest): Promise<{ criuVersion: string }> {
+    const id = validateMigrationId(req.id);
+    const name = validateName(req.name);
+    const pool = validateName(req.pool || DEFAULT_POOL, 'pool');
+    const config = parseConfig(req.configJson);
+    if (config.name !== name) throw new InvalidArgumentError(`the config sent is of container ${JSON.stringify(String(config.name).slice(0, 40))}, not ${name}`);
+    const criu = await requireCriu('4.1');
+    if (this.journal.find(id)) throw new AlreadyExistsError(`migration ${id} is known here already`);
+    return this.exclusive(name, async () => {
+      if (new Container(this.root, name).exists()) throw new AlreadyExistsError(`container ${name} already exists on this host`, 'migrate under that name only to a host without one');
+      const other = this.journal.inFlight(name, 'target');
+      if (other) throw new BusyError(`a migration of ${name} to this host is in progress (${other.id}, ${other.phase})`, `\`tsvz migrate resolve ${name}\` settles one that was interrupted`);
+      if (pool !== DEFAULT_POOL) new PoolCatalog(this.root).get(pool);
+      specOf(config, pool); // every field refused now, before the source freezes anything
+      await this.journal.start({ id, role: 'target', name, phase: 'prepared', peer: req.peer, peerFingerprint: req.peerFingerprint });
+      this.prepared.set(id, { config, pool });
+      return { criuVersion: formatVersion(criu) };
+    });
+  }
+
+  private readonly prepared = new Map<string, { config: ContainerConfig; pool: string }>();
+
+  /** The container's files as packTree sent them: the container is created from them (not from its template). */
+  async receiveFiles(id: string, body: Readable, maxBytes: number): Promise<number> {
+    const r = this.step(id, 'prepared');
+    const p = this.prepared.get(id);
+    if (!p) throw new InvalidStateError(`migration ${id} was prepared before this daemon started: start it again`);
+    return this.exclusive(r.name, async () => {
+      await this.journal.advance(r, 'receiving');
+      let bytes = 0;
+      try {
+        const from = filesOwner(p.config);
+        await createContainer(this.root, r.name, specOf(p.config, p.pool), async (rootfs) => {
+          bytes = (await unpackTree(body, fs.realpathSync(rootfs), { limits: { maxBytes } })).bytes;
+          return from;
+        });
+      } catch (err) {
+        body.destroy();
+        await this.abortRecord(r, describe(err));
+        throw err;
+      }
+      await faultPoint('migrate:files-received');
+      return bytes;
+    });
+  }
+
+  /** The signed checkpoint archive in `file`: imported, restored and frozen at once. */
+  async receiveCheckpoint(id: string, file: string): Promise<{ initPid: number; restoreMs: number }> {
+    const r = this.step(id, 'receiving');
+    return this.exclusive(r.name, async () => {
+      try {
+        const c = Container.open(this.root, r.name);
+        const imported = await importCheckpoint(this.root, r.name, file, { trust: this.trust(), privileged: c.config.idmap === undefined });
+        const t0 = performance.now();
+        const state = await restoreContainer(c, imported.meta.id);
+        // Frozen until the source's word: the source is frozen too, so the two never both run.
+        await freezeContainer(c);
+        const restoreMs = performance.now() - t0;
+        await this.journal.advance(r, 'restored');
+        await faultPoint('migrate:restored');
+        return { initPid: state.initPid ?? 0, restoreMs };
+      } catch (err) {
+        await this.abortRecord(r, describe(err));
+        throw err;
+      }
+    });
+  }
+
+  /** The source killed its copy: this one runs. Idempotent. */
+  async commit(id: string): Promise<MigrationRecord> {
+    const r = this.journal.get(validateMigrationId(id));
+    if (r.role !== 'target') throw new InvalidArgumentError(`migration ${id} is not one to this host`);
+    if (r.phase === 'committed') return r;
+    if (r.phase !== 'restored') throw new InvalidStateError(`migration ${id} of ${r.name} is ${r.phase}: only a restored copy can be committed`);
+    return this.exclusive(r.name, async () => {
+      await this.journal.advance(r, 'committed');
+      await unfreezeContainer(Container.open(this.root, r.name));
+      return r;
+    });
+  }
+
+  /** Undo everything before the commit; refused after it. Idempotent. */
+  async abort(id: string, reason: string): Promise<MigrationRecord> {
+    const r = this.journal.get(validateMigrationId(id));
+    if (r.role !== 'target') throw new InvalidArgumentError(`migration ${id} is not one to this host`);
+    if (r.phase === 'aborted') return r;
+    if (r.phase === 'committed') throw new InvalidStateError(`migration ${id} of ${r.name} was committed: the container runs here`);
+    return this.exclusive(r.name, () => this.abortRecord(r, reason));
+  }
+
+  status(id: string): MigrationRecord | undefined {
+    return this.journal.find(validateMigrationId(id));
+  }
+
+  /**
+   * After a restart: what was being received is removed; a restored copy
+   * stays frozen, waiting for Commit or Abort (or `tsvz migrate resolve`).
+   */
+  async recover(): Promise<MigrationRecord[]> {
+    const undone: MigrationRecord[] = [];
+    for (const r of this.journal.list()) {
+      if (r.role !== 'target' || isSettled(r) || r.phase === 'restored') continue;
+      await this.abortRecord(r, 'the daemon restarted during the transfer');
+      undone.push(r);
+    }
+    return undone;
+  }
+
+  private step(id: string, want: TargetPhase): MigrationRecord {
+    const r = this.journal.get(validateMigrationId(id));
+    if (r.role !== 'target' || r.phase !== want) throw new InvalidStateError(`migration ${id} of ${r.name} is ${r.phase}, not ${want}`);
+    return r;
+  }
+
+  private async abortRecord(r: MigrationRecord, reason: string): Promise<MigrationRecord> {
+    this.prepared.delete(r.id);
+    if (new Container(this.root, r.name).exists() || r.phase !== 'prepared') await destroyContainer(this.root, r.name, true);
+    return this.journal.advance(r, 'aborted', reason);
+  }
+
+  private async exclusive<T>(name: string, body: () => Promise<T>): Promise<T> {
+    if (this.busy.has(name)) throw new BusyError(`container ${name} is busy with another migration step`, 'try again when it is done');
+    this.busy.add(name);
+    try {
+      return await body();
+    } finally {
+      this.busy.delete(name);
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const MAX_CONFIG = 256 * 1024;
+
+function parseConfig(json: string): ContainerConfig {
+  if (typeof json !== 'string' || json.length > MAX_CONFIG) throw new InvalidArgumentError('the container config sent is missing or too large');
+  let v: unknown;
+  try { v = JSON.parse(json); } catch { throw new InvalidArgumentError('the container config sent is not JSON'); }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError('the container config sent is not an object');
+  const c = v as ContainerConfig;
+  if (typeof c.template !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(c.template)) {
+    throw new InvalidArgumentError('the container config sent names no template by name', 'a migration carries busybox or debian containers; never a path on this host');
+  }
+  if (typeof c.net !== 'object' || c.net === null || typeof c.limits !== 'object' || c.limits === null) throw new InvalidArgumentError('the container config sent lacks net or limits');
+  return c;
+}
+
+/** A create request like the source's container, checked by create as if typed here. */
+function specOf(src: ContainerConfig, pool: string): ContainerSpec {
+  const limits = { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids };
+  return {
+    template: src.template,
+    init: src.init,
+    hostname: src.hostname,
+    limits,
+    net: src.net.mode === 'bridge' ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
+    env: src.env,
+    stopSignal: src.stopSignal,
+    pool,
+    privileged: src.idmap === undefined,
+    sharedIdmap: src.idmap?.shared === true,
+    allowSyscalls: src.allowSyscalls,
+  };
+}
+
+/** Whose ids the source's files carry: its range when it shifted its rootfs, else the container's own (from 0). */
+function filesOwner(src: ContainerConfig): OwnerBase {
+  const m = src.idmap;
+  if (!m || m.rootfs !== 'shifted') return { uid: 0, gid: 0 };
+  for (const v of [m.uid, m.gid]) {
+    if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) throw new NotSupportedError(`the config sent has an id range starting at ${v}`);
+  }
+  return { uid: m.uid, gid: m.gid };
+}
