@@ -3,7 +3,9 @@ import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { eventually, rootSkipReason } from '../helpers/cli';
+import { spawn, spawnSync } from 'node:child_process';
+import { eventually, REPO, rootSkipReason } from '../helpers/cli';
+import { installMemhog, readHex } from '../helpers/memhog';
 import { TestHost, TestNetwork } from '../helpers/netns';
 
 /**
@@ -12,7 +14,8 @@ import { TestHost, TestNetwork } from '../helpers/netns';
  * CLI on one moves a running container to the other over mutual TLS. The
  * faults kill the real daemons and CLIs at the protocol's steps.
  */
-const skip = rootSkipReason() ?? TestNetwork.skipReason();
+const skip = rootSkipReason() ?? TestNetwork.skipReason() ?? (spawnSync('cc', ['--version']).status !== 0 ? 'no C compiler for the memhog fixture' : undefined);
+const TCP_CLIENT = path.join(REPO, 'dist', 'test', 'helpers', 'tcp-client.js');
 if (skip) console.log(`# skipped migration e2e tests: ${skip}`);
 
 // A counter in the container's tmpfs: it carries on without a reset only if the processes moved, not restarted.
@@ -46,8 +49,8 @@ describe('live migration between two hosts', { skip }, () => {
   }
 
   before(async () => {
-    a = net.host('a');
-    b = net.host('b');
+    a = net.host('a', { ownMounts: true });
+    b = net.host('b', { ownMounts: true });
     await a.startDaemon();
     await b.startDaemon();
     enrol(a, b);
@@ -82,6 +85,77 @@ describe('live migration between two hosts', { skip }, () => {
     assert.ok(json.frozenMs > 0 && json.frozenMs <= json.totalMs);
     assert.ok(json.filesBytes > 0 && json.imagesBytes > 0);
     b.ok(['migrate', 'p1', '--to', 'a']);
+  });
+
+  test('200 MiB of distinct memory arrive bit-identical; the counter goes on', async () => {
+    const rootfs = (h: TestHost) => path.join(h.dir, 'containers', 'm1', 'rootfs');
+    const memCount = (h: TestHost) => parseInt(readHex(path.join(rootfs(h), 'memhog.count')) ?? '-1', 16);
+    a.ok(['create', 'm1', '--init', '/usr/bin/memhog 200']);
+    installMemhog(rootfs(a));
+    a.ok(['start', 'm1']);
+    assert.ok(await eventually(() => memCount(a) >= 5, 30_000), 'memhog is counting');
+    const sum = readHex(path.join(rootfs(a), 'memhog.sum'));
+    assert.ok(sum);
+    const atStart = memCount(a);
+    const r = JSON.parse(a.ok(['migrate', 'm1', '--to', 'b', '--json'], { timeoutMs: 300_000 }));
+    assert.ok(r.imagesBytes > 200 * 1024 ** 2, 'the checkpoint holds the memory');
+    assert.ok(await eventually(() => memCount(b) > atStart, 10_000), 'it counts on from where it was');
+    fs.writeFileSync(path.join(rootfs(b), 'memhog.ask'), '');
+    assert.ok(await eventually(() => readHex(path.join(rootfs(b), 'memhog.now')) !== undefined, 20_000));
+    assert.equal(readHex(path.join(rootfs(b), 'memhog.now')), sum, 'memory checksum on the target');
+    b.ok(['destroy', '--force', 'm1']);
+  });
+
+  test('a bridged container keeps its address and an established TCP connection: the client sees no reset', async () => {
+    const c = net.host('c', { ownMounts: true });
+    const ip = (args: string[]) => {
+      const r = spawnSync('ip', args, { encoding: 'utf8' });
+      assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
+    };
+    const server = "/bin/sh -c 'while :; do nc -l -p 7000 -e /bin/cat; done'";
+    a.ok(['create', 'n1', '--net', 'bridge', '--ip', '198.18.60.10/24', '--init', server]);
+    a.ok(['start', 'n1']);
+    // The other host's bridge exists before the move; the two bridges are one L2 segment, as hosts on one VLAN.
+    b.ok(['create', 'n2', '--net', 'bridge', '--ip', '198.18.60.11/24']);
+    b.ok(['start', 'n2']);
+    ip(['link', 'add', 'tsvz-ja', 'netns', a.netns, 'type', 'veth', 'peer', 'name', 'tsvz-jb', 'netns', b.netns]);
+    ip(['-n', a.netns, 'link', 'set', 'tsvz-ja', 'master', 'tsvzbr0', 'up']);
+    ip(['-n', b.netns, 'link', 'set', 'tsvz-jb', 'master', 'tsvzbr0', 'up']);
+    // The client is a third host on that segment.
+    ip(['link', 'add', 'tsvz-jc', 'netns', c.netns, 'type', 'veth', 'peer', 'name', 'tsvz-cc', 'netns', a.netns]);
+    ip(['-n', a.netns, 'link', 'set', 'tsvz-cc', 'master', 'tsvzbr0', 'up']);
+    ip(['-n', c.netns, 'addr', 'add', '198.18.60.2/24', 'dev', 'tsvz-jc']);
+    ip(['-n', c.netns, 'link', 'set', 'tsvz-jc', 'up']);
+    let client: ChildProcess | undefined;
+    try {
+      let connected = false;
+      for (let i = 0; i < 20 && !connected; i++) {
+        const p = spawn('nsenter', [`--net=/run/netns/${c.netns}`, '--', process.execPath, TCP_CLIENT, '198.18.60.10', '7000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        client = p;
+        p.stderr!.on('data', (d) => { if (String(d).includes('connected')) connected = true; });
+        await new Promise((r) => setTimeout(r, 500));
+        if (connected && p.exitCode === null) break;
+        connected = false;
+        p.kill('SIGKILL');
+      }
+      assert.ok(connected, 'the client reaches the server in the container');
+      await new Promise((r) => setTimeout(r, 500));
+      a.ok(['migrate', 'n1', '--to', 'b']);
+      const info = JSON.parse(b.ok(['info', 'n1', '--json']));
+      assert.equal(info.state, 'running');
+      assert.equal(info.ip, '198.18.60.10');
+      await new Promise((r) => setTimeout(r, 1500));
+      const out = new Promise<string>((resolve) => { let s = ''; client!.stdout!.on('data', (d) => { s += d; }); client!.on('exit', () => resolve(s)); });
+      client!.kill('SIGTERM');
+      const stats = JSON.parse(await out);
+      assert.equal(stats.error, undefined, `the connection lived on: ${JSON.stringify(stats)}`);
+      assert.ok(stats.echoed > 100 && stats.sent - stats.echoed < 20, JSON.stringify(stats));
+      console.log(`# TCP client across the migration: ${JSON.stringify(stats)}`);
+    } finally {
+      if (client && client.exitCode === null) client.kill('SIGKILL');
+      b.run(['destroy', '--force', 'n1']);
+      b.run(['destroy', '--force', 'n2']);
+    }
   });
 
   test('refused before anything freezes: a name taken on the target, a bad name, an unknown remote, a stopped container', () => {

@@ -14,6 +14,8 @@ import { TSVZ } from './cli';
  */
 
 const SUBNET = '198.18.0';
+/** Where hosts with ownMounts keep their mount namespaces' files. */
+const MOUNT_NS_DIR = '/run/tsvz-test-mnt';
 
 function ip(args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
@@ -50,9 +52,39 @@ export class TestHost {
     return `${this.address}:7443`;
   }
 
-  /** argv that runs `cmd` inside this host's network namespace. */
+  /** This host's own mount namespace (ownMounts), bound to a file under MOUNT_NS_DIR. */
+  mountNs?: string;
+
+  /** argv that runs `cmd` inside this host's network namespace (and mount namespace, when it has one). */
   inside(cmd: string[]): string[] {
-    return ['nsenter', `--net=/run/netns/${this.netns}`, '--', ...cmd];
+    return ['nsenter', `--net=/run/netns/${this.netns}`, ...(this.mountNs ? [`--mount=${this.mountNs}`] : []), '--', ...cmd];
+  }
+
+  /**
+   * A mount namespace for every process of this host, whose /sys is a sysfs
+   * mounted from inside its network namespace (so /sys/class/net shows this
+   * host's interfaces, as on a host of its own), with the machine's cgroup
+   * mounts moved onto it. nsenter --net alone leaves sysfs showing the
+   * machine's interfaces, so a bridge made in the namespace would look
+   * missing to tsvz. A whole sysfs, not binds over parts of it: a container
+   * in a user namespace may mount sysfs only where the one it sees hides
+   * nothing.
+   */
+  makeMountNs(): void {
+    fs.mkdirSync(MOUNT_NS_DIR, { recursive: true });
+    const file = path.join(MOUNT_NS_DIR, this.netns);
+    const cg = `${file}.cgroup`;
+    fs.writeFileSync(file, '');
+    fs.mkdirSync(cg, { recursive: true });
+    const script = [
+      `mount --rbind /sys/fs/cgroup ${cg}`,
+      'mount -t sysfs sysfs /sys',
+      `mount --rbind ${cg} /sys/fs/cgroup`,
+      `umount -l ${cg}`,
+    ].join(' && ');
+    const r = spawnSync('unshare', [`--mount=${file}`, '--propagation', 'private', 'nsenter', `--net=/run/netns/${this.netns}`, '--', 'sh', '-c', script], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${this.name}: cannot make its mount namespace: ${r.stderr}`);
+    this.mountNs = file;
   }
 
   run(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Result {
@@ -111,6 +143,16 @@ export class TestHost {
   /** Destroy what the root holds and remove it. */
   cleanup(): void {
     if (this.daemon) this.daemon.kill('SIGKILL');
+    if (this.mountNs) {
+      // Its containers are destroyed from inside: their networks are this host's.
+      const containers = path.join(this.dir, 'containers');
+      let names: string[] = [];
+      try { names = fs.readdirSync(containers).filter((n) => !n.startsWith('.')); } catch { /* none */ }
+      for (const n of names) {
+        const [cmd, ...args] = this.inside([process.execPath, TSVZ, '--root', this.dir, 'destroy', '--force', n]);
+        spawnSync(cmd, args, { stdio: 'ignore' });
+      }
+    }
     const containers = path.join(this.dir, 'containers');
     let names: string[] = [];
     try { names = fs.readdirSync(containers).map((e) => e.replace(/^\.creating-(.*)-[0-9a-f]{8}$/, '$1')); } catch { /* none */ }
@@ -135,7 +177,8 @@ export class TestNetwork {
     return undefined;
   }
 
-  host(name: string): TestHost {
+  /** A host on the segment; `ownMounts`: with a mount namespace of its own too (TestHost.makeMountNs). */
+  host(name: string, opts: { ownMounts?: boolean } = {}): TestHost {
     if (!this.made) {
       ip(['netns', 'add', this.switchNs]);
       this.made = true;
@@ -152,12 +195,19 @@ export class TestNetwork {
     ip(['-n', ns, 'addr', 'add', `${h.address}/24`, 'dev', 'eth0']);
     ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
     ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+    if (opts.ownMounts) h.makeMountNs();
     return h;
   }
 
   remove(): void {
     for (const h of this.hosts) h.cleanup();
     for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.netns], { stdio: 'ignore' });
+    for (const h of this.hosts) {
+      if (!h.mountNs) continue;
+      spawnSync('umount', [h.mountNs], { stdio: 'ignore' });
+      fs.rmSync(h.mountNs, { force: true });
+      fs.rmSync(`${h.mountNs}.cgroup`, { recursive: true, force: true });
+    }
     if (this.made) spawnSync('ip', ['netns', 'del', this.switchNs], { stdio: 'ignore' });
   }
 }
