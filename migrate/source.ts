@@ -4,6 +4,7 @@ import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { BusyError, InvalidStateError, SystemError, TsvzError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
+import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
 import { packTree } from '../archive/tree-tar';
 import { Container } from '../runtime/container';
@@ -100,7 +101,7 @@ async function transfer(
   c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, rootfs: string,
   link: TargetLink, opts: MigrateOptions, journal: MigrationJournal,
 ): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
-  const phase = (p: string) => opts.onPhase?.(p);
+  const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
   let shipped: { filesBytes: number; imagesBytes: number; restoreMs: number; frozenMs: number } | undefined;
@@ -118,12 +119,14 @@ async function transfer(
           const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
           phase('sending memory');
           const { file, bytes } = await archiveOf(c, dir, ckId, opts.signer);
+          trace('migrate: archive written');
           let restored: { restoreMs?: number };
           try {
             restored = await link.sendCheckpoint(rec.id, c.name, file);
           } finally {
             fs.rmSync(path.dirname(file), { recursive: true, force: true });
           }
+          trace('migrate: restored there');
           // The point of no return: the target holds the restored copy, frozen.
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');

@@ -2,6 +2,7 @@ import fs = require('node:fs');
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, BusyError, InvalidArgumentError, InvalidStateError, NotSupportedError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
+import { trace } from '../lib/trace';
 import { validateName } from '../lib/names';
 import type { Root } from '../lib/root';
 import { unpackTree } from '../archive/tree-tar';
@@ -80,6 +81,7 @@ export class MigrationTarget {
       let bytes = 0;
       try {
         const from = filesOwner(p.config);
+        trace('migrate target: creating from files');
         await createContainer(this.root, r.name, specOf(p.config, p.pool), async (rootfs) => {
           bytes = (await unpackTree(body, fs.realpathSync(rootfs), { limits: { maxBytes } })).bytes;
           return from;
@@ -89,6 +91,7 @@ export class MigrationTarget {
         await this.abortRecord(r, describe(err));
         throw err;
       }
+      trace('migrate target: files received');
       await faultPoint('migrate:files-received');
       return bytes;
     });
@@ -100,9 +103,12 @@ export class MigrationTarget {
     return this.exclusive(r.name, async () => {
       try {
         const c = Container.open(this.root, r.name);
+        trace('migrate target: importing');
         const imported = await importCheckpoint(this.root, r.name, file, { trust: this.trust(), privileged: c.config.idmap === undefined });
         const t0 = performance.now();
+        trace('migrate target: restoring');
         const state = await restoreContainer(c, imported.meta.id);
+        trace('migrate target: restored');
         // Frozen until the source's word: the source is frozen too, so the two never both run.
         await freezeContainer(c);
         const restoreMs = performance.now() - t0;
