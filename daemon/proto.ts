@@ -33,7 +33,7 @@ export interface Chunk { data?: Buffer }
 export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
-export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string }
+export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean }
 export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string }
 export interface MigrateReceived { bytes?: number }
 export interface MigrateRestored { initPid?: number; restoreMs?: number }

@@ -35,14 +35,14 @@ export function migrationService(d: DaemonContext): Handler[] {
 
   return [
     unary(Migration.Prepare, async (req, ctx) => {
+      if (req.filesBytes !== undefined && req.filesBytes > d.limits.maxUploadBytes) {
+        throw new LimitError(`the container's files (${req.filesBytes} bytes) are over this host's upload limit of ${d.limits.maxUploadBytes} bytes`);
+      }
       const { criuVersion } = await target.prepare({
         id: req.id ?? '', name: req.name ?? '', configJson: req.configJson ?? '', pool: req.pool,
         peer: ctx.client?.name ?? ctx.peer, peerFingerprint: ctx.client?.fingerprint,
+        cpuinfo: req.cpuinfo, checkOnly: req.checkOnly === true,
       });
-      if (req.filesBytes !== undefined && req.filesBytes > d.limits.maxUploadBytes) {
-        await target.abort(req.id ?? '', 'too large');
-        throw new LimitError(`the container's files (${req.filesBytes} bytes) are over this host's limit of ${d.limits.maxUploadBytes} bytes`);
-      }
       return { tsvzVersion: tsvzVersion(), criuVersion };
     }),
 

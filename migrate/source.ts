@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import os = require('node:os');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
-import { BusyError, InvalidStateError, SystemError, TsvzError } from '../lib/errors';
+import { BusyError, InvalidStateError, TsvzError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
@@ -24,7 +24,7 @@ export interface TargetLink {
   /** The target as this host names it (its remote's name). */
   readonly peer: string;
   readonly peerFingerprint?: string;
-  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string }): Promise<{ criuVersion?: string }>;
+  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean }): Promise<{ criuVersion?: string }>;
   sendFiles(id: string, name: string, body: Readable): Promise<number>;
   sendCheckpoint(id: string, name: string, file: string): Promise<{ initPid?: number; restoreMs?: number }>;
   commit(id: string): Promise<void>;
@@ -72,23 +72,19 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
   const t0 = performance.now();
   const phase = (p: string) => opts.onPhase?.(p);
   const result = await lockContainer(c, async () => {
-    const state = await reconcile(c);
-    if (state.status !== 'running') throw new InvalidStateError(`container ${name} is not running`, 'migrate moves a running container; a stopped one can be exported');
-    const other = journal.inFlight(name, 'source');
-    if (other) throw new BusyError(`container ${name} has an unsettled migration to ${other.peer} (${other.phase})`, `\`tsvz migrate resolve ${name}\` settles it`);
-    const criu = await requireCriu('4.1');
-    const rootfs = fs.realpathSync(c.paths.rootfs);
+    const { state, criu, rootfs } = await checkSource(c, journal);
+    const cpuinfo = await cpuinfoImage(c);
     const id = newMigrationId();
     const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', peer: link.peer, peerFingerprint: link.peerFingerprint });
     phase('checking the target');
     try {
-      await link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool });
+      await link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool, cpuinfo });
     } catch (err) {
       await journal.advance(rec, 'aborted', message(err));
       throw err;
     }
     await journal.advance(rec, 'transferring');
-    return transfer(c, state, rec, rootfs, link, opts, journal);
+    return transfer(c, state, rec, rootfs, cpuinfo, link, opts, journal);
   }, { waitMs: 0 }); // a migration holds the container for long: a second one is told at once
   if (!opts.keepSource) {
     const { destroyContainer } = await import('../ops/destroy');
@@ -97,8 +93,51 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
   return { ...result, totalMs: performance.now() - t0, keptSource: opts.keepSource === true };
 }
 
+/**
+ * `tsvz migrate --check`: every check a migration makes before its freeze,
+ * on both hosts (running here, no migration in flight, CRIU; there: the
+ * name, the pool, the config, the space, CRIU, this CPU), and nothing else.
+ */
+export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string } = {}): Promise<{ name: string; to: string; filesBytes: number; targetCriu?: string }> {
+  const c = Container.open(root, name);
+  return lockContainer(c, async () => {
+    const { criu, rootfs } = await checkSource(c, new MigrationJournal(root));
+    const filesBytes = treeBytes(rootfs);
+    const there = await link.prepare({
+      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true,
+    });
+    return { name, to: link.peer, filesBytes, targetCriu: there.criuVersion };
+  }, { waitMs: 0 });
+}
+
+async function checkSource(c: Container, journal: MigrationJournal) {
+  const state = await reconcile(c);
+  if (state.status !== 'running') throw new InvalidStateError(`container ${c.name} is not running`, 'migrate moves a running container; a stopped one can be exported');
+  const other = journal.inFlight(c.name, 'source');
+  if (other) throw new BusyError(`container ${c.name} has an unsettled migration to ${other.peer} (${other.phase})`, `\`tsvz migrate resolve ${c.name}\` settles it`);
+  const criu = await requireCriu('4.1');
+  return { state, criu, rootfs: fs.realpathSync(c.paths.rootfs) };
+}
+
+/** CRIU's description of this CPU (cpuinfo.img), which the target checks before anything freezes. */
+async function cpuinfoImage(c: Container): Promise<Buffer> {
+  fs.mkdirSync(c.root.cacheDir, { recursive: true, mode: 0o700 });
+  const dir = fs.mkdtempSync(path.join(c.root.cacheDir, 'cpuinfo-'));
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      await new CriuClient().cpuinfoDump(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return fs.readFileSync(path.join(dir, CPUINFO_IMAGE));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function transfer(
-  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, rootfs: string,
+  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, rootfs: string, cpuinfo: Buffer,
   link: TargetLink, opts: MigrateOptions, journal: MigrationJournal,
 ): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
   const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
@@ -118,7 +157,7 @@ async function transfer(
           phase('sending files');
           const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
           phase('sending memory');
-          const { file, bytes } = await archiveOf(c, dir, ckId, opts.signer);
+          const { file, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: archive written');
           let restored: { restoreMs?: number };
           try {
@@ -158,14 +197,8 @@ async function transfer(
 }
 
 /** The images of `dir` as a signed archive in a scratch directory, with this host's cpuinfo image for the target's CPU check. */
-async function archiveOf(c: Container, dir: string, id: string, signer: ArchiveSigner): Promise<{ file: string; bytes: number }> {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    await new CriuClient().cpuinfoDump(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.rmSync(path.join(dir, 'cpuinfo-dump.log'), { force: true });
+async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner): Promise<{ file: string; bytes: number }> {
+  fs.writeFileSync(path.join(dir, CPUINFO_IMAGE), cpuinfo, { mode: 0o600 });
   const scratch = fs.mkdtempSync(path.join(c.root.cacheDir, 'migrate-'));
   const file = path.join(scratch, `${id}.tar`);
   const meta: CheckpointMeta = {
@@ -180,7 +213,6 @@ async function archiveOf(c: Container, dir: string, id: string, signer: ArchiveS
     sizeBytes: 0,
   };
   await writeCheckpointArchive(file, dir, meta, c.config, signer);
-  if (!fs.existsSync(path.join(dir, CPUINFO_IMAGE))) throw new SystemError('CRIU wrote no cpuinfo image');
   return { file, bytes: fs.statSync(file).size };
 }
 

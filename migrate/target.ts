@@ -1,6 +1,7 @@
 import fs = require('node:fs');
+import path = require('node:path');
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, BusyError, InvalidArgumentError, InvalidStateError, NotSupportedError } from '../lib/errors';
+import { AlreadyExistsError, BusyError, InvalidArgumentError, InvalidStateError, LimitError, NotSupportedError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { trace } from '../lib/trace';
 import { validateName } from '../lib/names';
@@ -10,7 +11,10 @@ import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
 import type { OwnerBase } from '../runtime/rootfs-owner';
 import type { ArchiveTrust } from '../checkpoint/archive-signature';
+import { CriuClient } from '../checkpoint/criu/client';
+import { CriuError } from '../checkpoint/criu/errors';
 import { requireCriu, formatVersion } from '../checkpoint/criu/version';
+import { CPUINFO_IMAGE } from '../ops/export';
 import { ContainerSpec, createContainer } from '../ops/create';
 import { destroyContainer } from '../ops/destroy';
 import { freezeContainer, unfreezeContainer } from '../ops/freeze';
@@ -28,6 +32,10 @@ export interface PrepareRequest {
   /** The trusted client that asks (its name in this host's trust store) and its fingerprint. */
   peer: string;
   peerFingerprint?: string;
+  /** CRIU's cpuinfo image of the source's CPU. */
+  cpuinfo?: Buffer;
+  /** Check only: record and make nothing. */
+  checkOnly?: boolean;
 }
 
 /**
@@ -63,6 +71,8 @@ export class MigrationTarget {
       if (other) throw new BusyError(`a migration of ${name} to this host is in progress (${other.id}, ${other.phase})`, `\`tsvz migrate resolve ${name}\` settles one that was interrupted`);
       if (pool !== DEFAULT_POOL) new PoolCatalog(this.root).get(pool);
       specOf(config, pool); // every field refused now, before the source freezes anything
+      await checkCpu(this.root, req.cpuinfo);
+      if (req.checkOnly) return { criuVersion: formatVersion(criu) };
       await this.journal.start({ id, role: 'target', name, phase: 'prepared', peer: req.peer, peerFingerprint: req.peerFingerprint });
       this.prepared.set(id, { config, pool });
       return { criuVersion: formatVersion(criu) };
@@ -182,6 +192,30 @@ export class MigrationTarget {
     } finally {
       this.busy.delete(name);
     }
+  }
+}
+
+const MAX_CPUINFO = 64 * 1024;
+
+/** The source's CPU against this one (CRIU's cpuinfo check), before anything freezes there. */
+async function checkCpu(root: Root, image: Buffer | undefined): Promise<void> {
+  if (!image || image.length === 0) throw new InvalidArgumentError('the source sent no cpuinfo image', 'a migration checks the CPU before the freeze');
+  if (image.length > MAX_CPUINFO) throw new LimitError(`a cpuinfo image of ${image.length} bytes is over ${MAX_CPUINFO}`);
+  fs.mkdirSync(root.cacheDir, { recursive: true, mode: 0o700 });
+  const dir = fs.mkdtempSync(path.join(root.cacheDir, 'cpuinfo-'));
+  try {
+    fs.writeFileSync(path.join(dir, CPUINFO_IMAGE), image, { mode: 0o600 });
+    const fd = fs.openSync(dir, 'r');
+    try {
+      await new CriuClient().cpuinfoCheck(fd);
+    } catch (err) {
+      const why = err instanceof CriuError ? err.errorLines.find((l) => !/cpuinfo check failed|FAILED/i.test(l)) ?? err.message : describe(err);
+      throw new NotSupportedError(`the source's CPU is not one this host can run its processes on: ${why.replace(/^Error \([^)]*\): /, '')}`, 'migrate to a host with the same CPU features');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -14,6 +14,7 @@ export function register(program: Command): void {
     .requiredOption('--to <remote>', 'the target host (a remote, see `tsvz remote add`)')
     .option('--pool <pool>', "the target's pool for the files (default: its default pool)")
     .option('--keep-source', 'leave the stopped source and its checkpoint instead of destroying it')
+    .option('--check', 'every check both hosts make before the freeze, and nothing else')
     .option('--json', 'machine-readable result')
     .action(async (name: string, o, cmd: Command) => {
       const { validateName } = await import('../../lib/names');
@@ -22,13 +23,20 @@ export function register(program: Command): void {
       const { RemoteClient } = await import('../../daemon/client');
       const { hostSigner } = await import('../../daemon/signers');
       const { grpcTargetLink } = await import('../../migrate/link');
-      const { migrateContainer } = await import('../../migrate/source');
+      const { checkMigration, migrateContainer } = await import('../../migrate/source');
       const root = rootOf(cmd);
+      const pool = o.pool === undefined ? undefined : validateName(o.pool, 'pool');
       const client = await RemoteClient.connect(root, to);
       try {
+        if (o.check) {
+          const r = await checkMigration(root, name, grpcTargetLink(client), { pool });
+          if (o.json) return printJson(r);
+          const { formatBytes } = await import('../../lib/units');
+          return print(`${name} can migrate to ${to}: name free, pool, config, space (${formatBytes(r.filesBytes)} of files), CRIU ${r.targetCriu ?? '?'} and this CPU accepted there\n`);
+        }
         const r = await migrateContainer(root, name, grpcTargetLink(client), {
           keepSource: o.keepSource === true,
-          pool: o.pool === undefined ? undefined : validateName(o.pool, 'pool'),
+          pool,
           signer: await hostSigner(root),
           onPhase: o.json ? undefined : (p) => printError(`migrate ${name}: ${p}\n`),
         });

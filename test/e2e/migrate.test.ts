@@ -161,10 +161,15 @@ describe('live migration between two hosts', { skip }, () => {
   test('refused before anything freezes: a name taken on the target, a bad name, an unknown remote, a stopped container', () => {
     a.ok(['create', 'p2', '--init', COUNTER]);
     a.ok(['start', 'p2']);
+    assert.match(a.ok(['migrate', 'p2', '--to', 'b', '--check']), /^p2 can migrate to b: .*CRIU 4\.\d+(\.\d+)? and this CPU accepted there\n$/);
+    assert.equal(state(a, 'p2'), 'running');
+    assert.ok(!names(b).includes('p2'), 'a check makes nothing');
+    assert.equal(journal(b).length, journal(b).filter((r) => r.name !== 'p2').length, 'and records nothing');
     b.ok(['create', 'p2']);
     const taken = a.run(['migrate', 'p2', '--to', 'b']);
     assert.notEqual(taken.status, 0);
     assert.match(taken.stderr, /^tsvz: b: container p2 already exists on this host/m);
+    assert.match(a.run(['migrate', 'p2', '--to', 'b', '--check']).stderr, /^tsvz: b: container p2 already exists on this host/m);
     assert.equal(state(a, 'p2'), 'running');
     assert.equal(state(b, 'p2'), 'created');
     assert.equal(journal(a).find((r) => r.name === 'p2')?.phase, 'aborted');

@@ -33,7 +33,7 @@ test('every message view matches the .proto: a full value survives encode and de
   roundTrip(Containers.RestoreImport.request, { header: { name: 'p1', sizeBytes: 10 }, part: 'header' });
   roundTrip(Containers.RestoreImport.request, { chunk: { data: Buffer.from('abc') }, part: 'chunk' });
   roundTrip(Containers.RestoreImport.response, { initPid: 1, sourceContainer: 'p0', checkpoint: 'c1' });
-  roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', tsvzVersion: '0.1.0', criuVersion: '4.2', filesBytes: 2 ** 33, pool: 'fast' });
+  roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', tsvzVersion: '0.1.0', criuVersion: '4.2', filesBytes: 2 ** 33, pool: 'fast', cpuinfo: Buffer.from([1, 2]), checkOnly: true });
   roundTrip(Migration.Prepare.response, { tsvzVersion: '0.1.0', criuVersion: '4.2' });
   roundTrip(Migration.ReceiveFiles.request, { header: { name: 'p1', sizeBytes: 1, migration: 'a'.repeat(32) }, part: 'header' });
   roundTrip(Migration.ReceiveFiles.response, { bytes: 2 ** 33 });
