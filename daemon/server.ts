@@ -7,6 +7,7 @@ import { withLock } from '../lib/lock';
 import type { Root } from '../lib/root';
 import { PinnedServerCredentials, serverCredentials } from './credentials';
 import { DaemonFiles } from './files';
+import { withWideReceiveWindows } from './receive-window';
 import { HostIdentity, hostIdentity } from './identity';
 import { DaemonLimits, DEFAULT_LIMITS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, MAX_MESSAGE } from './limits';
 import { Level, Logger } from './log';
@@ -161,7 +162,7 @@ export class Daemon implements DaemonContext {
         'grpc.max_concurrent_streams': d.limits.maxStreamsPerConnection,
       });
       for (const factory of services) d.addService(grpcModule, factory(d));
-      d.injector = d.grpcServer.createConnectionInjector(d.credentials);
+      d.injector = withWideReceiveWindows(() => d.grpcServer!.createConnectionInjector(d.credentials!));
       await d.listen(host, port);
       if (metricsAt) await d.serveMetrics(metricsAt[0], metricsAt[1]);
       d.watchTrust();

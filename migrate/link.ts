@@ -1,4 +1,3 @@
-import fs = require('node:fs');
 import type { Readable } from 'node:stream';
 import type { RemoteClient } from '../daemon/client';
 import { tsvzVersion } from '../daemon/host-description';
@@ -13,16 +12,26 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
     peerFingerprint: client.peer.fingerprint,
     prepare: (req) => client.unary(Migration.Prepare, { ...req, tsvzVersion: tsvzVersion() }),
     sendFiles: async (id, name, body) => (await client.clientStream(Migration.ReceiveFiles, upload(id, name, body))).bytes ?? 0,
-    sendCheckpoint: (id, name, file) => client.clientStream(Migration.ReceiveCheckpoint, upload(id, name, fs.createReadStream(file, { highWaterMark: MAX_CHUNK }), fs.statSync(file).size)),
+    sendCheckpoint: (id, name, body) => client.clientStream(Migration.ReceiveCheckpoint, upload(id, name, body)),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },
   };
 }
 
-/** A header naming the migration, then `body` in chunks of at most MAX_CHUNK. */
-async function* upload(id: string, name: string, body: Readable, sizeBytes?: number): AsyncGenerator<ImportMessage> {
-  yield { header: { name, migration: id, sizeBytes } };
+/** A header naming the migration, then `body` in chunks of MAX_CHUNK (the last one shorter): few, full messages. */
+async function* upload(id: string, name: string, body: Readable): AsyncGenerator<ImportMessage> {
+  yield { header: { name, migration: id } };
+  let held: Buffer[] = [];
+  let heldBytes = 0;
   for await (const data of body as AsyncIterable<Buffer>) {
-    for (let at = 0; at < data.length; at += MAX_CHUNK) yield { chunk: { data: data.subarray(at, at + MAX_CHUNK) } };
+    held.push(data);
+    heldBytes += data.length;
+    while (heldBytes >= MAX_CHUNK) {
+      const all = held.length === 1 ? held[0] : Buffer.concat(held);
+      yield { chunk: { data: all.subarray(0, MAX_CHUNK) } };
+      held = [all.subarray(MAX_CHUNK)];
+      heldBytes = all.length - MAX_CHUNK;
+    }
   }
+  if (heldBytes > 0) yield { chunk: { data: Buffer.concat(held) } };
 }

@@ -1,4 +1,3 @@
-import fs = require('node:fs');
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, LimitError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
@@ -6,8 +5,7 @@ import { MAX_CHUNK } from '../daemon/limits';
 import { ImportMessage, Migration } from '../daemon/proto';
 import { CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
 import { archiveTrust } from '../daemon/signers';
-import { receiveUpload, withIdleLimit } from '../daemon/upload';
-import { UploadQuota } from '../daemon/upload-quota';
+import { withIdleLimit } from '../daemon/upload';
 import { MigrationJournal, MigrationRecord, validateMigrationId } from './journal';
 import { MigrationTarget } from './target';
 
@@ -20,7 +18,6 @@ import { MigrationTarget } from './target';
 export function migrationService(d: DaemonContext): Handler[] {
   const target = new MigrationTarget(d.root, () => archiveTrust(d.root));
   const journal = new MigrationJournal(d.root);
-  const quota = new UploadQuota(d.root, d.limits);
   void target.recover().then(
     (undone) => { for (const r of undone) d.log.warn('migration undone after a restart', { id: r.id, name: r.name }); },
     (err: Error) => d.log.error('migration recovery failed', { error: err.message }),
@@ -31,6 +28,20 @@ export function migrationService(d: DaemonContext): Handler[] {
     const r = journal.get(validateMigrationId(id));
     if (r.peerFingerprint !== ctx.client?.fingerprint) throw new InvalidArgumentError(`migration ${String(id)} belongs to another host`);
     return r;
+  };
+
+  /** An upload's header (the migration, which must be the caller's) and its chunks as a byte stream, read as the receiver reads. */
+  const upload = async (input: AsyncIterable<ImportMessage>, ctx: CallContext): Promise<{ r: MigrationRecord; body: Readable }> => {
+    const it = input[Symbol.asyncIterator]();
+    const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
+    const first = await next();
+    const header = first.done ? undefined : first.value.header;
+    if (!header) throw new InvalidArgumentError('an upload starts with its header');
+    const r = own(header.migration, ctx);
+    const body = Readable.from(chunks(next, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)), { objectMode: false });
+    // A cancelled call ends the body with an error: the receive undoes itself.
+    ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the source went away during the transfer')), { once: true });
+    return { r, body };
   };
 
   return [
@@ -47,32 +58,13 @@ export function migrationService(d: DaemonContext): Handler[] {
     }),
 
     clientStream(Migration.ReceiveFiles, async (input, ctx) => {
-      const it = input[Symbol.asyncIterator]();
-      const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
-      const first = await next();
-      const header = first.done ? undefined : first.value.header;
-      if (!header) throw new InvalidArgumentError('an upload starts with its header');
-      const r = own(header.migration, ctx);
-      const body = Readable.from(chunks(next, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)), { objectMode: false });
-      // A cancelled call ends the body with an error: the receive undoes itself.
-      ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the source went away during the transfer')), { once: true });
-      const bytes = await target.receiveFiles(r.id, body, d.limits.maxUploadBytes);
-      return { bytes };
+      const { r, body } = await upload(input, ctx);
+      return { bytes: await target.receiveFiles(r.id, body, d.limits.maxUploadBytes) };
     }),
 
     clientStream(Migration.ReceiveCheckpoint, async (input, ctx) => {
-      const seen: { id?: string } = {};
-      const staged = await receiveUpload(d, quota, named(input, journal, seen), ctx).catch(async (err: unknown) => {
-        // A broken upload undoes the migration like a failed restore.
-        if (seen.id) await target.abort(seen.id, 'the checkpoint upload broke').catch(() => undefined);
-        throw err;
-      });
-      try {
-        const r = own(staged.header.migration, ctx);
-        return await target.receiveCheckpoint(r.id, staged.file);
-      } finally {
-        fs.rmSync(staged.file, { force: true });
-      }
+      const { r, body } = await upload(input, ctx);
+      return target.receiveCheckpoint(r.id, body, d.limits.maxUploadBytes);
     }),
 
     unary(Migration.Commit, async (req, ctx) => {
@@ -91,15 +83,6 @@ export function migrationService(d: DaemonContext): Handler[] {
       return { phase: r?.phase ?? 'unknown', name: r?.name ?? '' };
     }),
   ];
-}
-
-/** The upload's header named after its migration's container (receiveUpload checks a name); the id is kept in `seen`. */
-async function* named(input: AsyncIterable<ImportMessage>, journal: MigrationJournal, seen: { id?: string }): AsyncGenerator<ImportMessage> {
-  for await (const m of input) {
-    if (!m.header) { yield m; continue; }
-    seen.id = validateMigrationId(m.header.migration);
-    yield { ...m, header: { ...m.header, name: journal.get(seen.id).name } };
-  }
 }
 
 async function* chunks(next: () => Promise<IteratorResult<ImportMessage>>, count: (n: number) => void): AsyncGenerator<Buffer> {

@@ -9,7 +9,7 @@ import type { Root } from '../lib/root';
 import { packTree } from '../archive/tree-tar';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
-import { writeCheckpointArchive } from '../checkpoint/archive';
+import { checkpointManifest, packCheckpoint } from '../checkpoint/archive';
 import type { ArchiveSigner } from '../checkpoint/archive-signature';
 import { CheckpointCatalog, CheckpointMeta } from '../checkpoint/catalog';
 import { CriuClient } from '../checkpoint/criu/client';
@@ -26,7 +26,7 @@ export interface TargetLink {
   readonly peerFingerprint?: string;
   prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean }): Promise<{ criuVersion?: string }>;
   sendFiles(id: string, name: string, body: Readable): Promise<number>;
-  sendCheckpoint(id: string, name: string, file: string): Promise<{ initPid?: number; restoreMs?: number }>;
+  sendCheckpoint(id: string, name: string, body: Readable): Promise<{ initPid?: number; restoreMs?: number }>;
   commit(id: string): Promise<void>;
   abort(id: string, reason: string): Promise<void>;
 }
@@ -157,14 +157,9 @@ async function transfer(
           phase('sending files');
           const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
           phase('sending memory');
-          const { file, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
-          trace('migrate: archive written');
-          let restored: { restoreMs?: number };
-          try {
-            restored = await link.sendCheckpoint(rec.id, c.name, file);
-          } finally {
-            fs.rmSync(path.dirname(file), { recursive: true, force: true });
-          }
+          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
+          trace('migrate: images hashed');
+          const restored = await link.sendCheckpoint(rec.id, c.name, stream);
           trace('migrate: restored there');
           // The point of no return: the target holds the restored copy, frozen.
           await journal.advance(rec, 'switching');
@@ -196,11 +191,9 @@ async function transfer(
   return { id: rec.id, name: c.name, to: link.peer, mode: 'stop-and-copy', ...shipped! };
 }
 
-/** The images of `dir` as a signed archive in a scratch directory, with this host's cpuinfo image for the target's CPU check. */
-async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner): Promise<{ file: string; bytes: number }> {
+/** The images of `dir` as a stream of a signed archive, with this host's cpuinfo image for the target's CPU check; `bytes`: what its files hold. */
+async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner): Promise<{ stream: Readable; bytes: number }> {
   fs.writeFileSync(path.join(dir, CPUINFO_IMAGE), cpuinfo, { mode: 0o600 });
-  const scratch = fs.mkdtempSync(path.join(c.root.cacheDir, 'migrate-'));
-  const file = path.join(scratch, `${id}.tar`);
   const meta: CheckpointMeta = {
     id,
     container: c.name,
@@ -212,8 +205,9 @@ async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer,
     dumpMs: 0,
     sizeBytes: 0,
   };
-  await writeCheckpointArchive(file, dir, meta, c.config, signer);
-  return { file, bytes: fs.statSync(file).size };
+  // The manifest (every file's sha256) goes first, signed; the target checks each file against it as it arrives.
+  const manifest = await checkpointManifest(dir, meta, c.config);
+  return { stream: packCheckpoint(dir, manifest, signer, { frozen: true }), bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
 }
 
 async function commitWithRetry(link: TargetLink, id: string): Promise<void> {

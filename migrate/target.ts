@@ -107,14 +107,15 @@ export class MigrationTarget {
     });
   }
 
-  /** The signed checkpoint archive in `file`: imported, restored and frozen at once. */
-  async receiveCheckpoint(id: string, file: string): Promise<{ initPid: number; restoreMs: number }> {
+  /** The signed checkpoint archive as it streams in (checked as it comes): imported, restored and frozen at once. */
+  async receiveCheckpoint(id: string, body: Readable, maxBytes: number): Promise<{ initPid: number; restoreMs: number }> {
     const r = this.step(id, 'receiving');
     return this.exclusive(r.name, async () => {
       try {
         const c = Container.open(this.root, r.name);
         trace('migrate target: importing');
-        const imported = await importCheckpoint(this.root, r.name, file, { trust: this.trust(), privileged: c.config.idmap === undefined });
+        const source = { stream: body, label: `the checkpoint ${r.peer} sent` };
+        const imported = await importCheckpoint(this.root, r.name, source, { trust: this.trust(), privileged: c.config.idmap === undefined, maxBytes });
         const t0 = performance.now();
         trace('migrate target: restoring');
         const state = await restoreContainer(c, imported.meta.id);
@@ -126,6 +127,7 @@ export class MigrationTarget {
         await faultPoint('migrate:restored');
         return { initPid: state.initPid ?? 0, restoreMs };
       } catch (err) {
+        body.destroy();
         await this.abortRecord(r, describe(err));
         throw err;
       }

@@ -1,5 +1,6 @@
 import fs = require('node:fs');
 import path = require('node:path');
+import type { Readable } from 'node:stream';
 import { Container } from '../runtime/container';
 import os = require('node:os');
 import { AlreadyExistsError, CorruptDataError, InvalidArgumentError, InvalidStateError, NotSupportedError } from '../lib/errors';
@@ -8,7 +9,7 @@ import { destroyContainer } from './destroy';
 import type { Root } from '../lib/root';
 import { ContainerState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
-import { ArchiveManifest, extractCheckpointArchive } from '../checkpoint/archive';
+import { ArchiveManifest, archiveVoice, extractCheckpointArchive, receiveCheckpoint } from '../checkpoint/archive';
 import type { ArchiveTrust } from '../checkpoint/archive-signature';
 import { CriuClient } from '../checkpoint/criu/client';
 import { CriuError } from '../checkpoint/criu/errors';
@@ -30,7 +31,15 @@ export interface Imported {
   otherKernel?: string;
 }
 
+/** A checkpoint archive arriving as a stream (a peer's upload), and how to speak of it ("the checkpoint sent by host-a"). */
+export interface ArchiveStream {
+  stream: Readable;
+  label: string;
+}
+
 export interface ImportOptions {
+  /** Bytes the archive's files may hold (default: the archive format's limit). */
+  maxBytes?: number;
   /** Whose archives are accepted: this host and the hosts it trusts (daemon/signers.ts). */
   trust: ArchiveTrust;
   /**
@@ -56,24 +65,29 @@ export interface ImportOptions {
  * the /dev list, and the CPU it was dumped on against this one (CRIU's
  * cpuinfo check). Any failure leaves nothing behind.
  */
-export async function importCheckpoint(root: Root, name: string, file: string, opts: ImportOptions): Promise<Imported> {
+export async function importCheckpoint(root: Root, name: string, source: string | ArchiveStream, opts: ImportOptions): Promise<Imported> {
   const c = new Container(root, name);
   root.ensure();
   const version = await requireCriu('4.1');
-  const scratch = await extractCheckpointArchive(file, root.cacheDir, {
+  const file = typeof source === 'string' ? `archive ${source}` : source.label;
+  const receive = {
     trust: opts.trust,
-    onManifest: (m) => {
+    maxBytes: opts.maxBytes,
+    onManifest: (m: ArchiveManifest) => {
       checkForeignConfig(m, file);
       if (compareVersions(version, parseVersion(m.checkpoint.criuVersion)) < 0) {
         throw new NotSupportedError(
-          `archive ${file} holds a checkpoint made by CRIU ${m.checkpoint.criuVersion}, newer than this host's ${formatVersion(version)}`,
+          `${file} holds a checkpoint made by CRIU ${m.checkpoint.criuVersion}, newer than this host's ${formatVersion(version)}`,
           'restore it on a host with that CRIU or newer',
         );
       }
       checkPrivilege(file, m, opts);
       if (c.exists()) checkTarget(c, m);
     },
-  });
+  };
+  const scratch = typeof source === 'string'
+    ? await extractCheckpointArchive(source, root.cacheDir, receive)
+    : await receiveCheckpoint(source.stream, root.cacheDir, { ...receive, voice: archiveVoice(source.label, 'peer') });
   try {
     const images = path.join(scratch.dir, 'images');
     checkForeignDev(images);
@@ -100,7 +114,7 @@ export async function importCheckpoint(root: Root, name: string, file: string, o
         const imported: CheckpointMeta = {
           id, container, createdAt, criuVersion, kernel, leaveRunning, tcpEstablished, dumpMs, ...stats,
           sizeBytes: directorySize(dest),
-          importedFrom: { archive: path.resolve(file), importedAt: new Date().toISOString() },
+          importedFrom: { archive: typeof source === 'string' ? path.resolve(source) : source.label, importedAt: new Date().toISOString() },
         };
         await catalog.save(imported);
         return imported;
@@ -140,21 +154,21 @@ export async function restoreImported(root: Root, name: string, file: string, op
 function checkForeignConfig(m: ArchiveManifest, file: string): void {
   const template = m.config.template;
   if (!/^[a-z][a-z0-9-]{0,31}$/.test(template)) {
-    throw new InvalidArgumentError(`archive ${file} names the template ${JSON.stringify(template.slice(0, 80))}, which is not a template name`, 'an archive may name busybox or debian; it never names a file on this host');
+    throw new InvalidArgumentError(`${file} names the template ${JSON.stringify(template.slice(0, 80))}, which is not a template name`, 'an archive may name busybox or debian; it never names a file on this host');
   }
 }
 
 /** Refuse a checkpoint dumped on a CPU this one cannot run it on (CRIU's check of the archive's cpuinfo image). */
 async function checkCpu(images: string, file: string): Promise<void> {
   if (!fs.existsSync(path.join(images, CPUINFO_IMAGE))) {
-    throw new CorruptDataError(`archive ${file} carries no ${CPUINFO_IMAGE}`, 'export it again with this tsvz: an import checks the CPU it was made on');
+    throw new CorruptDataError(`${file} carries no ${CPUINFO_IMAGE}`, 'export it again with this tsvz: an import checks the CPU it was made on');
   }
   const fd = fs.openSync(images, 'r');
   try {
     await new CriuClient().cpuinfoCheck(fd);
   } catch (err) {
     const why = err instanceof CriuError ? err.errorLines.find((l) => !/cpuinfo check failed|FAILED/i.test(l)) ?? err.message : (err as Error).message;
-    throw new NotSupportedError(`archive ${file} was dumped on a CPU this host cannot run it on: ${why.replace(/^Error \([^)]*\): /, '')}`, 'restore it on a host with the same CPU features');
+    throw new NotSupportedError(`${file} was dumped on a CPU this host cannot run it on: ${why.replace(/^Error \([^)]*\): /, '')}`, 'restore it on a host with the same CPU features');
   } finally {
     fs.closeSync(fd);
     for (const log of ['cpuinfo-check.log']) fs.rmSync(path.join(images, log), { force: true });
@@ -165,10 +179,10 @@ async function checkCpu(images: string, file: string): Promise<void> {
 function checkPrivilege(file: string, m: ArchiveManifest, opts: ImportOptions): void {
   const privileged = m.config.idmap === undefined;
   if (privileged && !opts.privileged) {
-    throw new NotSupportedError(`archive ${file} holds a checkpoint of a privileged container (no user namespace): its processes would run as this host's root`, 'pass --privileged to accept that');
+    throw new NotSupportedError(`${file} holds a checkpoint of a privileged container (no user namespace): its processes would run as this host's root`, 'pass --privileged to accept that');
   }
   if (!privileged && opts.privileged) {
-    throw new NotSupportedError(`archive ${file} holds a checkpoint taken in a user namespace: it restores only into a container with one`, 'drop --privileged');
+    throw new NotSupportedError(`${file} holds a checkpoint taken in a user namespace: it restores only into a container with one`, 'drop --privileged');
   }
 }
 
