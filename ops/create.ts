@@ -52,19 +52,20 @@ export interface ContainerSpec {
 }
 
 /**
- * Create a container: its root filesystem from a template (in a volume of
- * its pool), its config and state. Built in a hidden directory and renamed
- * into place at the end, so a container is either fully created or absent
- * (a failure deletes the volume; a CLI killed half-way leaves a hidden
- * directory, and maybe a volume, that `destroy --force` removes).
- */
-/**
  * Fills a new container's rootfs instead of its template (a migration's
  * files): resolves with the ids its files are owned from (0 for a tree as
  * the container sees it; a shifted source's range otherwise).
  */
 export type RootfsFill = (rootfs: string) => Promise<OwnerBase>;
 
+/**
+ * Create a container: its root filesystem from a template (in a volume of
+ * its pool), its config and state. Built in a hidden directory and renamed
+ * into place at the end, so a container is either fully created or absent
+ * (a failure deletes the volume; a CLI killed half-way leaves a hidden
+ * directory, and maybe a volume, that `destroy --force` removes). With
+ * `fill`, the rootfs is what fill puts there instead of the template's.
+ */
 export async function createContainer(root: Root, name: string, spec: ContainerSpec, fill?: RootfsFill): Promise<ContainerConfig> {
   validateName(name);
   const env = validateEnv(spec.env ?? []);
