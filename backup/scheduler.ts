@@ -1,5 +1,5 @@
 import path = require('node:path');
-import { BusyError } from '../lib/errors';
+import { BusyError, codeOf } from '../lib/errors';
 import { withLock } from '../lib/lock';
 import { dueAt } from './timing';
 import { RunRecord, Schedule, ScheduleStore } from './schedules';
@@ -51,6 +51,7 @@ export async function executeRun(store: ScheduleStore, s: Schedule, trigger: Run
     record = {
       outcome: skipped ? 'skipped' : 'failed',
       why: skipped ? `the previous run for ${s.container} was still going` : (err as Error).message,
+      code: codeOf(err),
       ...base, durationMs: clock.now() - started,
     };
   }

@@ -39,6 +39,8 @@ export interface RunRecord {
   outcome: 'ok' | 'failed' | 'skipped';
   /** Why it failed or was skipped. */
   why?: string;
+  /** The failure's error code (lib/errors.ts). */
+  code?: string;
   startedAt: string;
   durationMs: number;
   /** 'timer', 'catch-up' (a slot missed while the daemon was down) or 'manual'. */

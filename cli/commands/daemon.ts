@@ -27,6 +27,8 @@ export function register(program: Command): void {
       const { trustService } = await import('../../daemon/services/trust');
       const { healthService } = await import('../../daemon/services/health');
       const { migrationService } = await import('../../migrate/service');
+      const { backupService } = await import('../../backup/service');
+      const { startScheduler } = await import('../../backup/daemon');
       const d = await Daemon.start(rootOf(cmd), {
         listen: o.listen,
         metrics: o.metrics,
@@ -37,9 +39,10 @@ export function register(program: Command): void {
           idleMs: parseDuration(o.uploadIdle, '--upload-idle'),
           drainMs: parseDuration(o.drain, '--drain'),
         },
-      }, [containersService, hostService, trustService, migrationService, healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust', 'tsvz.v1.Migration'])]);
+      }, [containersService, hostService, trustService, migrationService, backupService, healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust', 'tsvz.v1.Migration', 'tsvz.v1.Backups'])]);
+      const scheduler = startScheduler(d);
       await new Promise<void>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals) => { void d.stop(signal).then(resolve); };
+        const onSignal = (signal: NodeJS.Signals) => { void scheduler.stop().then(() => d.stop(signal)).then(resolve); };
         process.once('SIGTERM', onSignal);
         process.once('SIGINT', onSignal);
       });
