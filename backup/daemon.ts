@@ -16,6 +16,6 @@ export function startScheduler(d: DaemonContext): Scheduler {
       if (r.bytesShipped) d.metrics.backupShipped.add(labels, r.bytesShipped);
     },
   });
-  s.start();
+  void s.start().catch((err: Error) => d.log.warn('backup scheduler did not start', { error: err.message }));
   return s;
 }

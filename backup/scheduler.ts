@@ -42,7 +42,7 @@ export async function executeRun(store: ScheduleStore, s: Schedule, trigger: Run
   try {
     const lock = path.join(store.root.locksDir, `backup-run-${s.container}.lock`);
     const done = await withLock(lock, `backups of ${s.container}`, 0, async () => {
-      if (opts.slot !== undefined) await store.updateRuns(s.container, s.name, (r) => ({ ...r, ...slot }));
+      await store.updateRuns(s.container, s.name, (r) => ({ ...r, ...slot, running: { pid: process.pid, startedAt: base.startedAt, trigger } }));
       return body(s);
     });
     record = { outcome: 'ok', ...base, durationMs: clock.now() - started, ...done };
@@ -55,8 +55,9 @@ export async function executeRun(store: ScheduleStore, s: Schedule, trigger: Run
       ...base, durationMs: clock.now() - started,
     };
   }
-  await store.updateRuns(s.container, s.name, (r) => ({
+  await store.updateRuns(s.container, s.name, ({ running, ...r }) => ({
     ...r, ...slot, last: record,
+    ...(record.outcome === 'skipped' && running ? { running } : {}),
     failures: r.failures + (record.outcome === 'failed' ? 1 : 0),
     ...(record.outcome === 'ok' ? { lastSuccessAt: record.startedAt } : {}),
   }));
@@ -82,7 +83,17 @@ export class Scheduler {
   private get clock(): Clock { return this.opts.clock ?? systemClock; }
   private get log(): SchedulerLog | undefined { return this.opts.log; }
 
-  start(): void {
+  /** Record runs a dead process left under way as interrupted (never run again: their slot is handled), then tick. */
+  async start(): Promise<void> {
+    for (const [key, r] of Object.entries(this.store.allRuns())) {
+      if (!r.running || alive(r.running.pid)) continue;
+      const [container, name] = key.split('/');
+      const { running } = r;
+      await this.store.updateRuns(container, name, ({ running: _gone, ...rest }) => ({
+        ...rest, failures: rest.failures + 1,
+        last: { outcome: 'failed', why: 'interrupted: the process running it ended', startedAt: running.startedAt, durationMs: 0, trigger: running.trigger },
+      })).catch(() => undefined);
+    }
     this.tick();
   }
 
@@ -140,5 +151,14 @@ export class Scheduler {
       (err: Error) => this.log?.warn('backup run not recorded', { schedule: key, error: err.message }),
     ).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

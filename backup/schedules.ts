@@ -56,6 +56,8 @@ export interface ScheduleRuns {
   last?: RunRecord;
   lastSuccessAt?: string;
   failures: number;
+  /** A run under way: its process, so one that died mid-run is recorded as interrupted. */
+  running?: { pid: number; startedAt: string; trigger: RunRecord['trigger'] };
 }
 
 interface SchedulesFile { version: 1; schedules: Schedule[] }

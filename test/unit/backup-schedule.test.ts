@@ -74,7 +74,7 @@ describe('schedules: when runs happen (fake clock)', () => {
     const clock = new FakeClock(at('2026-03-27T12:00:00Z'));
     const ran: string[] = [];
     const s = scheduler(clock, ran);
-    s.start();
+    await s.start();
     await clock.runUntil(at('2026-03-31T00:00:00Z'), s);
     await s.stop();
     assert.deepEqual(ran.map((x) => x.slice(0, 16)), ['2026-03-28T01:30', '2026-03-29T01:30', '2026-03-30T00:30']);
@@ -85,7 +85,7 @@ describe('schedules: when runs happen (fake clock)', () => {
     const clock = new FakeClock(at('2026-10-23T12:00:00Z'));
     const ran: string[] = [];
     const s = scheduler(clock, ran);
-    s.start();
+    await s.start();
     await clock.runUntil(at('2026-10-27T00:00:00Z'), s);
     await s.stop();
     assert.deepEqual(ran.map((x) => x.slice(0, 16)), ['2026-10-24T00:30', '2026-10-25T01:30', '2026-10-26T01:30']);
@@ -96,7 +96,7 @@ describe('schedules: when runs happen (fake clock)', () => {
     const clock = new FakeClock(at('2026-05-01T09:30:00Z'));
     const ran: string[] = [];
     const s = scheduler(clock, ran, 60_000);
-    s.start();
+    await s.start();
     await clock.runUntil(at('2026-05-01T10:00:30Z'), s);
     assert.deepEqual(ran, ['2026-05-01T10:00:00.005Z']);
     clock.t = at('2026-05-02T10:20:00Z'); // the jump; the next wake-up (at most a minute) notices it
@@ -115,7 +115,7 @@ describe('schedules: when runs happen (fake clock)', () => {
     const clock = new FakeClock(at('2026-05-01T09:30:00Z'));
     const ran: string[] = [];
     const s = scheduler(clock, ran, 60_000);
-    s.start();
+    await s.start();
     await clock.runUntil(at('2026-05-01T10:00:30Z'), s);
     clock.t = at('2026-05-01T09:00:30Z'); // back by an hour
     await clock.runUntil(at('2026-05-01T10:59:00Z'), s);
@@ -131,13 +131,13 @@ describe('schedules: when runs happen (fake clock)', () => {
     const clock = new FakeClock(at('2026-05-01T09:30:00Z'));
     const ran: string[] = [];
     const first = scheduler(clock, ran);
-    first.start();
+    await first.start();
     await clock.runUntil(at('2026-05-01T12:30:00Z'), first);
     await first.stop();
     assert.equal(ran.length, 3);
     clock.t = at('2026-05-04T12:30:00Z');
     const second = scheduler(clock, ran);
-    second.start();
+    await second.start();
     await second.idle();
     assert.equal(ran.length, 4);
     assert.equal(store.runs('p1', 'hourly').last?.trigger, 'catch-up');
@@ -153,7 +153,7 @@ describe('schedules: when runs happen (fake clock)', () => {
     const slow = new Promise<void>((r) => { release = r; });
     let started = 0;
     const s = new Scheduler(store, async () => { started++; await slow; return { snapshot: 'x' }; }, { clock, maxSleepMs: 60_000 });
-    s.start();
+    await s.start();
     // Let the 10:00 run start and hang; do not wait for it.
     clock.t = at('2026-05-01T10:00:01Z');
     s.tick();
@@ -175,6 +175,46 @@ describe('schedules: when runs happen (fake clock)', () => {
     assert.equal(r.outcome, 'failed');
     assert.equal(r.why, 'pool full');
     assert.equal(store.runs('p1', 'hourly').failures, 1);
+  });
+});
+
+describe('schedules: restarts and doctor', () => {
+  test('a run its process never finished (a killed daemon) is recorded as interrupted when the next one starts, and not run again', async () => {
+    await addSchedule('0 * * * *', '2026-05-01T09:30:00Z', 'UTC');
+    // A process that ran and is gone: its pid, reaped.
+    const { spawnSync } = await import('node:child_process');
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    const pid = Number(dead.stdout.trim());
+    await store.updateRuns('p1', 'hourly', (r) => ({ ...r, lastSlot: '2026-05-01T10:00:00.000Z', running: { pid, startedAt: '2026-05-01T10:00:00.005Z', trigger: 'timer' } }));
+    const clock = new FakeClock(at('2026-05-01T10:10:00Z'));
+    const ran: string[] = [];
+    const s = scheduler(clock, ran);
+    await s.start();
+    await s.idle();
+    await s.stop();
+    assert.deepEqual(ran, [], 'the 10:00 slot was handled');
+    const r = store.runs('p1', 'hourly');
+    assert.equal(r.last?.outcome, 'failed');
+    assert.match(r.last?.why ?? '', /interrupted/);
+    assert.equal(r.running, undefined);
+    assert.equal(r.failures, 1);
+  });
+
+  test('doctor: a schedule whose newest backup is older than two periods is not ok', async () => {
+    const { scheduleChecks } = await import('../../backup/doctor');
+    const { SnapshotCatalog } = await import('../../storage');
+    await addSchedule('0 * * * *', '2026-05-01T06:30:00Z', 'UTC');
+    const now = at('2026-05-01T10:10:00Z');
+    let [c] = scheduleChecks(root, now);
+    assert.equal(c.ok, false);
+    assert.match(c.detail, /no backup yet, schedule 4 h old, over two periods \(60 min\)/);
+    fs.mkdirSync(root.containerDir('p1'), { recursive: true });
+    await new SnapshotCatalog(root.containerDir('p1')).add({ name: 'hourly-1', createdAt: '2026-05-01T10:00:00.000Z', pool: 'default', handle: 'x', schedule: 'hourly' });
+    [c] = scheduleChecks(root, now);
+    assert.equal(c.ok, true, c.detail);
+    [c] = scheduleChecks(root, at('2026-05-01T12:30:00Z'));
+    assert.equal(c.ok, false);
+    assert.match(c.detail, /newest backup 3 h old/);
   });
 });
 
