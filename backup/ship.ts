@@ -39,7 +39,10 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
     if (!rec) throw new NotFoundError(`container ${c.name} has no snapshot "${snap}"`);
     const offer = await client.unary(Backups.Offer, { container: c.name }, { timeoutMs: 30_000 });
     const theirs = new Set(offer.snapshots ?? []);
-    if (theirs.has(snap)) return { remote, format: 'tar', bytes: 0, prunedThere: [] };
+    if (theirs.has(snap)) {
+      await state.update(c.name, remote, (e) => ({ ...e, base: snap, baseAt: new Date().toISOString() }));
+      return { remote, format: 'tar', bytes: 0, prunedThere: [] };
+    }
     await state.update(c.name, remote, (e) => ({ ...e, sending: { snapshot: snap, pid: process.pid, since: new Date().toISOString() } }));
     try {
       return await withStore(c.root, c.config.pool, async (store) => {
@@ -47,7 +50,7 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
         const format: SendFormat = store.capabilities.sendFormats.find((f) => f !== 'tar' && formats.includes(f)) ?? 'tar';
         let parent: string | undefined;
         if (canSendIncremental(store.capabilities, format)) {
-          const older = new SnapshotCatalog(c.paths.dir).list().filter((s) => s.createdAt < rec.createdAt && theirs.has(s.name));
+          const older = new SnapshotCatalog(c.paths.dir).list().filter((s) => s.createdAt < rec.createdAt && theirs.has(s.name) && !s.missingSince);
           parent = older.at(-1)?.name;
         }
         const stream = await store.send(c.name, snap, { format, ...(parent ? { parent } : {}) });

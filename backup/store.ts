@@ -10,7 +10,7 @@ import { validateName } from '../lib/names';
 import type { Root } from '../lib/root';
 import type { Pool, SendFormat } from '../storage';
 import { PoolCatalog, validateSnapshotName } from '../storage';
-import { applyRetention, KeepPolicy } from './retention';
+import { applyRetention, KeepPolicy, wallClock } from './retention';
 
 /**
  * A host's backup store: what other hosts shipped here. Not containers: a
@@ -139,6 +139,7 @@ export class BackupStore {
     validateSnapshotName(b.snapshot);
     if (b.parent !== undefined) validateSnapshotName(b.parent);
     if (Number.isNaN(Date.parse(b.createdAt))) throw new InvalidArgumentError(`the backup's creation time "${String(b.createdAt).slice(0, 40)}" is not a time`);
+    if (b.timeZone !== undefined) wallClock(b.timeZone); // refused now, not when the store prunes after registering
     if (typeof b.configJson !== 'string' || b.configJson.length > MAX_CONFIG) throw new InvalidArgumentError('the container config sent is missing or too large');
     const p = await this.pool();
     if (!p.driver.capabilities.sendFormats.includes(b.format)) throw new InvalidArgumentError(`this backup store does not take ${b.format} streams`, `it takes: ${p.driver.capabilities.sendFormats.join(', ')}`);

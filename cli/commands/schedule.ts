@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
-import { print } from '../output';
+import { print, printError } from '../output';
 
 export function register(program: Command): void {
   const schedule = program
@@ -41,6 +41,8 @@ export function register(program: Command): void {
       const { addSchedule } = await import('../../backup/commands');
       const s = await addSchedule(rootOf(cmd), { container, name, cron: o.cron, keep: o.keep, mode: o.mode, stateful: o.stateful === true, timeZone: o.tz, to: o.to });
       print(`added ${s.container}/${s.name}: next run ${s.nextRun ?? 'never'}\n`);
+      const { daemonStatus } = await import('../../daemon/status');
+      if (!daemonStatus(rootOf(cmd)).running) printError('tsvz: note: no daemon serves this root: schedules run only under `tsvz daemon`\n');
     });
 
   schedule

@@ -85,6 +85,7 @@ describe('the backup store', { skip }, () => {
     await assert.rejects(store.receive(incoming('s4', { parent: 's1' }), empty(), () => undefined), /always full/);
     await assert.rejects(store.receive(incoming('s4', { format: 'zfs' }), empty(), () => undefined), /does not take zfs streams/);
     await assert.rejects(store.receive(incoming('s1'), empty(), () => undefined), /already holds backup s1/);
+    await assert.rejects(store.receive(incoming('s4', { timeZone: '../../etc/localtime' }), empty(), () => undefined), /unknown time zone/);
     assert.equal(volumes(root).length, 1);
   });
 });
