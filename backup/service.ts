@@ -17,8 +17,8 @@ import { BackupStore, hashing, StoredBackup } from './store';
  * its certificate's fingerprint). Every field it sends is checked as if
  * typed here.
  */
-export function backupService(d: DaemonContext): Handler[] {
-  const store = new BackupStore(d.root);
+export function backupService(d: DaemonContext, opts: { pool?: string } = {}): Handler[] {
+  const store = new BackupStore(d.root, opts);
   void store.pool().catch((err: Error) => d.log.error('backup store unusable', { error: err.message }));
   const caller = (ctx: CallContext) => {
     if (!ctx.client) throw new InvalidArgumentError('backups need a trusted caller');

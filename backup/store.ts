@@ -48,6 +48,8 @@ export interface StoredBackup {
 interface StoreFile { version: 1; backups: StoredBackup[] }
 
 export const STORE_POOL = 'backups';
+/** The store's volume names: one per tar backup, one per native chain. */
+const STORE_VOLUME = /^(t-[0-9a-f]{16}|c-[0-9a-f]{24})$/;
 const MAX_CONFIG = 256 * 1024;
 
 export interface IncomingBackup {
@@ -67,7 +69,7 @@ export interface IncomingBackup {
 export class BackupStore {
   private opened?: Promise<Pool>;
 
-  constructor(readonly root: Root) {}
+  constructor(readonly root: Root, private readonly opts: { pool?: string } = {}) {}
 
   private get dir(): string { return path.join(this.root.dir, 'backups'); }
   private get file(): string { return path.join(this.dir, 'store.json'); }
@@ -101,28 +103,40 @@ export class BackupStore {
     return this.opened;
   }
 
+  /**
+   * The pool, as first chosen (ROOT/backups/store-pool.json): the pool
+   * asked for (`tsvz daemon --backup-pool`), else the root's pool named
+   * "backups", else a dir pool of the store's own. A store that holds
+   * backups never moves to another pool behind their back.
+   */
   private async openPool(): Promise<Pool> {
-    const { getDriver } = await import('../storage/registry');
+    const { getDriver, openPool } = await import('../storage/registry');
     const catalog = new PoolCatalog(this.root);
-    if (catalog.list().some((e) => e.record.name === STORE_POOL)) {
-      const { openPool } = await import('../storage/registry');
-      return openPool(catalog.get(STORE_POOL).record);
-    }
     const recordFile = path.join(this.dir, 'store-pool.json');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const dir = getDriver('dir');
-    let rec = readJsonIfExists<Awaited<ReturnType<typeof dir.createPool>>>(recordFile);
-    if (!rec) {
-      rec = await dir.createPool({ name: STORE_POOL, driver: 'dir', rootDir: this.dir });
-      await writeJsonAtomic(recordFile, rec);
+    type Own = Awaited<ReturnType<typeof dir.createPool>>;
+    let chosen = readJsonIfExists<{ catalogPool: string } | { own: Own }>(recordFile);
+    const asked = this.opts.pool;
+    if (chosen && asked !== undefined && !('catalogPool' in chosen && chosen.catalogPool === asked)) {
+      throw new InvalidArgumentError(`the backup store is in ${'catalogPool' in chosen ? `pool ${chosen.catalogPool}` : 'its own dir pool'} already, not ${asked}`, 'start the daemon without --backup-pool, or move the backups first');
     }
-    return dir.openPool(rec);
+    if (!chosen) {
+      const name = asked ?? (catalog.list().some((e) => e.record.name === STORE_POOL) ? STORE_POOL : undefined);
+      if (name !== undefined) catalog.get(name); // "no such pool"
+      chosen = name !== undefined ? { catalogPool: name } : { own: await dir.createPool({ name: STORE_POOL, driver: 'dir', rootDir: this.dir }) };
+      await writeJsonAtomic(recordFile, chosen);
+    }
+    if ('catalogPool' in chosen) return openPool(catalog.get(chosen.catalogPool).record);
+    return dir.openPool(chosen.own);
   }
 
   private async sweep(p: Pool): Promise<void> {
     const known = this.list();
     const volumes = new Set(known.map((b) => b.volume));
     for (const vol of await p.listVolumes()) {
+      // Only the store's own names: a pool shared with containers keeps theirs.
+      if (!STORE_VOLUME.test(vol) || fs.existsSync(this.root.containerDir(vol))) continue;
       if (!volumes.has(vol)) { await p.deleteVolume(vol); continue; }
       const snaps = new Set(known.filter((b) => b.volume === vol).map((b) => b.snapshot));
       for (const s of await p.listSnapshots(vol)) if (!snaps.has(s.name)) await p.deleteSnapshot(vol, s.name);

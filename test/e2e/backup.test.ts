@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ChildProcess } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -151,60 +152,71 @@ describe('scheduled backups shipped to another host', { skip }, () => {
   });
 });
 
-const btrfsSkip = skip ?? (fs.existsSync('/usr/sbin/mkfs.btrfs') || fs.existsSync('/sbin/mkfs.btrfs') ? undefined : 'btrfs-progs missing');
+function nativeSkip(driver: 'btrfs' | 'zfs'): string | undefined {
+  if (skip) return skip;
+  const tool = driver === 'btrfs' ? ['mkfs.btrfs', '-V'] : ['zpool', 'list'];
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+  return spawnSync(tool[0], tool.slice(1), { stdio: 'ignore' }).status === 0 ? undefined : `${driver} not usable here`;
+}
 
-describe('incremental shipping between btrfs pools', { skip: btrfsSkip }, () => {
-  const net = new TestNetwork();
-  let c: TestHost;
-  let d: TestHost;
-  const rows = (h: TestHost, ...args: string[]) => JSON.parse(h.ok(['backup', 'list', ...args, '--json'])) as Row[];
+for (const driver of ['btrfs', 'zfs'] as const) {
+  describe(`incremental shipping between ${driver} pools`, { skip: nativeSkip(driver) }, () => {
+    const net = new TestNetwork();
+    // Pool names unique to this run: a zpool's name is the host's.
+    const store = `tsvz-bk${net.id}s`;
+    const pool = `tsvz-bk${net.id}c`;
+    let c: TestHost;
+    let d: TestHost;
+    const rows = (h: TestHost, ...args: string[]) => JSON.parse(h.ok(['backup', 'list', ...args, '--json'])) as Row[];
 
-  before(async () => {
-    c = net.host('c');
-    d = net.host('d');
-    // d's store is its pool named "backups": btrfs streams are received natively.
-    d.ok(['pool', 'create', 'backups', '--driver', 'btrfs', '--size', '256M']);
-    c.ok(['pool', 'create', 'tsvz-bt', '--driver', 'btrfs', '--size', '256M']);
-    await c.startDaemon();
-    await d.startDaemon();
-    const token = d.ok(['trust', 'token', '--expires', '10m']).trim();
-    c.ok(['remote', 'add', 'd', d.daemonAddress, '--token', token, '--as', 'c']);
+    before(async () => {
+      c = net.host('c');
+      d = net.host('d');
+      d.ok(['pool', 'create', store, '--driver', driver, '--size', '256M']);
+      c.ok(['pool', 'create', pool, '--driver', driver, '--size', '256M']);
+      await c.startDaemon();
+      // d's store in a native pool: the streams are received as they are sent.
+      await d.startDaemon(['--backup-pool', store]);
+      const token = d.ok(['trust', 'token', '--expires', '10m']).trim();
+      c.ok(['remote', 'add', 'd', d.daemonAddress, '--token', token, '--as', 'c']);
+    });
+    after(async () => {
+      await c?.stopDaemon();
+      await d?.stopDaemon();
+      c?.run(['destroy', '--force', 'tsvz-p3']);
+      d?.run(['destroy', '--force', 'tsvz-p3-r']);
+      c?.run(['pool', 'rm', '--force', pool]);
+      d?.run(['pool', 'rm', '--force', store]);
+      net.remove();
+    });
+
+    test('the second run sends only the difference from the base both hold; retention runs on both sides; d restores it', () => {
+      c.ok(['create', 'tsvz-p3', '--pool', pool]);
+      const rootfs = path.join(c.dir, 'containers', 'tsvz-p3', 'rootfs');
+      fs.writeFileSync(path.join(rootfs, 'root', 'big'), crypto.randomBytes(8 << 20));
+      c.ok(['schedule', 'add', 'tsvz-p3', 'daily', '--cron', '0 3 1 1 *', '--keep', 'last=2', '--to', 'd', '--tz', 'UTC']);
+      const shipped = (out: string) => Number(/\((\d+) bytes shipped\)/.exec(out)![1]);
+      const full = shipped(c.ok(['schedule', 'run', 'tsvz-p3', 'daily']));
+      assert.ok(full > 8 << 20, `the first send is full (${full} bytes)`);
+      fs.writeFileSync(path.join(rootfs, 'root', 'small'), 'changed\n');
+      const incremental = shipped(c.ok(['schedule', 'run', 'tsvz-p3', 'daily']));
+      assert.ok(incremental < 1 << 20, `the second send carries the change only (${incremental} bytes)`);
+      let there = rows(c, 'tsvz-p3', '--on', 'd');
+      assert.deepEqual(there.map((r) => r.format), [driver, driver]);
+      assert.deepEqual(there.map((r) => r.notes[0]), ['full', `incremental from ${there[0].snapshot}`]);
+
+      fs.writeFileSync(path.join(rootfs, 'root', 'small'), 'changed again\n');
+      c.ok(['schedule', 'run', 'tsvz-p3', 'daily']);
+      there = rows(c, 'tsvz-p3', '--on', 'd');
+      const here = rows(c, 'tsvz-p3').filter((r) => r.where === 'local');
+      assert.equal(there.length, 2, 'keep-last=2 on d');
+      assert.deepEqual(here.map((r) => r.snapshot), there.map((r) => r.snapshot), 'and on c');
+      assert.equal(there[1].notes[0], `incremental from ${there[0].snapshot}`);
+
+      d.ok(['backup', 'restore', 'tsvz-p3', there[1].snapshot, '--as', 'tsvz-p3-r']);
+      const restored = path.join(d.dir, 'containers', 'tsvz-p3-r', 'rootfs', 'root');
+      assert.equal(fs.readFileSync(path.join(restored, 'small'), 'utf8'), 'changed again\n');
+      assert.ok(fs.readFileSync(path.join(restored, 'big')).equals(fs.readFileSync(path.join(rootfs, 'root', 'big'))));
+    });
   });
-  after(async () => {
-    await c?.stopDaemon();
-    await d?.stopDaemon();
-    for (const [h, names] of [[c, ['tsvz-p3']], [d, ['tsvz-p3-r']]] as const) for (const n of names) h?.run(['destroy', '--force', n]);
-    c?.run(['pool', 'rm', '--force', 'tsvz-bt']);
-    d?.run(['pool', 'rm', '--force', 'backups']);
-    net.remove();
-  });
-
-  test('the second run sends only the difference from the base both hold; retention runs on both sides; d restores it', () => {
-    c.ok(['create', 'tsvz-p3', '--pool', 'tsvz-bt']);
-    const rootfs = path.join(c.dir, 'containers', 'tsvz-p3', 'rootfs');
-    fs.writeFileSync(path.join(rootfs, 'root', 'big'), Buffer.alloc(8 << 20, 'x'));
-    c.ok(['schedule', 'add', 'tsvz-p3', 'daily', '--cron', '0 3 1 1 *', '--keep', 'last=2', '--to', 'd', '--tz', 'UTC']);
-    const shipped = (out: string) => Number(/\((\d+) bytes shipped\)/.exec(out)![1]);
-    const full = shipped(c.ok(['schedule', 'run', 'tsvz-p3', 'daily']));
-    assert.ok(full > 8 << 20, `the first send is full (${full} bytes)`);
-    fs.writeFileSync(path.join(rootfs, 'root', 'small'), 'changed\n');
-    const incremental = shipped(c.ok(['schedule', 'run', 'tsvz-p3', 'daily']));
-    assert.ok(incremental < 1 << 20, `the second send carries the change only (${incremental} bytes)`);
-    let there = rows(c, 'tsvz-p3', '--on', 'd');
-    assert.deepEqual(there.map((r) => r.format), ['btrfs', 'btrfs']);
-    assert.deepEqual(there.map((r) => r.notes[0]), ['full', `incremental from ${there[0].snapshot}`]);
-
-    fs.writeFileSync(path.join(rootfs, 'root', 'small'), 'changed again\n');
-    c.ok(['schedule', 'run', 'tsvz-p3', 'daily']);
-    there = rows(c, 'tsvz-p3', '--on', 'd');
-    const here = rows(c, 'tsvz-p3').filter((r) => r.where === 'local');
-    assert.equal(there.length, 2, 'keep-last=2 on d');
-    assert.deepEqual(here.map((r) => r.snapshot), there.map((r) => r.snapshot), 'and on c');
-    assert.equal(there[1].notes[0], `incremental from ${there[0].snapshot}`);
-
-    d.ok(['backup', 'restore', 'tsvz-p3', there[1].snapshot, '--as', 'tsvz-p3-r']);
-    const restored = path.join(d.dir, 'containers', 'tsvz-p3-r', 'rootfs', 'root');
-    assert.equal(fs.readFileSync(path.join(restored, 'small'), 'utf8'), 'changed again\n');
-    assert.equal(fs.statSync(path.join(restored, 'big')).size, 8 << 20);
-  });
-});
+}
