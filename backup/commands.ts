@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../lib/errors';
+import { parseSize } from '../lib/units';
 import type { Root } from '../lib/root';
 import { Container } from '../runtime/container';
 import { formatKeepPolicy, parseKeepPolicy } from './retention';
@@ -27,6 +28,8 @@ export function listSchedules(root: Root, now = Date.now()): ScheduleRow[] {
 
 export interface AddRequest {
   container: string; name: string; cron: string; keep?: string; mode?: string; stateful?: boolean; timeZone?: string; to?: string;
+  /** "10M": bytes a second. */
+  bwlimit?: string;
 }
 
 /** Add a schedule: the container and the remote must exist, the cron and the keep rules parse. */
@@ -34,7 +37,9 @@ export async function addSchedule(root: Root, req: AddRequest): Promise<Schedule
   const s = validateSchedule({
     container: req.container, name: req.name, cron: req.cron, timeZone: req.timeZone ?? hostTimeZone(),
     keep: req.keep === undefined ? {} : parseKeepPolicy(req.keep), mode: req.mode as Schedule['mode'], stateful: req.stateful, to: req.to,
+    ...(req.bwlimit !== undefined ? { bandwidth: parseSize(req.bwlimit, '--bwlimit') } : {}),
   });
+  if (s.bandwidth !== undefined && !s.to) throw new InvalidArgumentError('--bwlimit limits shipping: give --to too');
   Container.open(root, s.container); // "no such container"
   if (s.to) {
     const { RemoteStore } = await import('../daemon/remotes');

@@ -22,7 +22,7 @@ export function backupBody(root: Root): RunBody {
     let shipError: Error | undefined;
     if (s.to) {
       try {
-        shipped = (await shipSnapshot(c, snap, s.to, { schedule: s.name, keep: s.keep, timeZone: s.timeZone })).bytes;
+        shipped = (await shipSnapshot(c, snap, s.to, { schedule: s.name, keep: s.keep, timeZone: s.timeZone, bandwidth: s.bandwidth })).bytes;
       } catch (err) {
         shipError = err as Error;
       }

@@ -31,6 +31,8 @@ export interface Schedule {
   stateful: boolean;
   /** Remote (remotes.json) each new snapshot is shipped to. */
   to?: string;
+  /** Bytes a second a send may use (undefined: no limit). */
+  bandwidth?: number;
   /** ISO 8601: slots before it are not owed. */
   createdAt: string;
 }
@@ -99,8 +101,9 @@ export function validateSchedule(s: Partial<Schedule>): Schedule {
   if (!(MODES as readonly string[]).includes(mode)) throw new InvalidArgumentError(`unknown mode "${mode}"`, `modes: ${MODES.join(', ')}`);
   const keep = validateKeepPolicy(s.keep ?? {});
   if (s.to !== undefined) validateName(s.to, 'remote');
+  if (s.bandwidth !== undefined && (!Number.isSafeInteger(s.bandwidth) || s.bandwidth < 1024)) throw new InvalidArgumentError('--bwlimit must be at least 1K a second');
   if (s.stateful && mode === 'stop') throw new InvalidArgumentError('--stateful needs the container running: not with --mode stop');
-  return { container, name, cron: s.cron!, timeZone, keep, mode, stateful: s.stateful === true, ...(s.to ? { to: s.to } : {}), createdAt: s.createdAt ?? new Date().toISOString() };
+  return { container, name, cron: s.cron!, timeZone, keep, mode, stateful: s.stateful === true, ...(s.to ? { to: s.to } : {}), ...(s.bandwidth !== undefined ? { bandwidth: s.bandwidth } : {}), createdAt: s.createdAt ?? new Date().toISOString() };
 }
 
 export class ScheduleStore {

@@ -7,6 +7,7 @@ import { canSendIncremental, SendFormat, SnapshotCatalog, withStore } from '../s
 import { formatKeepPolicy, KeepPolicy } from './retention';
 import { framed } from './service';
 import { ShipState } from './ship-state';
+import { throttle } from './throttle';
 
 /**
  * Shipping one snapshot to a remote's backup store (tsvz.v1.Backups over the
@@ -31,7 +32,7 @@ export async function connectRemote(root: Root, remote: string): Promise<RemoteC
   return RemoteClient.connect(root, remote);
 }
 
-export async function shipSnapshot(c: Container, snap: string, remote: string, opts: { schedule?: string; keep?: KeepPolicy; timeZone?: string; client?: RemoteClient } = {}): Promise<ShipResult> {
+export async function shipSnapshot(c: Container, snap: string, remote: string, opts: { schedule?: string; keep?: KeepPolicy; timeZone?: string; bandwidth?: number; client?: RemoteClient } = {}): Promise<ShipResult> {
   const client = opts.client ?? await connectRemote(c.root, remote);
   const state = new ShipState(c.root);
   try {
@@ -53,7 +54,9 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
           const older = new SnapshotCatalog(c.paths.dir).list().filter((s) => s.createdAt < rec.createdAt && theirs.has(s.name) && !s.missingSince);
           parent = older.at(-1)?.name;
         }
-        const stream = await store.send(c.name, snap, { format, ...(parent ? { parent } : {}) });
+        const sent = await store.send(c.name, snap, { format, ...(parent ? { parent } : {}) });
+        const stream = opts.bandwidth ? sent.pipe(throttle(opts.bandwidth)) : sent;
+        if (stream !== sent) sent.on('error', (err) => stream.destroy(err));
         const messages = framed({
           container: c.name, snapshot: snap, createdAt: rec.createdAt, parent, configJson: JSON.stringify(c.config),
           schedule: opts.schedule, keep: opts.keep ? formatKeepPolicy(opts.keep) : undefined, timeZone: opts.timeZone,
@@ -63,6 +66,7 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
           answer = await client.clientStream(Backups.Receive, messages);
         } finally {
           stream.destroy();
+          sent.destroy();
         }
         await state.update(c.name, remote, (e) => ({ ...e, base: snap, baseAt: new Date().toISOString() }));
         return { remote, format, ...(parent ? { parent } : {}), bytes: answer.bytes ?? 0, prunedThere: answer.pruned ?? [] };

@@ -37,9 +37,10 @@ export function register(program: Command): void {
     .option('--stateful', 'memory too (CRIU): such a backup restores running')
     .option('--tz <zone>', 'IANA time zone the cron and the retention periods are read in (default: the host\'s)')
     .option('--to <remote>', 'ship each new snapshot to this remote\'s backup store')
+    .option('--bwlimit <rate>', 'bytes a second a send may use, e.g. 10M')
     .action(async (container: string, name: string, o, cmd: Command) => {
       const { addSchedule } = await import('../../backup/commands');
-      const s = await addSchedule(rootOf(cmd), { container, name, cron: o.cron, keep: o.keep, mode: o.mode, stateful: o.stateful === true, timeZone: o.tz, to: o.to });
+      const s = await addSchedule(rootOf(cmd), { container, name, cron: o.cron, keep: o.keep, mode: o.mode, stateful: o.stateful === true, timeZone: o.tz, to: o.to, bwlimit: o.bwlimit });
       print(`added ${s.container}/${s.name}: next run ${s.nextRun ?? 'never'}\n`);
       const { daemonStatus } = await import('../../daemon/status');
       if (!daemonStatus(rootOf(cmd)).running) printError('tsvz: note: no daemon serves this root: schedules run only under `tsvz daemon`\n');

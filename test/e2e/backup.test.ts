@@ -143,6 +143,8 @@ describe('scheduled backups shipped to another host', { skip }, () => {
       [['schedule', 'add', 'tsvz-p1', 'x', '--cron', '0 25 * * *'], /^tsvz: invalid cron expression "0 25 \* \* \*"/],
       [['schedule', 'add', 'tsvz-p1', 'x', '--cron', '0 * * * *', '--keep', 'daily=0'], /^tsvz: keep rule "daily=0" keeps nothing/],
       [['backup', 'list', 'tsvz-p1', '--on', 'nowhere'], /^tsvz: no remote nowhere /],
+      [['schedule', 'add', 'tsvz-p1', 'x', '--cron', '0 * * * *', '--bwlimit', '10M'], /^tsvz: --bwlimit limits shipping: give --to too/],
+      [['schedule', 'add', 'tsvz-p1', 'x', '--cron', '0 * * * *', '--keep', 'last=1', '--mode', 'pause'], /^tsvz: unknown mode "pause"/],
     ] as const) {
       const r = a.run([...args]);
       assert.notEqual(r.status, 0, args.join(' '));
