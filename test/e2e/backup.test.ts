@@ -175,7 +175,7 @@ for (const driver of ['btrfs', 'zfs'] as const) {
       c = net.host('c');
       d = net.host('d');
       d.ok(['pool', 'create', store, '--driver', driver, '--size', '256M']);
-      c.ok(['pool', 'create', pool, '--driver', driver, '--size', '256M']);
+      c.ok(['pool', 'create', pool, '--driver', driver, '--size', '640M']);
       await c.startDaemon();
       // d's store in a native pool: the streams are received as they are sent.
       await d.startDaemon(['--backup-pool', store]);
@@ -219,6 +219,38 @@ for (const driver of ['btrfs', 'zfs'] as const) {
       const restored = path.join(d.dir, 'containers', 'tsvz-p3-r', 'rootfs', 'root');
       assert.equal(fs.readFileSync(path.join(restored, 'small'), 'utf8'), 'changed again\n');
       assert.ok(fs.readFileSync(path.join(restored, 'big')).equals(fs.readFileSync(path.join(rootfs, 'root', 'big'))));
+    });
+
+    test("the store's pool full: the run fails, the snapshot stays on c, nothing is registered or kept on d; the next run sends from the held base", async () => {
+      const rootfs = path.join(c.dir, 'containers', 'tsvz-p3', 'rootfs', 'root');
+      const before = rows(c, 'tsvz-p3', '--on', 'd').map((r) => r.snapshot);
+      const used = () => (JSON.parse(d.ok(['pool', 'list', '--json'])) as { name: string; usedBytes: number }[]).find((p) => p.name === store)!.usedBytes;
+      const usedBefore = used();
+      const fd = fs.openSync(path.join(rootfs, 'huge'), 'w');
+      for (let i = 0; i < 300; i++) fs.writeSync(fd, crypto.randomBytes(1 << 20));
+      fs.closeSync(fd);
+      const r = c.run(['schedule', 'run', 'tsvz-p3', 'daily']);
+      assert.notEqual(r.status, 0);
+      const m = /^tsvz: run failed: snapshot (daily-[0-9-]+) taken, but sending it to d failed: /m.exec(r.stderr);
+      assert.ok(m, r.stderr);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.ok(rows(c, 'tsvz-p3').some((x) => x.where === 'local' && x.snapshot === m[1]), 'the snapshot stays on c');
+      assert.deepEqual(rows(c, 'tsvz-p3', '--on', 'd').map((x) => x.snapshot), before, 'nothing registered on d');
+      // btrfs frees a deleted subvolume's space in the background: wait for its cleaner, then commit.
+      if (driver === 'btrfs') {
+        const entry = (JSON.parse(fs.readFileSync(path.join(d.dir, 'pools.json'), 'utf8')) as { pools: Record<string, { record: { mountpoint: string } }> }).pools[store];
+        d.exec(['btrfs', 'subvolume', 'sync', entry.record.mountpoint]);
+        d.exec(['btrfs', 'filesystem', 'sync', entry.record.mountpoint]);
+      }
+      assert.ok(await eventually(() => used() < usedBefore + (64 << 20), 60_000), `nothing of it kept on d (${usedBefore} → ${used()} bytes used)`);
+
+      fs.rmSync(path.join(rootfs, 'huge'));
+      const out = c.ok(['schedule', 'run', 'tsvz-p3', 'daily']);
+      const next = /^(daily-[0-9-]+) \((\d+) bytes shipped\)/.exec(out)!;
+      assert.ok(Number(next[2]) < 1 << 20, `sent from the held base, incrementally (${next[2]} bytes)`);
+      const there = rows(c, 'tsvz-p3', '--on', 'd');
+      assert.equal(there.at(-1)?.snapshot, next[1]);
+      assert.equal(there.at(-1)?.notes[0], `incremental from ${before.at(-1)}`);
     });
   });
 }
