@@ -12,6 +12,8 @@ import { dueAt } from './timing';
 export interface ScheduleRow extends Schedule, Omit<ScheduleRuns, 'last'> {
   keepText: string;
   nextRun?: string;
+  /** A slot is owed and has not run (no daemon, or it is behind): since when, in ms. */
+  lagMs?: number;
   last?: RunRecord;
 }
 
@@ -22,7 +24,11 @@ export function listSchedules(root: Root, now = Date.now()): ScheduleRow[] {
     const r = runs[`${s.container}/${s.name}`] ?? { failures: 0 };
     const due = dueAt(s.cron, s.timeZone, r.lastSlot ? Date.parse(r.lastSlot) : undefined, Date.parse(s.createdAt), now);
     const next = due.slot !== undefined ? now : due.next;
-    return { ...s, ...r, keepText: formatKeepPolicy(s.keep), ...(next !== undefined ? { nextRun: new Date(next).toISOString() } : {}) };
+    return {
+      ...s, ...r, keepText: formatKeepPolicy(s.keep),
+      ...(next !== undefined ? { nextRun: new Date(next).toISOString() } : {}),
+      ...(due.slot !== undefined ? { lagMs: now - due.slot } : {}),
+    };
   });
 }
 

@@ -20,7 +20,7 @@ export function register(program: Command): void {
       printTable([
         ['CONTAINER', 'NAME', 'CRON', 'ZONE', 'KEEP', 'MODE', 'TO', 'NEXT', 'LAST'],
         ...rows.map((r) => [
-          r.container, r.name, r.cron, r.timeZone, r.keepText || 'all', `${r.mode}${r.stateful ? '+memory' : ''}`, r.to ?? '-', when(r.nextRun),
+          r.container, r.name, r.cron, r.timeZone, r.keepText || 'all', `${r.mode}${r.stateful ? '+memory' : ''}`, r.to ?? '-', r.lagMs !== undefined ? `owed for ${Math.round(r.lagMs / 1000)} s` : when(r.nextRun),
           r.last ? `${r.last.startedAt} ${r.last.outcome}${r.last.why ? ` (${r.last.why})` : ''} ${r.last.durationMs} ms${r.last.bytesShipped !== undefined ? ` ${r.last.bytesShipped} bytes shipped` : ''}` : 'never',
         ]),
       ]);
