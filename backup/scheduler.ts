@@ -71,6 +71,8 @@ export class Scheduler {
   private timer: unknown;
   private stopped = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Broken schedules already logged (once each). */
+  private readonly warned = new Set<string>();
   /** Slots launched by this process, before their record is on disk. */
   private readonly launched = new Map<string, number>();
 
@@ -118,6 +120,11 @@ export class Scheduler {
     let schedules: Schedule[] = [];
     try {
       schedules = this.store.list();
+      for (const r of this.store.rejected) {
+        if (this.warned.has(r.key)) continue;
+        this.warned.add(r.key);
+        this.log?.warn('backup schedule skipped', { schedule: r.key, error: r.why });
+      }
     } catch (err) {
       this.log?.warn('backup schedules unreadable', { error: (err as Error).message });
     }

@@ -114,8 +114,26 @@ export class ScheduleStore {
   private get runsFile(): string { return path.join(this.dir, 'runs.json'); }
   private get lockFile(): string { return path.join(this.root.locksDir, 'backup-schedules.lock'); }
 
+  /** The valid schedules; one the file holds that fails the checks (edited by hand) is left out, and in `rejected`. */
   list(): Schedule[] {
-    return (readJsonIfExists<SchedulesFile>(this.file)?.schedules ?? []).map(validateSchedule);
+    const out: Schedule[] = [];
+    this.rejected = [];
+    for (const raw of this.raw()) {
+      try {
+        out.push(validateSchedule(raw));
+      } catch (err) {
+        this.rejected.push({ key: `${String(raw?.container)}/${String(raw?.name)}`, why: (err as Error).message });
+      }
+    }
+    return out;
+  }
+
+  /** What the last list() left out, and why. */
+  rejected: { key: string; why: string }[] = [];
+
+  private raw(): Partial<Schedule>[] {
+    const f = readJsonIfExists<SchedulesFile>(this.file);
+    return Array.isArray(f?.schedules) ? f.schedules : [];
   }
 
   get(container: string, name: string): Schedule {
@@ -126,18 +144,19 @@ export class ScheduleStore {
 
   add(s: Schedule): Promise<void> {
     return this.locked(async () => {
-      const all = this.list();
+      const all = this.raw();
       if (all.some((x) => x.container === s.container && x.name === s.name)) {
         throw new AlreadyExistsError(`container ${s.container} already has a schedule "${s.name}"`, `remove it first: \`tsvz schedule rm ${s.container} ${s.name}\``);
       }
-      await this.save([...all, validateSchedule(s)]);
+      await this.save([...all as Schedule[], validateSchedule(s)]);
     });
   }
 
   remove(container: string, name: string): Promise<void> {
     return this.locked(async () => {
-      this.get(container, name);
-      await this.save(this.list().filter((x) => !(x.container === container && x.name === name)));
+      const all = this.raw();
+      if (!all.some((x) => x.container === container && x.name === name)) this.get(container, name); // "no schedule"
+      await this.save(all.filter((x) => !(x.container === container && x.name === name)) as Schedule[]);
       const runs = this.allRuns();
       delete runs[scheduleKey(container, name)];
       await writeJsonAtomic(this.runsFile, { version: 1, runs } satisfies RunsFile);

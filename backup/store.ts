@@ -188,7 +188,13 @@ export class BackupStore {
         ...(b.schedule ? { schedule: b.schedule } : {}), ...(b.keep ? { keep: b.keep } : {}), ...(b.timeZone ? { timeZone: b.timeZone } : {}),
         configJson: b.configJson, receivedAt: new Date().toISOString(),
       };
-      await this.locked(async () => this.save([...this.list(), rec]));
+      await this.locked(async () => {
+        // Checked again under the lock: two senders of one snapshot at once register it once.
+        if (this.list({ source: b.source, container: b.container }).some((x) => x.snapshot === b.snapshot)) {
+          throw new InvalidArgumentError(`the store already holds backup ${b.snapshot} of ${b.container}`);
+        }
+        await this.save([...this.list(), rec]);
+      });
     } catch (err) {
       await this.discard(p, volume, b.snapshot).catch(() => undefined);
       throw err;

@@ -244,4 +244,18 @@ describe('schedules: input', () => {
     await assert.rejects(store.remove('p1', 'hourly'), /no schedule "hourly"/);
     assert.deepEqual(fs.readdirSync(store.dir).filter((f) => f.endsWith('.tmp')), []);
   });
+
+  test('a schedule broken by hand is left out, reported, kept through other changes, and can be removed', async () => {
+    await addSchedule('0 * * * *', '2026-05-01T09:30:00Z', 'UTC');
+    const file = path.join(store.dir, 'schedules.json');
+    const f = JSON.parse(fs.readFileSync(file, 'utf8'));
+    f.schedules.push({ ...f.schedules[0], name: 'broken', cron: '99 * * * *' });
+    fs.writeFileSync(file, JSON.stringify(f));
+    assert.deepEqual(store.list().map((s) => s.name), ['hourly']);
+    assert.match(store.rejected[0].why, /invalid cron expression "99/);
+    await store.add(validateSchedule({ container: 'p2', name: 'daily', cron: '0 3 * * *', timeZone: 'UTC', keep: {} }));
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).schedules.length, 3, 'the broken one is not dropped by an add');
+    await store.remove('p1', 'broken');
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).schedules.length, 2);
+  });
 });
