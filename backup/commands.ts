@@ -17,10 +17,12 @@ export interface ScheduleRow extends Schedule, Omit<ScheduleRuns, 'last'> {
   last?: RunRecord;
 }
 
-export function listSchedules(root: Root, now = Date.now()): ScheduleRow[] {
+export function listSchedules(root: Root, now = Date.now(), rejected?: { key: string; why: string }[]): ScheduleRow[] {
   const store = new ScheduleStore(root);
   const runs = store.allRuns();
-  return store.list().map((s) => {
+  const valid = store.list();
+  rejected?.push(...store.rejected);
+  return valid.map((s) => {
     const r = runs[`${s.container}/${s.name}`] ?? { failures: 0 };
     const due = dueAt(s.cron, s.timeZone, r.lastSlot ? Date.parse(r.lastSlot) : undefined, Date.parse(s.createdAt), now);
     const next = due.slot !== undefined ? now : due.next;

@@ -5,6 +5,7 @@ import { pruneSnapshots } from './prune';
 import type { RunBody } from './scheduler';
 import type { Schedule } from './schedules';
 import { shipSnapshot } from './ship';
+import { trace } from '../lib/trace';
 
 /**
  * One backup run of a schedule, once executeRun holds the container: take
@@ -17,7 +18,9 @@ import { shipSnapshot } from './ship';
 export function backupBody(root: Root): RunBody {
   return async (s: Schedule) => {
     const c = Container.open(root, s.container);
+    trace('backup: run');
     const snap = await takeSnapshot(c, s);
+    trace('backup: snapshot taken');
     let shipped: number | undefined;
     let shipError: Error | undefined;
     if (s.to) {
@@ -27,7 +30,9 @@ export function backupBody(root: Root): RunBody {
         shipError = err as Error;
       }
     }
+    trace('backup: shipped');
     const rows = await pruneSnapshots(c, [{ schedule: s.name, keep: s.keep, timeZone: s.timeZone }]);
+    trace('backup: pruned');
     const pruned = rows.filter((r) => r.action === 'remove' && !r.error).map((r) => r.name);
     if (shipError) {
       shipError.message = `snapshot ${snap} taken, but sending it to ${s.to} failed: ${shipError.message}`;

@@ -8,6 +8,7 @@ import { formatKeepPolicy, KeepPolicy } from './retention';
 import { framed } from './service';
 import { ShipState } from './ship-state';
 import { throttle } from './throttle';
+import { trace } from '../lib/trace';
 
 /**
  * Shipping one snapshot to a remote's backup store (tsvz.v1.Backups over the
@@ -39,6 +40,7 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
     const rec = new SnapshotCatalog(c.paths.dir).find(snap);
     if (!rec) throw new NotFoundError(`container ${c.name} has no snapshot "${snap}"`);
     const offer = await client.unary(Backups.Offer, { container: c.name }, { timeoutMs: 30_000 });
+    trace('backup: offer answered');
     const theirs = new Set(offer.snapshots ?? []);
     if (theirs.has(snap)) {
       await state.update(c.name, remote, (e) => ({ ...e, base: snap, baseAt: new Date().toISOString() }));
@@ -64,6 +66,7 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
         let answer;
         try {
           answer = await client.clientStream(Backups.Receive, messages);
+          trace('backup: received and registered there');
         } finally {
           stream.destroy();
           sent.destroy();

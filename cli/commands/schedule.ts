@@ -14,7 +14,9 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o, cmd: Command) => {
       const { listSchedules } = await import('../../backup/commands');
-      const rows = listSchedules(rootOf(cmd));
+      const rejected: { key: string; why: string }[] = [];
+      const rows = listSchedules(rootOf(cmd), Date.now(), rejected);
+      for (const r of rejected) printError(`tsvz: schedule ${r.key} is broken and never runs: ${r.why}\n`);
       if (o.json) return printJson(rows);
       const when = (t?: string) => t ?? '-';
       printTable([
