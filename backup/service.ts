@@ -8,7 +8,7 @@ import { CallContext, clientStream, DaemonContext, Handler, serverStream, unary 
 import { withIdleLimit } from '../daemon/upload';
 import type { SendFormat } from '../storage';
 import { validateSnapshotName } from '../storage';
-import { parseKeepPolicy } from './retention';
+import { KeepPolicy, parseKeepPolicy } from './retention';
 import { BackupStore, hashing, StoredBackup } from './store';
 
 /**
@@ -17,7 +17,7 @@ import { BackupStore, hashing, StoredBackup } from './store';
  * its certificate's fingerprint). Every field it sends is checked as if
  * typed here.
  */
-export function backupService(d: DaemonContext, opts: { pool?: string } = {}): Handler[] {
+export function backupService(d: DaemonContext, opts: { pool?: string; keep?: KeepPolicy } = {}): Handler[] {
   const store = new BackupStore(d.root, opts);
   void store.pool().catch((err: Error) => d.log.error('backup store unusable', { error: err.message }));
   const caller = (ctx: CallContext) => {

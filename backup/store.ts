@@ -69,7 +69,8 @@ export interface IncomingBackup {
 export class BackupStore {
   private opened?: Promise<Pool>;
 
-  constructor(readonly root: Root, private readonly opts: { pool?: string } = {}) {}
+  /** `keep`: this host's own rules for what it stores (default: each sender's). */
+  constructor(readonly root: Root, private readonly opts: { pool?: string; keep?: KeepPolicy } = {}) {}
 
   private get dir(): string { return path.join(this.root.dir, 'backups'); }
   private get file(): string { return path.join(this.dir, 'store.json'); }
@@ -202,13 +203,14 @@ export class BackupStore {
     return { bytes, pruned: await this.prune(b.source, b.container, b.schedule) };
   }
 
-  /** The store's own retention over one schedule's backups: the sender's rules, applied here. */
+  /** The store's retention over one schedule's backups: this host's rules if it has some, else the sender's. */
   private async prune(source: string, container: string, schedule?: string): Promise<string[]> {
     const mine = this.list({ source, container }).filter((b) => b.schedule === schedule);
     const newest = mine.reduce<StoredBackup | undefined>((a, b) => (!a || Date.parse(b.createdAt) > Date.parse(a.createdAt) ? b : a), undefined);
-    if (!newest?.keep || Object.keys(newest.keep).length === 0) return [];
+    const keep = this.opts.keep ?? newest?.keep;
+    if (!newest || !keep || Object.keys(keep).length === 0) return [];
     const holds = new Map<string, string>();
-    const decisions = applyRetention(mine.map((b) => ({ name: b.snapshot, createdAt: b.createdAt })), newest.keep, { timeZone: newest.timeZone, holds });
+    const decisions = applyRetention(mine.map((b) => ({ name: b.snapshot, createdAt: b.createdAt })), keep, { timeZone: newest.timeZone, holds });
     const removed: string[] = [];
     const p = await this.pool();
     for (const d of decisions.filter((x) => x.action === 'remove')) {

@@ -76,6 +76,23 @@ describe('the backup store', { skip }, () => {
     assert.deepEqual(new BackupStore(root).list().map((b) => b.snapshot), ['s1']);
   });
 
+  test("the store prunes by the sender's rules, or by its own when it has some", async () => {
+    const data = await tarBytes();
+    const sum = () => ({ sha256: crypto.createHash('sha256').update(data).digest(), bytes: data.length });
+    const other = new Root(path.join(tmp, 'root-keep'));
+    other.ensure();
+    const send = async (store: BackupStore, snap: string, minute: number) =>
+      store.receive(incoming(snap, { schedule: 'h', keep: { last: 2 }, createdAt: `2026-05-01T10:0${minute}:00Z` }), Readable.from([data]), sum);
+    const senders = new BackupStore(other);
+    await send(senders, 'k1', 1);
+    await send(senders, 'k2', 2);
+    assert.deepEqual((await send(senders, 'k3', 3)).pruned, ['k1'], "the sender's last=2");
+    const own = new BackupStore(other, { keep: { last: 1 } });
+    assert.deepEqual((await send(own, 'k4', 4)).pruned.sort(), ['k2', 'k3'], "this host's last=1");
+    assert.deepEqual(own.list({ container: 'tsvz-p1' }).map((b) => b.snapshot), ['k4']);
+    assert.equal(volumes(other).length, 1);
+  });
+
   test('hostile headers are refused before anything is written', async () => {
     const store = new BackupStore(root);
     const empty = () => Readable.from([]);
