@@ -4,7 +4,7 @@ import { SnapshotCatalog } from '../storage';
 import { pruneSnapshots } from './prune';
 import type { RunBody } from './scheduler';
 import type { Schedule } from './schedules';
-import { shipSnapshot } from './ship';
+import { connectRemote, shipSnapshot } from './ship';
 import { trace } from '../lib/trace';
 
 /**
@@ -19,15 +19,28 @@ export function backupBody(root: Root): RunBody {
   return async (s: Schedule) => {
     const c = Container.open(root, s.container);
     trace('backup: run');
-    const snap = await takeSnapshot(c, s);
+    // The TLS handshake goes on while the snapshot is taken. A remote gone from
+    // remotes.json fails the send below, after the snapshot, not the snapshot.
+    const client = s.to ? await connectRemote(root, s.to).catch(() => undefined) : undefined;
+    const connecting = client?.connect(30_000).catch(() => undefined);
+    let snap: string;
+    try {
+      snap = await takeSnapshot(c, s);
+    } catch (err) {
+      client?.close();
+      throw err;
+    }
     trace('backup: snapshot taken');
     let shipped: number | undefined;
     let shipError: Error | undefined;
     if (s.to) {
       try {
-        shipped = (await shipSnapshot(c, snap, s.to, { schedule: s.name, keep: s.keep, timeZone: s.timeZone, bandwidth: s.bandwidth })).bytes;
+        await connecting;
+        shipped = (await shipSnapshot(c, snap, s.to, { schedule: s.name, keep: s.keep, timeZone: s.timeZone, bandwidth: s.bandwidth, ...(client ? { client } : {}) })).bytes;
       } catch (err) {
         shipError = err as Error;
+      } finally {
+        client?.close();
       }
     }
     trace('backup: shipped');
