@@ -59,4 +59,19 @@ describe('prune and scheduled runs on real snapshots', { skip }, () => {
     const rows = JSON.parse(t.ok(['backup', 'list', 'tsvz-p1', '--json'])) as { snapshot: string; notes: string[] }[];
     assert.ok(rows.find((x) => x.snapshot === victim)?.notes.some((n) => n.startsWith('MISSING')));
   });
+
+  test('a target removed from remotes.json after the schedule was made: the snapshot is still taken, the run fails and says why', () => {
+    const file = path.join(t.dir, 'backups', 'schedules.json');
+    const f = JSON.parse(fs.readFileSync(file, 'utf8'));
+    f.schedules[0].to = 'tsvz-gone';
+    fs.writeFileSync(file, JSON.stringify(f));
+    const r = t.run(['schedule', 'run', 'tsvz-p1', 'h']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /^tsvz: run failed: snapshot h-[0-9-]+ taken, but sending it to tsvz-gone failed: no remote tsvz-gone/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    const taken = /snapshot (h-[0-9-]+) taken/.exec(r.stderr)![1];
+    assert.equal(snaps().find((x) => x.name === taken)?.status, 'ok', 'the snapshot was taken and kept');
+    const row = (JSON.parse(t.ok(['schedule', 'list', '--json'])) as { name: string; last?: { outcome: string; snapshot?: string } }[]).find((x) => x.name === 'h');
+    assert.equal(row?.last?.outcome, 'failed');
+  });
 });
