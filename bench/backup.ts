@@ -281,7 +281,7 @@ async function main(): Promise<number> {
 
   const mib = (n: number) => `${round(n / MiB)} MiB`;
   const lines = [
-    '| driver | data | changed | full send | incremental shipped (median) | bytes / changed | tsvz run (median) | bare snapshot + send \| receive (median) | targets |',
+    '| driver | data | changed | full send | incremental shipped (median) | bytes / changed | tsvz run (median) | bare snapshot, send, receive (median) | targets |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map((r) => `| ${r.driver} | ${r.sizeMib} MiB | ${mib(r.changedBytes)} | ${mib(r.fullBytes)} | ${mib(r.shippedBytes.median)} | ${round(r.bytesRatio)} (≤ ${BYTES_TARGET}: ${r.bytesOk ? 'met' : 'missed'}) | ${round(r.tsvzMs.median)} ms | ${round(r.bareMs.median)} ms | time ≤ ${TIME_RATIO_TARGET}× bare + ${TIME_SLACK_MS} ms: ${r.timeOk ? 'met' : 'missed'} |`),
     ...skipped.map((s) => `| ${s.driver} | skipped: ${s.why} | | | | | | | |`),
