@@ -50,7 +50,9 @@ export function register(program: Command): void {
       }, [containersService, hostService, trustService, migrationService, (ctx) => backupService(ctx, { pool: o.backupPool, keep: backupKeep }), healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust', 'tsvz.v1.Migration', 'tsvz.v1.Backups'])]);
       const scheduler = startScheduler(d);
       await new Promise<void>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals) => { void scheduler.stop().then(() => d.stop(signal)).then(resolve); };
+        // Backup runs under way get the drain's time to finish, no more (the next start records them interrupted).
+        const runsDone = () => Promise.race([scheduler.stop(), new Promise<void>((r) => setTimeout(r, d.limits.drainMs).unref())]);
+        const onSignal = (signal: NodeJS.Signals) => { void runsDone().then(() => d.stop(signal)).then(resolve); };
         process.once('SIGTERM', onSignal);
         process.once('SIGINT', onSignal);
       });
