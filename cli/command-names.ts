@@ -4,7 +4,7 @@
  */
 export const COMMANDS = [
   'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'logs', 'doctor', 'freeze', 'unfreeze', 'checkpoint', 'restore', 'pool', 'snapshot', 'clone',
-  'daemon', 'trust', 'remote', 'migrate',
+  'daemon', 'trust', 'remote', 'migrate', 'schedule', 'prune', 'backup',
 ] as const;
 
 export type CommandName = (typeof COMMANDS)[number];
@@ -23,12 +23,14 @@ export function commandOf(argv: string[]): CommandName | undefined {
 /** Commands with subcommands: their names, the default first (`tsvz checkpoint p1` creates one). */
 const SUBCOMMANDS: Partial<Record<CommandName, readonly string[]>> = {
   checkpoint: ['create', 'list', 'inspect', 'export', 'rm'],
-  snapshot: ['create', 'list', 'rollback', 'rm'],
+  snapshot: ['create', 'list', 'rollback', 'rm', 'protect', 'unprotect'],
   pool: ['create', 'list', 'info', 'rm'],
   daemon: ['run', 'unit'],
   trust: ['token', 'list', 'rm'],
   remote: ['add', 'list', 'rm', 'info'],
   migrate: ['run', 'list', 'resolve'],
+  schedule: ['list', 'add', 'run', 'rm'],
+  backup: ['list', 'restore'],
 };
 
 /** What `--remote HOST` runs on another host's daemon (cli/remote.ts); every other command refuses it. */
@@ -54,12 +56,15 @@ export function runKeyOf(argv: string[]): string | undefined {
 
 /**
  * Does argv run from the bundle with the gRPC and X.509 libraries
- * (scripts/bundle.js)? The daemon, `trust`, `remote`, `migrate`, and anything with
- * --remote; everything else runs from the smaller one.
+ * (scripts/bundle.js)? The daemon, `trust`, `remote`, `migrate`, `schedule`
+ * (a run ships), `backup` (--on, --from), and anything with --remote;
+ * everything else runs from the smaller one.
  */
+const REMOTE_BUNDLE: ReadonlySet<string> = new Set(['daemon', 'trust', 'remote', 'migrate', 'schedule', 'backup']);
+
 export function usesRemoteBundle(argv: string[]): boolean {
   const found = locate(argv);
-  return found !== undefined && (found.remote || found.name === 'daemon' || found.name === 'trust' || found.name === 'remote' || found.name === 'migrate');
+  return found !== undefined && (found.remote || REMOTE_BUNDLE.has(found.name));
 }
 
 /** The runKeyOf of a parsed command (commander's names, without argv). */

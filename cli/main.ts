@@ -30,6 +30,9 @@ const LOADERS: Record<CommandName, () => CommandModule> = {
   trust: () => require('./commands/trust'),
   remote: () => require('./commands/remote'),
   migrate: () => require('./commands/migrate'),
+  schedule: () => require('./commands/schedule'),
+  prune: () => require('./commands/prune'),
+  backup: () => require('./commands/backup'),
 };
 
 /**

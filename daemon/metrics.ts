@@ -59,8 +59,12 @@ export class Metrics {
   readonly streamBytes = new Family('tsvz_daemon_stream_bytes_total', 'Bytes of byte streams, by method and direction.', 'counter');
   readonly trusted = new Family('tsvz_daemon_trusted_clients', 'Clients in the trust store, not revoked.', 'gauge');
   readonly started = new Family('tsvz_daemon_start_time_seconds', 'When the daemon started (Unix time).', 'gauge');
+  readonly backupLastSuccess = new Family('tsvz_backup_last_success_time_seconds', 'When a schedule last ran well (Unix time), by schedule.', 'gauge');
+  readonly backupDuration = new Family('tsvz_backup_last_duration_seconds', "A schedule's last run's duration, by schedule.", 'gauge');
+  readonly backupShipped = new Family('tsvz_backup_shipped_bytes_total', 'Bytes shipped to backup stores, by schedule.', 'counter');
+  readonly backupRuns = new Family('tsvz_backup_runs_total', 'Backup runs, by schedule and outcome (ok, failed, skipped).', 'counter');
 
   render(): string {
-    return [this.requests, this.inFlight, this.duration, this.refused, this.connections, this.streamBytes, this.trusted, this.started].map((f) => f.render()).join('');
+    return [this.requests, this.inFlight, this.duration, this.refused, this.connections, this.streamBytes, this.trusted, this.started, this.backupLastSuccess, this.backupDuration, this.backupShipped, this.backupRuns].map((f) => f.render()).join('');
   }
 }

@@ -47,6 +47,20 @@ export interface HostDescription {
 }
 export interface EnrolRequest { tokenSecret?: Buffer; clientName?: string; certificatePem?: string; proof?: Buffer }
 export interface EnrolResponse { hostName?: string }
+export interface BackupOffer { container?: string }
+export interface BackupOfferResponse { formats?: string[]; snapshots?: string[] }
+export interface BackupHeader {
+  container?: string; snapshot?: string; createdAt?: string; format?: string; parent?: string; configJson?: string; schedule?: string; keep?: string; timeZone?: string;
+}
+export interface BackupTrailer { sha256?: Buffer; bytes?: number }
+export interface BackupMessage { header?: BackupHeader; chunk?: Chunk; trailer?: BackupTrailer; part?: 'header' | 'chunk' | 'trailer' }
+export interface BackupReceived { bytes?: number; pruned?: string[] }
+export interface BackupListRequest { container?: string }
+export interface BackupEntryMsg {
+  container?: string; snapshot?: string; createdAt?: string; format?: string; parent?: string; bytes?: number; sha256?: string; schedule?: string; receivedAt?: string;
+}
+export interface BackupListResponse { backups?: BackupEntryMsg[] }
+export interface BackupFetchRequest { container?: string; snapshot?: string }
 export interface HealthCheckRequest { service?: string }
 export interface HealthCheckResponse { status?: 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN' }
 
@@ -118,6 +132,14 @@ export const Migration = {
   Commit: method<MigrateRef, MigrateOutcome>(M, 'Commit', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Abort: method<MigrateRef, MigrateOutcome>(M, 'Abort', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Status: method<MigrateRef, MigrateOutcome>(M, 'Status', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
+};
+
+const B = 'tsvz.v1.Backups';
+export const Backups = {
+  Offer: method<BackupOffer, BackupOfferResponse>(B, 'Offer', codec(tsvz('BackupOffer')), codec(tsvz('BackupOfferResponse'))),
+  Receive: method<BackupMessage, BackupReceived>(B, 'Receive', codec(tsvz('BackupMessage')), codec(tsvz('BackupReceived')), { request: true }),
+  List: method<BackupListRequest, BackupListResponse>(B, 'List', codec(tsvz('BackupListRequest')), codec(tsvz('BackupListResponse'))),
+  Fetch: method<BackupFetchRequest, BackupMessage>(B, 'Fetch', codec(tsvz('BackupFetchRequest')), codec(tsvz('BackupMessage')), { response: true }),
 };
 
 export const Trust = {

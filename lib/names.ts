@@ -4,7 +4,7 @@ import { InvalidArgumentError } from './errors';
 export const RESERVED_NAMES: ReadonlySet<string> = new Set([
   'create', 'start', 'stop', 'kill', 'destroy', 'exec', 'console', 'info', 'list', 'ls', 'logs', 'doctor',
   'help', 'checkpoint', 'restore', 'snapshot', 'clone', 'pool', 'migrate', 'daemon', 'schedule',
-  'freeze', 'unfreeze', 'rm', 'inspect', 'export', 'import', 'rollback', 'version',
+  'freeze', 'unfreeze', 'rm', 'inspect', 'export', 'import', 'rollback', 'version', 'prune', 'backup', 'protect', 'unprotect', 'run', 'resolve',
 ]);
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;

@@ -31,7 +31,7 @@ export function newSnapshotName(now = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '-').replace('.', '-').replace('Z', '');
 }
 
-export async function createSnapshot(c: Container, name?: string, opts: { stateful?: boolean } = {}): Promise<SnapshotRecord> {
+export async function createSnapshot(c: Container, name?: string, opts: { stateful?: boolean; schedule?: string } = {}): Promise<SnapshotRecord> {
   const snap = validateSnapshotName(name ?? newSnapshotName());
   return lockContainer(c, async () => {
     const state = await reconcile(c);
@@ -45,7 +45,7 @@ export async function createSnapshot(c: Container, name?: string, opts: { statef
     }
     return withStore(c.root, c.config.pool, (store) => withUndo(async (undo) => {
       const createdAt = new Date().toISOString();
-      const record: SnapshotRecord = { name: snap, createdAt, pool: store.pool, handle: store.snapshotHandle(c.name, snap), ...(opts.stateful ? { stateful: true } : {}) };
+      const record: SnapshotRecord = { name: snap, createdAt, pool: store.pool, handle: store.snapshotHandle(c.name, snap), ...(opts.stateful ? { stateful: true } : {}), ...(opts.schedule ? { schedule: opts.schedule } : {}) };
       if (opts.stateful) {
         // Journalled: a tsvz killed before CRIU wrote every page leaves nothing; after, a recorded snapshot.
         await withContainerIntent(c, 'stateful-snapshot', { snapshot: snap, pool: record.pool, handle: record.handle, createdAt }, async (intent) => {
@@ -136,6 +136,9 @@ export async function removeSnapshot(c: Container, snap: string): Promise<{ wasM
     const recorded = catalog.find(snap) !== undefined;
     const exists = await hasSnapshot(store, c.name, snap);
     if (!recorded && !exists) throw noSuchSnapshot(c, snap);
+    if (catalog.find(snap)?.protected) {
+      throw new InvalidStateError(`snapshot ${snap} of ${c.name} is protected`, `\`tsvz snapshot unprotect ${c.name} ${snap}\` first`);
+    }
     const { clonesOf } = await import('./clone');
     const clones = clonesOf(c.root, c.name, snap);
     if (clones.length > 0) {

@@ -16,6 +16,10 @@ export interface SnapshotRecord {
   adopted?: boolean;
   /** The storage no longer holds it (deleted behind tsvz's back): first noticed then. */
   missingSince?: string;
+  /** Never removed by retention nor by `snapshot rm` (`tsvz snapshot protect`). */
+  protected?: boolean;
+  /** The backup schedule that made it: its retention prunes only its own snapshots. */
+  schedule?: string;
 }
 
 interface CatalogFile {

@@ -4,7 +4,8 @@ import { openDefaultPool } from './default-pool';
 import { AlreadyExistsError } from '../lib/errors';
 import type { Root } from '../lib/root';
 import { DEFAULT_POOL, PoolCatalog } from './pool-catalog';
-import type { DriverCapabilities, Pool, SnapshotInfo } from './driver';
+import type { Readable } from 'node:stream';
+import type { DriverCapabilities, Pool, SendOptions, SnapshotInfo } from './driver';
 import type { UndoStack } from '../lib/undo';
 
 /**
@@ -31,6 +32,8 @@ export interface RootfsStore {
   rollback(name: string, snap: string): Promise<void>;
   /** Where the driver keeps a snapshot (a path, dataset or LV): recorded in the snapshot catalog. */
   snapshotHandle(name: string, snap: string): string;
+  /** A stream of the snapshot (Pool.send): backups ship it to another host's store. */
+  send(name: string, snap: string, opts: SendOptions): Promise<Readable>;
 }
 
 /**
@@ -86,6 +89,7 @@ class PoolStore implements RootfsStore {
   listSnapshots(name: string): Promise<SnapshotInfo[]> { return this.p.listSnapshots(name); }
   deleteSnapshot(name: string, snap: string): Promise<void> { return this.p.deleteSnapshot(name, snap); }
   rollback(name: string, snap: string): Promise<void> { return this.p.rollback(name, snap); }
+  send(name: string, snap: string, opts: SendOptions): Promise<Readable> { return this.p.send(name, snap, opts); }
 
   snapshotHandle(name: string, snap: string): string {
     return this.p.snapshotHandle(name, snap);

@@ -17,16 +17,26 @@ export function register(program: Command): void {
     .option('--upload-idle <duration>', 'an upload that sends nothing this long ends', '60s')
     .option('--drain <duration>', 'on SIGTERM, how long calls in flight may take to finish', '30s')
     .option('--log-level <level>', 'debug | info | warn | error', 'info')
+    .option('--backup-keep <rules>', "retention for the backups other hosts ship here, e.g. last=3,daily=7 (default: each sender's)")
+    .option('--backup-pool <pool>', "the pool other hosts' backups are received into (default: the pool named backups, else a dir pool of the store's own)")
     .action(async (o, cmd: Command) => {
       const { parseDuration, parseSize } = await import('../../lib/units');
       const { InvalidArgumentError } = await import('../../lib/errors');
       if (!['debug', 'info', 'warn', 'error'].includes(o.logLevel)) throw new InvalidArgumentError(`invalid --log-level "${o.logLevel}"`);
+      const { parseKeepPolicy } = await import('../../backup/retention');
+      const backupKeep = o.backupKeep === undefined ? undefined : parseKeepPolicy(o.backupKeep);
+      if (o.backupPool !== undefined) {
+        const { PoolCatalog } = await import('../../storage');
+        new PoolCatalog(rootOf(cmd)).get(o.backupPool); // "no such pool" before serving
+      }
       const { Daemon } = await import('../../daemon/server');
       const { containersService } = await import('../../daemon/services/containers');
       const { hostService } = await import('../../daemon/services/host');
       const { trustService } = await import('../../daemon/services/trust');
       const { healthService } = await import('../../daemon/services/health');
       const { migrationService } = await import('../../migrate/service');
+      const { backupService } = await import('../../backup/service');
+      const { startScheduler } = await import('../../backup/daemon');
       const d = await Daemon.start(rootOf(cmd), {
         listen: o.listen,
         metrics: o.metrics,
@@ -37,9 +47,12 @@ export function register(program: Command): void {
           idleMs: parseDuration(o.uploadIdle, '--upload-idle'),
           drainMs: parseDuration(o.drain, '--drain'),
         },
-      }, [containersService, hostService, trustService, migrationService, healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust', 'tsvz.v1.Migration'])]);
+      }, [containersService, hostService, trustService, migrationService, (ctx) => backupService(ctx, { pool: o.backupPool, keep: backupKeep }), healthService(['tsvz.v1.Containers', 'tsvz.v1.Host', 'tsvz.v1.Trust', 'tsvz.v1.Migration', 'tsvz.v1.Backups'])]);
+      const scheduler = startScheduler(d);
       await new Promise<void>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals) => { void d.stop(signal).then(resolve); };
+        // Backup runs under way get the drain's time to finish, no more (the next start records them interrupted).
+        const runsDone = () => Promise.race([scheduler.stop(), new Promise<void>((r) => setTimeout(r, d.limits.drainMs).unref())]);
+        const onSignal = (signal: NodeJS.Signals) => { void runsDone().then(() => d.stop(signal)).then(resolve); };
         process.once('SIGTERM', onSignal);
         process.once('SIGINT', onSignal);
       });

@@ -13,6 +13,8 @@ export function register(program: Command): void {
       const d = daemonStatus(rootOf(cmd));
       const identity = d.fingerprint ? `fingerprint ${d.fingerprint}` : 'no identity yet (made by `tsvz daemon` or `tsvz trust token`)';
       checks.push({ name: 'daemon', ok: d.running, detail: d.running ? `running (pid ${d.pid}) on ${d.address}; ${identity}` : `not running; ${identity}` });
+      const { scheduleChecks } = await import('../../backup/doctor');
+      checks.push(...scheduleChecks(rootOf(cmd)));
       if (o.json) return printJson(checks);
       printTable(checks.map((c) => [c.ok ? 'ok ' : 'no ', c.name, c.detail]));
     });

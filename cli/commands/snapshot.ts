@@ -6,7 +6,7 @@ import { onRemote, remoteOf } from '../remote';
 export function register(program: Command): void {
   const snapshot = program
     .command('snapshot')
-    .description("snapshots of a container's rootfs: create (the default), list, rollback, rm");
+    .description("snapshots of a container's rootfs: create (the default), list, rollback, rm, protect, unprotect");
 
   snapshot
     .command('create', { isDefault: true })
@@ -34,8 +34,8 @@ export function register(program: Command): void {
       if (o.json) return printJson(all);
       const bytes = (n?: number) => (n === undefined ? '-' : formatBytes(n));
       printTable([
-        ['NAME', 'CREATED', 'STATEFUL', 'SIZE', 'REFERENCED', 'STATUS'],
-        ...all.map((s) => [s.name, s.createdAt, s.stateful ? 'yes' : 'no', bytes(s.sizeBytes), bytes(s.referencedBytes), s.status === 'missing' ? `MISSING (gone from pool ${s.pool} since ${s.missingSince})` : s.adopted ? 'ok (found in the pool)' : 'ok']),
+        ['NAME', 'CREATED', 'STATEFUL', 'PROTECTED', 'SIZE', 'REFERENCED', 'STATUS'],
+        ...all.map((s) => [s.name, s.createdAt, s.stateful ? 'yes' : 'no', s.protected ? 'yes' : 'no', bytes(s.sizeBytes), bytes(s.referencedBytes), s.status === 'missing' ? `MISSING (gone from pool ${s.pool} since ${s.missingSince})` : s.adopted ? 'ok (found in the pool)' : 'ok']),
       ]);
     });
 
@@ -61,4 +61,17 @@ export function register(program: Command): void {
       const r = await removeSnapshot(openContainer(cmd, name), snap);
       print(`removed ${snap}${r.wasMissing ? ' (it was already gone from the pool)' : ''}\n`);
     });
+
+  for (const on of [true, false]) {
+    snapshot
+      .command(on ? 'protect' : 'unprotect')
+      .description(on ? 'keep a snapshot from retention and `snapshot rm`' : 'let retention and `snapshot rm` remove it again')
+      .argument('<name>', 'container name')
+      .argument('<snapshot>', 'snapshot name')
+      .action(async (name: string, snap: string, _o, cmd: Command) => {
+        const { setProtected } = await import('../../backup/prune');
+        const changed = await setProtected(openContainer(cmd, name), snap, on);
+        print(`${snap} ${changed ? 'is now' : 'was already'} ${on ? 'protected' : 'unprotected'}\n`);
+      });
+  }
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { usesRemoteBundle, runKeyOf } from '../../cli/command-names';
 import { GRPC_STATUS, TsvzError } from '../../lib/errors';
-import { BadMessage, Codec, Containers, Health, Host, Migration, Trust } from '../../daemon/proto';
+import { Backups, BadMessage, Codec, Containers, Health, Host, Migration, Trust } from '../../daemon/proto';
 import { encodeToken, parseToken } from '../../daemon/tokens';
 import { fromWireError, toWireError } from '../../daemon/wire-errors';
 
@@ -47,6 +47,17 @@ test('every message view matches the .proto: a full value survives encode and de
   roundTrip(Trust.Enrol.request, { tokenSecret: Buffer.alloc(32, 1), clientName: 'a', certificatePem: 'pem', proof: Buffer.alloc(64, 2) });
   roundTrip(Trust.Enrol.response, { hostName: 'h' });
   roundTrip(Health.Check.response, { status: 'SERVING' });
+  roundTrip(Backups.Offer.request, { container: 'p1' });
+  roundTrip(Backups.Offer.response, { formats: ['btrfs', 'tar'], snapshots: ['a', 'b'] });
+  const header = { container: 'p1', snapshot: 's2', createdAt: 'c', format: 'btrfs', parent: 's1', configJson: '{}', schedule: 'hourly', keep: 'last=3', timeZone: 'Europe/Berlin' };
+  roundTrip(Backups.Receive.request, { header, part: 'header' });
+  roundTrip(Backups.Receive.request, { chunk: { data: Buffer.from('abc') }, part: 'chunk' });
+  roundTrip(Backups.Receive.request, { trailer: { sha256: Buffer.alloc(32, 7), bytes: 2 ** 33 }, part: 'trailer' });
+  roundTrip(Backups.Receive.response, { bytes: 2 ** 33, pruned: ['s0'] });
+  roundTrip(Backups.List.request, { container: 'p1' });
+  roundTrip(Backups.List.response, { backups: [{ container: 'p1', snapshot: 's2', createdAt: 'c', format: 'tar', parent: 's1', bytes: 2 ** 33, sha256: 'ab', schedule: 'hourly', receivedAt: 'r' }] });
+  roundTrip(Backups.Fetch.request, { container: 'p1', snapshot: 's2' });
+  roundTrip(Backups.Fetch.response, { header, part: 'header' });
 });
 
 test('bytes that are not the message decode to a BadMessage, never a throw', () => {
@@ -84,5 +95,10 @@ test('--remote and the daemon commands run from the remote bundle, with caches o
   assert.equal(runKeyOf(argv('daemon')), 'daemon-run');
   assert.equal(usesRemoteBundle(argv('list')), false);
   assert.equal(usesRemoteBundle(argv('doctor')), false);
-  for (const a of [['--remote', 'b', 'list'], ['daemon'], ['trust', 'token'], ['remote', 'list']]) assert.equal(usesRemoteBundle(argv(...a)), true, a.join(' '));
+  for (const a of [['--remote', 'b', 'list'], ['daemon'], ['trust', 'token'], ['remote', 'list'], ['schedule', 'run', 'p1', 'h'], ['backup', 'list', 'p1']]) assert.equal(usesRemoteBundle(argv(...a)), true, a.join(' '));
+  assert.equal(usesRemoteBundle(argv('prune', 'p1')), false);
+  assert.equal(runKeyOf(argv('schedule', 'add', 'p1', 'h')), 'schedule-add');
+  assert.equal(runKeyOf(argv('schedule')), 'schedule-list');
+  assert.equal(runKeyOf(argv('backup', 'restore', 'p1', 's')), 'backup-restore');
+  assert.equal(runKeyOf(argv('snapshot', 'protect', 'p1', 's')), 'snapshot-protect');
 });

@@ -1,0 +1,107 @@
+import { Readable } from 'node:stream';
+import { InvalidArgumentError, LimitError, NotFoundError } from '../lib/errors';
+import { faultPoint } from '../lib/fault';
+import { validateName } from '../lib/names';
+import { MAX_CHUNK } from '../daemon/limits';
+import { BackupMessage, Backups, BackupTrailer } from '../daemon/proto';
+import { CallContext, clientStream, DaemonContext, Handler, serverStream, unary } from '../daemon/server';
+import { withIdleLimit } from '../daemon/upload';
+import type { SendFormat } from '../storage';
+import { validateSnapshotName } from '../storage';
+import { KeepPolicy, parseKeepPolicy } from './retention';
+import { BackupStore, hashing, StoredBackup } from './store';
+
+/**
+ * tsvz.v1.Backups: this host's backup store over gRPC. Every caller is a
+ * trusted host, and sees, sends and fetches only its own backups (keyed by
+ * its certificate's fingerprint). Every field it sends is checked as if
+ * typed here.
+ */
+export function backupService(d: DaemonContext, opts: { pool?: string; keep?: KeepPolicy } = {}): Handler[] {
+  const store = new BackupStore(d.root, opts);
+  void store.pool().catch((err: Error) => d.log.error('backup store unusable', { error: err.message }));
+  const caller = (ctx: CallContext) => {
+    if (!ctx.client) throw new InvalidArgumentError('backups need a trusted caller');
+    return ctx.client;
+  };
+
+  return [
+    unary(Backups.Offer, async (req, ctx) => {
+      const container = validateName(req.container ?? '');
+      const me = caller(ctx);
+      return { formats: await store.formats(), snapshots: store.list({ source: me.fingerprint, container }).map((b) => b.snapshot) };
+    }),
+
+    clientStream(Backups.Receive, async (input, ctx) => {
+      const me = caller(ctx);
+      const it = input[Symbol.asyncIterator]();
+      const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
+      const first = await next();
+      const h = first.done ? undefined : first.value.header;
+      if (!h) throw new InvalidArgumentError('a backup starts with its header');
+      const format = h.format as SendFormat;
+      if (!['btrfs', 'zfs', 'tar'].includes(format)) throw new InvalidArgumentError(`unknown stream format "${String(h.format).slice(0, 20)}"`);
+      let trailer: BackupTrailer | undefined;
+      let total = 0;
+      const body = Readable.from((async function* () {
+        for (;;) {
+          const r = await next();
+          if (r.done) return;
+          if (r.value.trailer) { trailer = r.value.trailer; continue; }
+          if (trailer) throw new InvalidArgumentError('nothing may follow a backup\'s trailer');
+          const data = r.value.chunk?.data;
+          if (!data) throw new InvalidArgumentError('a backup sends its header once, then chunks, then its trailer');
+          if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
+          total += data.length;
+          if (total > d.limits.maxUploadBytes) throw new LimitError(`the backup is over this host's limit of ${d.limits.maxUploadBytes} bytes`);
+          d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, data.length);
+          if (total > data.length) await faultPoint('backup:receiving'); // tests kill the daemon here, mid-stream
+          yield Buffer.from(data);
+        }
+      })(), { objectMode: false });
+      ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the sender went away during the transfer')), { once: true });
+      const r = await store.receive({
+        source: me.fingerprint, sourceName: me.name,
+        container: h.container ?? '', snapshot: h.snapshot ?? '', createdAt: h.createdAt ?? '', format,
+        ...(h.parent ? { parent: h.parent } : {}), configJson: h.configJson ?? '',
+        ...(h.schedule ? { schedule: validateName(h.schedule, 'schedule') } : {}),
+        ...(h.keep ? { keep: parseKeepPolicy(h.keep) } : {}),
+        ...(h.timeZone ? { timeZone: h.timeZone } : {}),
+      }, body, () => trailer);
+      return { bytes: r.bytes, pruned: r.pruned };
+    }),
+
+    unary(Backups.List, async (req, ctx) => {
+      const me = caller(ctx);
+      const container = req.container ? validateName(req.container) : undefined;
+      return { backups: store.list({ source: me.fingerprint, container }).map(entryOf) };
+    }),
+
+    serverStream(Backups.Fetch, async (req, out, ctx) => {
+      const me = caller(ctx);
+      const container = validateName(req.container ?? '');
+      const snapshot = validateSnapshotName(req.snapshot ?? '');
+      const b = store.list({ source: me.fingerprint, container }).find((x) => x.snapshot === snapshot);
+      if (!b) throw new NotFoundError(`this host holds no backup ${snapshot} of ${container} from you`);
+      // A restore takes a full stream: tar, which every pool receives.
+      for await (const m of framed({ ...b, keep: undefined }, await store.send(b, 'tar'), 'tar')) {
+        if (ctx.signal.aborted) return;
+        if (!out.write(m)) await new Promise<void>((r) => out.once('drain', r));
+      }
+    }),
+  ];
+}
+
+export function entryOf(b: StoredBackup) {
+  return { container: b.container, snapshot: b.snapshot, createdAt: b.createdAt, format: b.format, parent: b.parent, bytes: b.bytes, sha256: b.sha256, schedule: b.schedule, receivedAt: b.receivedAt };
+}
+
+/** A stream as BackupMessages: its header, chunks of at most MAX_CHUNK, and the trailer with its sha256. */
+export async function* framed(b: Pick<StoredBackup, 'container' | 'snapshot' | 'createdAt' | 'parent' | 'configJson' | 'schedule' | 'timeZone'> & { keep?: string }, stream: Readable, format: SendFormat): AsyncGenerator<BackupMessage> {
+  yield { header: { container: b.container, snapshot: b.snapshot, createdAt: b.createdAt, format, parent: b.parent, configJson: b.configJson, schedule: b.schedule, keep: b.keep, timeZone: b.timeZone } };
+  const h = hashing(stream);
+  for await (const data of h.stream as AsyncIterable<Buffer>) {
+    for (let at = 0; at < data.length; at += MAX_CHUNK) yield { chunk: { data: data.subarray(at, at + MAX_CHUNK) } };
+  }
+  yield { trailer: h.digest() };
+}

@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { printJson, printTable, rootOf } from '../context';
+import { print } from '../output';
+
+export function register(program: Command): void {
+  const backup = program
+    .command('backup')
+    .description('backups: list (the default) and restore');
+
+  backup
+    .command('list', { isDefault: true })
+    .alias('ls')
+    .description("a container's snapshots here (protected, the base a target needs) and its backups in this host's store, or on --on REMOTE's")
+    .argument('<name>', 'container name')
+    .option('--on <remote>', "the backups of it this host shipped to that remote's store")
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, o, cmd: Command) => {
+      const { listBackups } = await import('../../backup/list');
+      const rows = await listBackups(rootOf(cmd), name, { on: o.on });
+      if (o.json) return printJson(rows);
+      printTable([
+        ['WHERE', 'SNAPSHOT', 'CREATED', 'SCHEDULE', 'FORMAT', 'BYTES', 'NOTES'],
+        ...rows.map((r) => [r.where, r.snapshot, r.createdAt, r.schedule ?? '-', r.format ?? '-', r.bytes === undefined ? '-' : String(r.bytes), r.notes.join(', ') || '-']),
+      ]);
+    });
+
+  backup
+    .command('restore')
+    .description('make a container from a backup: from this host\'s store, or fetched from --from REMOTE\'s')
+    .argument('<name>', 'the backed-up container')
+    .argument('<snapshot>', 'the backup (snapshot name)')
+    .option('--from <remote>', "fetch it from that remote's backup store")
+    .option('--as <newname>', 'restore under this name (default: its own)')
+    .option('--pool <pool>', 'pool for the restored rootfs', 'default')
+    .action(async (name: string, snap: string, o, cmd: Command) => {
+      const { restoreBackup } = await import('../../backup/restore');
+      const r = await restoreBackup(rootOf(cmd), name, snap, { from: o.from, as: o.as, pool: o.pool });
+      print(`restored ${name}@${snap} as ${r.name} (${r.bytes} bytes, from ${r.from})\n`);
+    });
+}
