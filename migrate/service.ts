@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { InvalidArgumentError, LimitError } from '../lib/errors';
+import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
 import { MAX_CHUNK } from '../daemon/limits';
 import { ImportMessage, Migration } from '../daemon/proto';
@@ -12,7 +12,7 @@ import { MigrationTarget } from './target';
 /**
  * tsvz.v1.Migration: the target's side over gRPC (migrate/target.ts does
  * the work). Only a trusted client may call it, and each migration only
- * from the client that prepared it. A daemon that starts first settles the
+ * from the client that prepared it. A daemon, as it starts, undoes the
  * transfers its last run left half-done.
  */
 export function migrationService(d: DaemonContext): Handler[] {
@@ -26,7 +26,7 @@ export function migrationService(d: DaemonContext): Handler[] {
   /** The record of `id`, refused unless the caller is the host that prepared it. */
   const own = (id: unknown, ctx: CallContext): MigrationRecord => {
     const r = journal.get(validateMigrationId(id));
-    if (r.peerFingerprint !== ctx.client?.fingerprint) throw new InvalidArgumentError(`migration ${String(id)} belongs to another host`);
+    if (r.peerFingerprint !== ctx.client?.fingerprint) throw new TsvzError('EPERM', `migration ${String(id)} belongs to another host`);
     return r;
   };
 
@@ -93,6 +93,7 @@ async function* chunks(next: () => Promise<IteratorResult<ImportMessage>>, count
     if (!data) throw new InvalidArgumentError('an upload sends its header once, then chunks');
     if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
     count(data.length);
-    yield Buffer.from(data);
+    // The decoder's view of the message, which nothing else holds: passed on, not copied.
+    yield data;
   }
 }
