@@ -1,12 +1,11 @@
 import crypto = require('node:crypto');
 import fs = require('node:fs');
 import { Readable } from 'node:stream';
-import { CorruptDataError, InvalidArgumentError, NotSupportedError } from '../lib/errors';
+import { CorruptDataError, InvalidArgumentError } from '../lib/errors';
 import { validateName } from '../lib/names';
 import type { Root } from '../lib/root';
 import type { ContainerConfig } from '../runtime/config';
-import type { OwnerBase } from '../runtime/rootfs-owner';
-import type { ContainerSpec } from '../ops/create';
+import { filesOwnerOf } from '../runtime/rootfs-owner';
 import { Backups, BackupTrailer } from '../daemon/proto';
 import { DEFAULT_POOL, validateSnapshotName } from '../storage';
 import { BackupStore } from './store';
@@ -48,12 +47,12 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
   }
   try {
     const config = parseConfig(configJson);
-    const { createContainer } = await import('../ops/create');
+    const { createContainer, specLike } = await import('../ops/create');
     const { unpackTree } = await import('../archive/tree-tar');
     let bytes = 0;
-    await createContainer(root, name, specOf(config, pool, name !== config.name), async (rootfs) => {
+    await createContainer(root, name, specLike(config, { pool, renamed: name !== config.name }), async (rootfs) => {
       bytes = (await unpackTree(body, fs.realpathSync(rootfs))).bytes;
-      return filesOwner(config);
+      return filesOwnerOf(config.idmap, "the backup's config");
     });
     return { name, snapshot, bytes, from: opts.from ?? 'local' };
   } finally {
@@ -96,28 +95,4 @@ function parseConfig(json: string): ContainerConfig {
   return c;
 }
 
-function specOf(src: ContainerConfig, pool: string, renamed: boolean): ContainerSpec {
-  const limits = { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids };
-  return {
-    template: src.template,
-    init: src.init,
-    hostname: renamed ? undefined : src.hostname,
-    limits,
-    net: src.net.mode === 'bridge' && !renamed ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
-    env: src.env,
-    stopSignal: src.stopSignal,
-    pool,
-    privileged: src.idmap === undefined,
-    sharedIdmap: src.idmap?.shared === true,
-    allowSyscalls: src.allowSyscalls,
-  };
-}
 
-function filesOwner(src: ContainerConfig): OwnerBase {
-  const m = src.idmap;
-  if (!m || m.rootfs !== 'shifted') return { uid: 0, gid: 0 };
-  for (const v of [m.uid, m.gid]) {
-    if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) throw new NotSupportedError(`the backup's config has an id range starting at ${v}`);
-  }
-  return { uid: m.uid, gid: m.gid };
-}

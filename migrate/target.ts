@@ -9,13 +9,13 @@ import type { Root } from '../lib/root';
 import { unpackTree } from '../archive/tree-tar';
 import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
-import type { OwnerBase } from '../runtime/rootfs-owner';
+import { filesOwnerOf } from '../runtime/rootfs-owner';
 import type { ArchiveTrust } from '../checkpoint/archive-signature';
 import { CriuClient } from '../checkpoint/criu/client';
 import { CriuError } from '../checkpoint/criu/errors';
 import { requireCriu, formatVersion } from '../checkpoint/criu/version';
 import { CPUINFO_IMAGE } from '../ops/export';
-import { ContainerSpec, createContainer } from '../ops/create';
+import { createContainer, specLike } from '../ops/create';
 import { destroyContainer } from '../ops/destroy';
 import { freezeContainer, unfreezeContainer } from '../ops/freeze';
 import { importCheckpoint } from '../ops/import';
@@ -70,7 +70,7 @@ export class MigrationTarget {
       const other = this.journal.inFlight(name, 'target');
       if (other) throw new BusyError(`a migration of ${name} to this host is in progress (${other.id}, ${other.phase})`, `\`tsvz migrate resolve ${name}\` settles one that was interrupted`);
       if (pool !== DEFAULT_POOL) new PoolCatalog(this.root).get(pool);
-      specOf(config, pool); // every field refused now, before the source freezes anything
+      specLike(config, { pool }); // every field refused now, before the source freezes anything
       await checkCpu(this.root, req.cpuinfo);
       if (req.checkOnly) return { criuVersion: formatVersion(criu) };
       await this.journal.start({ id, role: 'target', name, phase: 'prepared', peer: req.peer, peerFingerprint: req.peerFingerprint });
@@ -90,9 +90,9 @@ export class MigrationTarget {
       await this.journal.advance(r, 'receiving');
       let bytes = 0;
       try {
-        const from = filesOwner(p.config);
+        const from = filesOwnerOf(p.config.idmap, 'the config sent');
         trace('migrate target: creating from files');
-        await createContainer(this.root, r.name, specOf(p.config, p.pool), async (rootfs) => {
+        await createContainer(this.root, r.name, specLike(p.config, { pool: p.pool }), async (rootfs) => {
           bytes = (await unpackTree(body, fs.realpathSync(rootfs), { limits: { maxBytes } })).bytes;
           return from;
         });
@@ -240,30 +240,4 @@ function parseConfig(json: string): ContainerConfig {
   return c;
 }
 
-/** A create request like the source's container, checked by create as if typed here. */
-function specOf(src: ContainerConfig, pool: string): ContainerSpec {
-  const limits = { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids };
-  return {
-    template: src.template,
-    init: src.init,
-    hostname: src.hostname,
-    limits,
-    net: src.net.mode === 'bridge' ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
-    env: src.env,
-    stopSignal: src.stopSignal,
-    pool,
-    privileged: src.idmap === undefined,
-    sharedIdmap: src.idmap?.shared === true,
-    allowSyscalls: src.allowSyscalls,
-  };
-}
 
-/** Whose ids the source's files carry: its range when it shifted its rootfs, else the container's own (from 0). */
-function filesOwner(src: ContainerConfig): OwnerBase {
-  const m = src.idmap;
-  if (!m || m.rootfs !== 'shifted') return { uid: 0, gid: 0 };
-  for (const v of [m.uid, m.gid]) {
-    if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) throw new NotSupportedError(`the config sent has an id range starting at ${v}`);
-  }
-  return { uid: m.uid, gid: m.gid };
-}

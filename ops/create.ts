@@ -132,6 +132,30 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
   });
 }
 
+/**
+ * A create request like container config `src` (an archive's, a peer's, a
+ * backup's), so create checks every value of it as if typed here. Its id
+ * range is not carried: the new container gets one of this host's. A
+ * `renamed` copy drops the hostname and the address, which are the
+ * source's own.
+ */
+export function specLike(src: ContainerConfig, opts: { pool?: string; renamed?: boolean } = {}): ContainerSpec {
+  const renamed = opts.renamed === true;
+  return {
+    template: src.template,
+    init: src.init,
+    hostname: renamed ? undefined : src.hostname,
+    limits: { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids },
+    net: src.net.mode === 'bridge' && !renamed ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
+    env: src.env,
+    stopSignal: src.stopSignal,
+    pool: opts.pool,
+    privileged: src.idmap === undefined,
+    sharedIdmap: src.idmap?.shared === true,
+    allowSyscalls: src.allowSyscalls,
+  };
+}
+
 export async function resolveNet(net: NetRequest): Promise<NetConfig> {
   if (net.mode === 'none') return { mode: 'none' };
   if (net.mode !== 'bridge') throw new InvalidArgumentError(`unknown network mode ${JSON.stringify(String((net as { mode: unknown }).mode))}`, 'use none or bridge');

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { Container } from '../runtime/container';
 import os = require('node:os');
 import { AlreadyExistsError, CorruptDataError, InvalidArgumentError, InvalidStateError, NotSupportedError } from '../lib/errors';
-import { createContainer } from './create';
+import { createContainer, specLike } from './create';
 import { destroyContainer } from './destroy';
 import type { Root } from '../lib/root';
 import { ContainerState } from '../runtime/state';
@@ -209,21 +209,8 @@ function checkTarget(c: Container, m: ArchiveManifest): void {
  * the command line), under the new name, with the source's hostname.
  */
 async function createFrom(root: Root, name: string, m: ArchiveManifest): Promise<void> {
-  const src = m.config;
-  const limits = { memoryBytes: src.limits.memoryBytes, cpus: src.limits.cpus, pids: src.limits.pids };
-  await createContainer(root, name, {
-    template: src.template,
-    init: src.init,
-    hostname: src.hostname,
-    limits,
-    net: src.net.mode === 'bridge' ? { mode: 'bridge', address: src.net.address, bridge: src.net.bridge } : { mode: 'none' },
-    env: src.env,
-    stopSignal: src.stopSignal,
-    // A range of this host's, whatever the source's was: the restore remaps the checkpoint to it.
-    privileged: src.idmap === undefined,
-    sharedIdmap: src.idmap?.shared === true,
-    allowSyscalls: src.allowSyscalls,
-  });
+  // A range of this host's, whatever the source's was: the restore remaps the checkpoint to it.
+  await createContainer(root, name, specLike(m.config));
 }
 
 /** Rename, or copy when the scratch dir is on another filesystem than the container (its own volume). */

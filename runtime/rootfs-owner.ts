@@ -1,6 +1,6 @@
 import fs = require('node:fs');
 import path = require('node:path');
-import { SystemError } from '../lib/errors';
+import { InvalidArgumentError, SystemError } from '../lib/errors';
 import { timeSlicer } from '../lib/poll';
 import type { IdMapConfig } from './config';
 
@@ -41,6 +41,19 @@ export function rootfsOwnership(dir: string): IdMapConfig['rootfs'] {
 export interface OwnerBase {
   uid: number;
   gid: number;
+}
+
+/**
+ * Whose ids the files of a container with id map `m` carry (the map from a
+ * foreign config, `what` in errors): its range where its rootfs was
+ * shifted, else the container's own ids (from 0).
+ */
+export function filesOwnerOf(m: IdMapConfig | undefined, what: string): OwnerBase {
+  if (!m || m.rootfs !== 'shifted') return { uid: 0, gid: 0 };
+  for (const v of [m.uid, m.gid]) {
+    if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) throw new InvalidArgumentError(`${what} has an id range starting at ${String(v)}`);
+  }
+  return { uid: m.uid, gid: m.gid };
 }
 
 /**
