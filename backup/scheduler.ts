@@ -3,6 +3,7 @@ import { BusyError, codeOf } from '../lib/errors';
 import { withLock } from '../lib/lock';
 import { dueAt } from './timing';
 import { RunRecord, Schedule, ScheduleStore } from './schedules';
+import { processAlive } from '../lib/proc';
 
 /**
  * Running schedules: the daemon's timer loop (Scheduler) and the one code
@@ -88,7 +89,7 @@ export class Scheduler {
   /** Record runs a dead process left under way as interrupted (never run again: their slot is handled), then tick. */
   async start(): Promise<void> {
     for (const [key, r] of Object.entries(this.store.allRuns())) {
-      if (!r.running || alive(r.running.pid)) continue;
+      if (!r.running || processAlive(r.running.pid)) continue;
       const [container, name] = key.split('/');
       const { running } = r;
       await this.store.updateRuns(container, name, ({ running: _gone, ...rest }) => ({
@@ -158,14 +159,5 @@ export class Scheduler {
       (err: Error) => this.log?.warn('backup run not recorded', { schedule: key, error: err.message }),
     ).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -3,6 +3,7 @@ import path = require('node:path');
 import { readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
 import { withLock } from '../lib/lock';
 import type { Root } from '../lib/root';
+import { processAlive } from '../lib/proc';
 
 /**
  * What this host has shipped where: per container and remote, the newest
@@ -31,7 +32,7 @@ export class ShipState {
     const holds = new Map<string, string>();
     for (const [remote, e] of Object.entries(this.read().containers[container] ?? {})) {
       if (e.base) holds.set(e.base, `the base ${remote} needs`);
-      if (e.sending && alive(e.sending.pid)) holds.set(e.sending.snapshot, `being sent to ${remote}`);
+      if (e.sending && processAlive(e.sending.pid)) holds.set(e.sending.snapshot, `being sent to ${remote}`);
     }
     return holds;
   }
@@ -44,14 +45,5 @@ export class ShipState {
       forContainer[remote] = change(forContainer[remote] ?? {});
       await writeJsonAtomic(this.file, f);
     });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

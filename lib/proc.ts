@@ -35,3 +35,13 @@ export const SIGNALS: Record<string, number> = {
 export function signalName(n: number): string {
   return Object.keys(SIGNALS).find((k) => SIGNALS[k] === n) ?? `SIG${n}`;
 }
+
+/** Does process `pid` exist (one of another user's counts: kill(0) says EPERM)? */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
