@@ -12,6 +12,7 @@ import { withUndo } from '../lib/undo';
 import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } from './catalog';
 import { cgroupYard } from './cgroup-yard';
 import { CriuClient } from './criu/client';
+import { lazyDumpSetup } from './criu/lazy-pages';
 import { CriuError } from './criu/errors';
 import { CriuLogs } from './criu-logs';
 import { DEV_EXTERNAL_DUMP, devMountOf, saveDev } from './dev-tmpfs';
@@ -39,6 +40,15 @@ export interface CheckpointOptions {
    * here. A throw makes CRIU resume the tree and fails the dump.
    */
   onDumped?: (dir: string) => Promise<void>;
+  /**
+   * Post-copy: the memory stays in CRIU's page server, which serves it
+   * through `socket` (a connected stream socket) once `onServing` is called,
+   * after onDumped; CRIU kills the tree when the last page was pulled and
+   * resumes it when the transfer fails. The network is left unlocked
+   * (the caller cuts the container off itself): CRIU would leave a resumed
+   * tree's lock in place. The socket is closed here once CRIU holds it.
+   */
+  lazy?: { socket: number; configDir: string; onServing: () => void };
 }
 
 /**
@@ -81,6 +91,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     const imagesFd = fs.openSync(dir, 'r');
     const logsFd = logs.open();
     const started = process.hrtime.bigint();
+    const lazy = opts.lazy && lazyDumpSetup(criu, opts.lazy.socket, opts.lazy.configDir);
     try {
       await criu.dump({
         imagesDirFd: imagesFd,
@@ -99,7 +110,8 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         // A --net none container has only loopback: no peer to lock out. Its
         // namespace is still dumped: the workload may have set sysctls,
         // addresses, routes or rules in it, and nothing cheap proves it did not.
-        networkLock: loopbackOnly ? 'SKIP' : undefined,
+        networkLock: loopbackOnly || lazy ? 'SKIP' : undefined,
+        ...(lazy ? { lazyPages: true, configFile: lazy.configFile } : {}),
         // /dev is saved by tsvz (dev-tmpfs.ts), not by CRIU's tar.
         external: dev ? [DEV_EXTERNAL_DUMP] : undefined,
         // post-dump: the images are written; CRIU is about to kill (or resume) the tree.
@@ -119,9 +131,14 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
             slot.startFlush();
             return faultPause('checkpoint:dumped');
           }
+          if (script === 'status-ready') opts.lazy?.onServing();
           return undefined;
         },
-      });
+      }, lazy && ((criuEnd, inherited) => {
+        const swrk = lazy.launcher(criuEnd, inherited);
+        fs.closeSync(opts.lazy!.socket); // swrk holds it now: its end is the page server's alone
+        return swrk;
+      }));
     } catch (err) {
       // CRIU failed after its post-dump notification (killing the tree): it resumed the tree, so there is nothing to finish.
       opts.intent?.reach(undefined);
@@ -129,6 +146,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
     } finally {
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);
+      if (lazy) fs.rmSync(lazy.configFile, { force: true });
     }
     return { dumpMs: Number(process.hrtime.bigint() - started) / 1e6, record: slot };
   });

@@ -20,6 +20,16 @@ import { prepareIdMap } from './idmap-remap';
 import { prepareRestoreStage, removeRestoreStage } from '../runtime/restore-stage';
 import { compareVersions, formatVersion, parseVersion, requireCriu } from './criu/version';
 
+export interface RestoreOptions {
+  intent?: Intent;
+  /**
+   * Post-copy: the memory comes from a `criu lazy-pages` daemon already
+   * listening in the container's CRIU work directory (CriuLogs' dir), each
+   * page when the tree first touches it.
+   */
+  lazyPages?: boolean;
+}
+
 /**
  * Continue a container from checkpoint `meta` of `catalog`: its cgroups are
  * made again, CRIU restores the tree under a new monitor, and the console
@@ -29,7 +39,7 @@ import { compareVersions, formatVersion, parseVersion, requireCriu } from './cri
  * it is not running and has opened its pool (ops/restore, a stateful
  * snapshot's rollback).
  */
-export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta, opts: { intent?: Intent } = {}): Promise<ContainerState> {
+export async function restoreFrom(c: Container, current: ContainerState, catalog: CheckpointCatalog, meta: CheckpointMeta, opts: RestoreOptions = {}): Promise<ContainerState> {
   const criu = new CriuClient();
   const version = await requireCriu('4.1', criu, c.root.cacheDir);
   if (compareVersions(version, parseVersion(meta.criuVersion)) < 0) {
@@ -85,6 +95,7 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
           // Checkpoints of older tsvz left a --net none netns out of the dump (empty_ns): made anew.
           emptyNs: meta.emptyNetns ? CLONE_NEWNET : undefined,
           notifyScripts: true,
+          lazyPages: opts.lazyPages === true,
           // Its cgroups were another container's: CRIU moves them to ours (ContainerCgroups' tsvz/<key>).
           cgRoot: meta.importedFrom ? namespacedCgroupControllers(catalog.dir(meta.id)).map((ctrl) => ({ ctrl, path: `/tsvz/${c.key}` })) : undefined,
           external: [

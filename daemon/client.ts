@@ -133,6 +133,17 @@ export class RemoteClient {
     });
   }
 
+  /**
+   * A bidirectional stream: write() with backpressure (bulk.ts
+   * writeMessage), read as an async iterable; `failure` maps a broken call
+   * to this client's errors.
+   */
+  duplex<Req, Res>(m: Method<Req, Res>, opts: CallOptions = {}): { call: grpc.ClientDuplexStream<Req, Res>; failure: (err: unknown) => TsvzError } {
+    const call = this.client.makeBidiStreamRequest<Req, Res>(m.path, (v) => m.request.encode(v), this.decoder(m), this.callOptions(opts));
+    this.cancelOnAbort(call, opts.signal);
+    return { call, failure: (err) => this.error(err as grpc.ServiceError) };
+  }
+
   private decoder<Req, Res>(m: Method<Req, Res>): (b: Buffer) => Res {
     return (b) => {
       const v = m.response.decode(b);

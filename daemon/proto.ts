@@ -33,11 +33,13 @@ export interface Chunk { data?: Buffer }
 export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
-export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean }
+export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean; mode?: string }
 export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string }
 export interface MigrateReceived { bytes?: number }
 export interface MigrateRestored { initPid?: number; restoreMs?: number }
 export interface MigrateRef { id?: string }
+export interface MigratePagesIn { ref?: MigrateRef; chunk?: Chunk; part?: 'ref' | 'chunk' }
+export interface MigratePagesOut { chunk?: Chunk; restored?: MigrateRestored; part?: 'chunk' | 'restored' }
 export interface MigrateOutcome { phase?: string; name?: string }
 export type DescribeRequest = Record<string, never>;
 export interface PoolDescription { name?: string; driver?: string; transferFormats?: string[]; incrementalSend?: boolean; error?: string }
@@ -132,6 +134,7 @@ export const Migration = {
   Commit: method<MigrateRef, MigrateOutcome>(M, 'Commit', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Abort: method<MigrateRef, MigrateOutcome>(M, 'Abort', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Status: method<MigrateRef, MigrateOutcome>(M, 'Status', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
+  Pages: method<MigratePagesIn, MigratePagesOut>(M, 'Pages', codec(tsvz('MigratePagesIn')), codec(tsvz('MigratePagesOut')), { request: true, response: true }),
 };
 
 const B = 'tsvz.v1.Backups';

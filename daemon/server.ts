@@ -72,7 +72,8 @@ type ServerStream<Req, Res> = {
   run(req: Req, out: grpc.ServerWritableStream<Req, Res>, ctx: CallContext): Promise<void>;
 };
 type ClientStream<Req, Res> = { kind: 'clientStream'; method: Method<Req, Res>; run(input: AsyncIterable<Req>, ctx: CallContext): Promise<Res> };
-export type Handler = Unary<any, any> | ServerStream<any, any> | ClientStream<any, any>;
+type BidiStream<Req, Res> = { kind: 'bidi'; method: Method<Req, Res>; run(input: AsyncIterable<Req>, out: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext): Promise<void> };
+export type Handler = Unary<any, any> | ServerStream<any, any> | ClientStream<any, any> | BidiStream<any, any>;
 
 export function unary<Req, Res>(method: Method<Req, Res>, run: (req: Req, ctx: CallContext) => Promise<Res>, opts: { anonymous?: boolean } = {}): Handler {
   return { kind: 'unary', method, run, anonymous: opts.anonymous };
@@ -82,6 +83,9 @@ export function serverStream<Req, Res>(method: Method<Req, Res>, run: ServerStre
 }
 export function clientStream<Req, Res>(method: Method<Req, Res>, run: ClientStream<Req, Res>['run']): Handler {
   return { kind: 'clientStream', method, run };
+}
+export function bidiStream<Req, Res>(method: Method<Req, Res>, run: BidiStream<Req, Res>['run']): Handler {
+  return { kind: 'bidi', method, run };
 }
 
 /** A service: its handlers, made once the daemon's context exists. */
@@ -339,6 +343,10 @@ export class Daemon implements DaemonContext {
       case 'serverStream':
         return (call: grpc.ServerWritableStream<unknown, unknown>) => {
           this.begin(call, h, h.follows === true, (err) => (err === undefined ? call.end() : call.emit('error', toWire(err))), async (ctx) => h.run(ensureMessage(call.request), call, ctx));
+        };
+      case 'bidi':
+        return (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+          this.begin(call, h, false, (err) => (err === undefined ? call.end() : call.emit('error', toWire(err))), async (ctx) => h.run(messagesOf(call), call, ctx));
         };
     }
   }

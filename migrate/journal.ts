@@ -9,10 +9,15 @@ import type { Root } from '../lib/root';
  * A migration's phase, as each side records it before the step it names
  * (docs/migration.md has the diagram). The switch-over is the source's
  * `switching`: written once the target holds the restored copy frozen and
- * before the source's CRIU is told to kill the tree.
+ * before the source's CRIU is told to kill the tree. In post-copy the
+ * target's `received` (images in, no pages) comes before `restored` (its
+ * copy runs, pulling pages from the frozen source), and `committed` once
+ * the last page is in.
  */
 export type SourcePhase = 'preparing' | 'transferring' | 'switching' | 'committed' | 'aborted';
-export type TargetPhase = 'prepared' | 'receiving' | 'restored' | 'committed' | 'aborted';
+export type TargetPhase = 'prepared' | 'receiving' | 'received' | 'restored' | 'committed' | 'aborted';
+/** stop: stop-and-copy; post: post-copy (lazy pages, docs/migration.md). */
+export type MigrationMode = 'stop' | 'post';
 
 export interface MigrationRecord {
   id: string;
@@ -20,6 +25,8 @@ export interface MigrationRecord {
   /** The container, named alike on both hosts. */
   name: string;
   phase: SourcePhase | TargetPhase;
+  /** stop-and-copy when absent (records of earlier versions). */
+  mode?: MigrationMode;
   /** The other host: the remote's name on the source, the client's on the target. */
   peer: string;
   /** The other host's certificate fingerprint. */

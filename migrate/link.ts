@@ -2,7 +2,9 @@ import type { Readable } from 'node:stream';
 import type { RemoteClient } from '../daemon/client';
 import { tsvzVersion } from '../daemon/host-description';
 import { MAX_CHUNK } from '../daemon/limits';
-import { ImportMessage, Migration } from '../daemon/proto';
+import { writeMessage } from '../daemon/bulk';
+import { ImportMessage, Migration, MigratePagesOut, MigrateRestored } from '../daemon/proto';
+import type { PageLink } from './page-pump';
 import type { TargetLink } from './source';
 
 /** The target's daemon as a TargetLink: tsvz.v1.Migration over the remote's mutual TLS. */
@@ -15,6 +17,29 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
     sendCheckpoint: (id, name, body) => client.clientStream(Migration.ReceiveCheckpoint, upload(id, name, body)),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },
+    pages: (id, onRestored) => pagesCall(client, id, onRestored),
+  };
+}
+
+/** The Pages call as a PageLink: the migration's id first, then CRIU's bytes both ways; `restored` said on the way. */
+function pagesCall(client: RemoteClient, id: string, onRestored: (r: MigrateRestored) => void): PageLink {
+  const { call, failure } = client.duplex(Migration.Pages);
+  call.write({ ref: { id } });
+  async function* incoming(): AsyncGenerator<Buffer> {
+    try {
+      for await (const m of call as AsyncIterable<MigratePagesOut>) {
+        if (m.restored) onRestored(m.restored);
+        else if (m.chunk?.data) yield m.chunk.data;
+      }
+    } catch (err) {
+      throw failure(err);
+    }
+  }
+  return {
+    incoming: incoming(),
+    send: (data) => writeMessage(call, { chunk: { data } }),
+    end: () => call.end(),
+    close: () => call.cancel(),
   };
 }
 

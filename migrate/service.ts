@@ -2,12 +2,14 @@ import { Readable } from 'node:stream';
 import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
 import { MAX_CHUNK } from '../daemon/limits';
-import { ImportMessage, Migration } from '../daemon/proto';
-import { CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
+import { writeMessage } from '../daemon/bulk';
+import { ImportMessage, MigratePagesIn, Migration } from '../daemon/proto';
+import { bidiStream, CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
 import { archiveTrust } from '../daemon/signers';
 import { withIdleLimit } from '../daemon/upload';
-import { MigrationJournal, MigrationRecord, validateMigrationId } from './journal';
+import { MigrationJournal, MigrationMode, MigrationRecord, validateMigrationId } from './journal';
 import { MigrationTarget } from './target';
+import type { PageLink } from './page-pump';
 
 /**
  * tsvz.v1.Migration: the target's side over gRPC (migrate/target.ts does
@@ -52,7 +54,7 @@ export function migrationService(d: DaemonContext): Handler[] {
       const { criuVersion } = await target.prepare({
         id: req.id ?? '', name: req.name ?? '', configJson: req.configJson ?? '', pool: req.pool,
         peer: ctx.client?.name ?? ctx.peer, peerFingerprint: ctx.client?.fingerprint,
-        cpuinfo: req.cpuinfo, checkOnly: req.checkOnly === true,
+        cpuinfo: req.cpuinfo, checkOnly: req.checkOnly === true, mode: req.mode as MigrationMode | undefined,
       });
       return { tsvzVersion: tsvzVersion(), criuVersion };
     }),
@@ -77,12 +79,45 @@ export function migrationService(d: DaemonContext): Handler[] {
       return { phase: r.phase, name: r.name };
     }),
 
+    bidiStream(Migration.Pages, async (input, out, ctx) => {
+      const it = input[Symbol.asyncIterator]();
+      const first = await withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
+      const ref = first.done ? undefined : first.value.ref;
+      if (!ref) throw new InvalidArgumentError('a Pages call starts with its migration');
+      const r = own(ref.id, ctx);
+      const link: PageLink = {
+        incoming: pageChunks(it, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)),
+        send: async (data) => {
+          await writeMessage(out, { chunk: { data } }, ctx.signal);
+          d.metrics.streamBytes.add({ method: ctx.method, direction: 'out' }, data.length);
+        },
+        // This side ends with the call, once the last page is in.
+        end: () => undefined,
+        close: () => undefined,
+      };
+      const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
+      d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
+    }),
+
     unary(Migration.Status, async (req) => {
       // Either side asks the other (migrate resolve); a trusted host may read a phase.
       const r = journal.find(validateMigrationId(req.id));
       return { phase: r?.phase ?? 'unknown', name: r?.name ?? '' };
     }),
   ];
+}
+
+/** The source's page-server bytes: chunks only, each bounded. */
+async function* pageChunks(it: AsyncIterator<MigratePagesIn>, count: (n: number) => void): AsyncGenerator<Buffer> {
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return;
+    const data = r.value.chunk?.data;
+    if (!data) throw new InvalidArgumentError('a Pages call sends its migration once, then chunks');
+    if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
+    count(data.length);
+    yield data;
+  }
 }
 
 async function* chunks(next: () => Promise<IteratorResult<ImportMessage>>, count: (n: number) => void): AsyncGenerator<Buffer> {

@@ -17,16 +17,21 @@ import { formatVersion, requireCriu } from '../checkpoint/criu/version';
 import { dumpContainer } from '../checkpoint/dump';
 import { CPUINFO_IMAGE } from '../ops/export';
 import { lockContainer, withContainerIntent } from '../ops/recovery';
-import { MigrationJournal, MigrationRecord, newMigrationId } from './journal';
+import { MigrationJournal, MigrationMode, MigrationRecord, newMigrationId } from './journal';
+import { closeQuietly, PageLink, pump } from './page-pump';
+import { streamSocketpair } from '../lib/seqpacket';
+import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
 
 /** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
 export interface TargetLink {
   /** The target as this host names it (its remote's name). */
   readonly peer: string;
   readonly peerFingerprint?: string;
-  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean }): Promise<{ criuVersion?: string }>;
+  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean; mode?: MigrationMode }): Promise<{ criuVersion?: string }>;
   sendFiles(id: string, name: string, body: Readable): Promise<number>;
   sendCheckpoint(id: string, name: string, body: Readable): Promise<{ initPid?: number; restoreMs?: number }>;
+  /** Post-copy: the channel to the target's lazy-pages daemon; `onRestored` once the copy runs there. */
+  pages(id: string, onRestored: (r: { initPid?: number; restoreMs?: number }) => void): PageLink;
   commit(id: string): Promise<void>;
   abort(id: string, reason: string): Promise<void>;
 }
@@ -36,6 +41,12 @@ export interface MigrateOptions {
   keepSource?: boolean;
   /** The pool for the files on the target. */
   pool?: string;
+  /**
+   * stop: stop-and-copy; post: post-copy (the copy runs on the target while
+   * its memory follows); auto: pre-copy where memory can be tracked, which
+   * tsvz does not do yet, so stop-and-copy. auto never picks post-copy.
+   */
+  mode?: MigrationMode | 'auto';
   /** Signs the checkpoint archive (this host's key): the target accepts only a trusted host's. */
   signer: ArchiveSigner;
   /** Each phase as it begins (for the CLI's progress line). */
@@ -46,9 +57,11 @@ export interface MigrationResult {
   id: string;
   name: string;
   to: string;
-  mode: 'stop-and-copy';
-  /** From the start of the dump (the freeze) until the target held the restored copy. */
+  mode: 'stop-and-copy' | 'post-copy';
+  /** From the start of the dump (the freeze) until the target held the restored copy (post-copy: until it ran). */
   frozenMs: number;
+  /** Post-copy: from the freeze until the last page was on the target. */
+  lastPageMs?: number;
   totalMs: number;
   filesBytes: number;
   imagesBytes: number;
@@ -75,10 +88,11 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const { state, criu, rootfs } = await checkSource(c, journal);
     const cpuinfo = await cpuinfoImage(c);
     const id = newMigrationId();
-    const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', peer: link.peer, peerFingerprint: link.peerFingerprint });
+    const mode = opts.mode === 'post' ? 'post' : 'stop';
+    const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint });
     phase('checking the target');
     try {
-      await link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool, cpuinfo });
+      await link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool, cpuinfo, mode });
     } catch (err) {
       await journal.advance(rec, 'aborted', message(err));
       throw err;
@@ -98,13 +112,13 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
  * on both hosts (running here, no migration in flight, CRIU; there: the
  * name, the pool, the config, the space, CRIU, this CPU), and nothing else.
  */
-export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string } = {}): Promise<{ name: string; to: string; filesBytes: number; targetCriu?: string }> {
+export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string; mode?: MigrationMode | 'auto' } = {}): Promise<{ name: string; to: string; filesBytes: number; targetCriu?: string }> {
   const c = Container.open(root, name);
   return lockContainer(c, async () => {
     const { criu, rootfs } = await checkSource(c, new MigrationJournal(root));
     const filesBytes = treeBytes(rootfs);
     const there = await link.prepare({
-      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true,
+      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true, mode: opts.mode === 'post' ? 'post' : 'stop',
     });
     return { name, to: link.peer, filesBytes, targetCriu: there.criuVersion };
   }, { waitMs: 0 });
@@ -143,41 +157,80 @@ async function transfer(
   const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
-  let shipped: { filesBytes: number; imagesBytes: number; restoreMs: number; frozenMs: number } | undefined;
+  const post = rec.mode === 'post';
+  const bridged = c.config.net.mode === 'bridge';
+  let shipped: { filesBytes: number; imagesBytes: number; restoreMs: number } | undefined;
   let hookError: unknown;
+  let restoredAt: number | undefined;
+  let pages: Promise<void> | undefined;
+  // Post-copy: CRIU's page server speaks through `criuEnd`; `ours` goes to the target over the Pages call.
+  const [ours, criuEnd] = post ? streamSocketpair() : [undefined, undefined];
   const freezeStart = performance.now();
-  phase('freezing and dumping');
+  phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping');
   try {
+    // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
+    if (post && bridged) await unplugFromBridge(c.key);
     await withContainerIntent(c, 'checkpoint', { id: ckId, leaveRunning: false }, (intent) => dumpContainer(c, state, catalog, {
       name: ckId,
       intent,
-      tcpEstablished: c.config.net.mode === 'bridge',
+      tcpEstablished: bridged,
+      lazy: post ? {
+        socket: criuEnd!,
+        configDir: c.root.cacheDir,
+        onServing: () => {
+          phase('starting there, memory following');
+          const channel = link.pages(rec.id, (r) => {
+            restoredAt = performance.now();
+            if (shipped) shipped.restoreMs = r.restoreMs ?? 0;
+            phase('running there, pulling its memory from here');
+          });
+          // A test's hold on the pages once the copy runs (TSVZ_FAULT=migrate:pages): the copy there waits on its missing ones.
+          const send = (data: Buffer) => (restoredAt === undefined ? channel.send(data) : faultPoint('migrate:pages').then(() => channel.send(data)));
+          pages = pump(ours!, { ...channel, send });
+          pages.catch(() => undefined);
+        },
+      } : undefined,
       onDumped: async (dir) => {
         try {
           phase('sending files');
           const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
-          phase('sending memory');
+          phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: images hashed');
           const restored = await link.sendCheckpoint(rec.id, c.name, stream);
-          trace('migrate: restored there');
-          // The point of no return: the target holds the restored copy, frozen.
+          trace(post ? 'migrate: received there' : 'migrate: restored there');
+          // The point of no return: the target holds the restored copy frozen (post-copy: the images, and it starts once pages flow).
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
-          shipped = { filesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0, frozenMs: performance.now() - freezeStart };
+          shipped = { filesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
+          if (!post) restoredAt = performance.now();
         } catch (err) {
           hookError = err;
           throw err;
         }
       },
     }));
+    if (pages) await pages;
   } catch (err) {
-    if (rec.phase === 'switching') throw err; // CRIU failed after the switch: resolve settles it
-    const why = hookError ?? err;
+    const why = hookError ?? (pages ? await pages.then(() => err, (e: unknown) => e) : err);
+    // Post-copy: CRIU resumes the tree when its page server loses the link, before or after the target ran.
+    const resumed = rec.phase !== 'switching' || (post && (await reconcile(c)).status === 'running');
+    if (!resumed) throw err; // CRIU failed after the switch: resolve settles it
+    if (post && c.config.net.mode === 'bridge') await plugIntoBridge(c.key, c.config.net).catch(() => undefined);
     await link.abort(rec.id, message(why)).catch(() => undefined);
     await journal.advance(rec, 'aborted', message(why));
+    if (post && rec.phase === 'aborted' && restoredAt !== undefined) {
+      throw new TsvzError(why instanceof TsvzError ? why.code : 'EUNAVAILABLE', `post-copy of ${c.name} failed after it started on ${link.peer}: ${message(why)}`, {
+        hint: `its copy there was killed; ${c.name} resumed here from the moment of the freeze (what the copy did since is lost)`,
+        cause: why,
+      });
+    }
     throw why;
+  } finally {
+    if (ours !== undefined && !pages) closeQuietly(ours);
   }
+  const frozenMs = (restoredAt ?? performance.now()) - freezeStart;
+  const lastPageMs = post ? performance.now() - freezeStart : undefined;
   phase('switching over');
   try {
     await commitWithRetry(link, rec.id);
@@ -188,7 +241,7 @@ async function transfer(
     });
   }
   await journal.advance(rec, 'committed');
-  return { id: rec.id, name: c.name, to: link.peer, mode: 'stop-and-copy', ...shipped! };
+  return { id: rec.id, name: c.name, to: link.peer, mode: post ? 'post-copy' : 'stop-and-copy', ...shipped!, frozenMs, lastPageMs };
 }
 
 /** The images of `dir` as a stream of a signed archive, with this host's cpuinfo image for the target's CPU check; `bytes`: what its files hold. */

@@ -13,6 +13,12 @@ import { filesOwnerOf } from '../runtime/rootfs-owner';
 import type { ArchiveTrust } from '../checkpoint/archive-signature';
 import { CriuClient } from '../checkpoint/criu/client';
 import { CriuError } from '../checkpoint/criu/errors';
+import { criuBinary } from '../checkpoint/criu/binary';
+import { startLazyPagesDaemon, transferredPages } from '../checkpoint/criu/lazy-pages';
+import { probeLazyPages } from '../checkpoint/criu/lazy-pages-probe';
+import { CheckpointCatalog } from '../checkpoint/catalog';
+import { CriuLogs } from '../checkpoint/criu-logs';
+import { streamSocketpair } from '../lib/seqpacket';
 import { requireCriu, formatVersion } from '../checkpoint/criu/version';
 import { CPUINFO_IMAGE } from '../ops/export';
 import { createContainer, specLike } from '../ops/create';
@@ -21,7 +27,8 @@ import { freezeContainer, unfreezeContainer } from '../ops/freeze';
 import { importCheckpoint } from '../ops/import';
 import { restoreContainer } from '../ops/restore';
 import { DEFAULT_POOL, PoolCatalog } from '../storage';
-import { isSettled, MigrationJournal, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
+import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
+import { closeQuietly, killTree, LazyGuard, PageLink, pump, startGuard } from './page-pump';
 
 export interface PrepareRequest {
   id: string;
@@ -36,6 +43,8 @@ export interface PrepareRequest {
   cpuinfo?: Buffer;
   /** Check only: record and make nothing. */
   checkOnly?: boolean;
+  /** stop-and-copy (the default) or post-copy. */
+  mode?: MigrationMode;
 }
 
 /**
@@ -62,6 +71,7 @@ export class MigrationTarget {
     const name = validateName(req.name);
     const pool = validateName(req.pool || DEFAULT_POOL, 'pool');
     const config = parseConfig(req.configJson);
+    const mode = parseMode(req.mode);
     if (config.name !== name) throw new InvalidArgumentError(`the config sent is of container ${JSON.stringify(String(config.name).slice(0, 40))}, not ${name}`);
     const criu = await requireCriu('4.1');
     if (this.journal.find(id)) throw new AlreadyExistsError(`migration ${id} is known here already`);
@@ -72,8 +82,9 @@ export class MigrationTarget {
       if (pool !== DEFAULT_POOL) new PoolCatalog(this.root).get(pool);
       specLike(config, { pool }); // every field refused now, before the source freezes anything
       await checkCpu(this.root, req.cpuinfo);
+      if (mode === 'post') await checkLazyPages(this.root);
       if (req.checkOnly) return { criuVersion: formatVersion(criu) };
-      await this.journal.start({ id, role: 'target', name, phase: 'prepared', peer: req.peer, peerFingerprint: req.peerFingerprint });
+      await this.journal.start({ id, role: 'target', name, phase: 'prepared', mode, peer: req.peer, peerFingerprint: req.peerFingerprint });
       this.prepared.set(id, { config, pool });
       return { criuVersion: formatVersion(criu) };
     });
@@ -116,6 +127,12 @@ export class MigrationTarget {
         trace('migrate target: importing');
         const source = { stream: body, label: `the checkpoint ${r.peer} sent` };
         const imported = await importCheckpoint(this.root, r.name, source, { trust: this.trust(), privileged: c.config.idmap === undefined, maxBytes });
+        if (r.mode === 'post') {
+          // The memory comes with Pages, once the source's page server serves.
+          this.received.set(id, imported.meta.id);
+          await this.journal.advance(r, 'received');
+          return { initPid: 0, restoreMs: 0 };
+        }
         const t0 = performance.now();
         trace('migrate target: restoring');
         const state = await restoreContainer(c, imported.meta.id);
@@ -134,12 +151,90 @@ export class MigrationTarget {
     });
   }
 
+  /** Post-copy: the checkpoint each received migration restores from. */
+  private readonly received = new Map<string, string>();
+
+  /**
+   * Post-copy: `criu lazy-pages` starts on the received images, its page
+   * server being the source's, reached through `link` (the Pages call);
+   * the container is restored with its memory left there, runs, and pulls
+   * each page when it first touches it, the rest in the background.
+   * `onRestored` is told once it runs. Resolves when the last page is in
+   * (committed: the source's CRIU kills its tree then). Any failure
+   * before that kills this copy, whose missing pages exist nowhere else,
+   * and removes everything; the source's CRIU resumes its own tree when
+   * its page server loses the link. A guard process kills the copy too
+   * when this daemon dies before the last page.
+   */
+  async pages(id: string, link: PageLink, onRestored: (r: { initPid: number; restoreMs: number }) => Promise<void>): Promise<{ pages: { copied: number; total: number } }> {
+    const r = this.step(id, 'received');
+    const checkpoint = this.received.get(id);
+    if (!checkpoint) throw new InvalidStateError(`migration ${id} was received before this daemon started`);
+    return this.exclusive(r.name, async () => {
+      const c = Container.open(this.root, r.name);
+      const logs = new CriuLogs(c.paths.dir);
+      fs.closeSync(logs.open());
+      const imagesDir = new CheckpointCatalog(c).dir(checkpoint);
+      let initPid: number | undefined;
+      let guard: LazyGuard | undefined;
+      const [ours, theirs] = streamSocketpair();
+      let daemon: ReturnType<typeof startLazyPagesDaemon>['daemon'] | undefined;
+      let pumped = false;
+      try {
+        const started = startLazyPagesDaemon({ criuPath: criuBinary(), imagesDir, workDir: logs.dir, socket: theirs, logFile: LAZY_LOG });
+        daemon = started.daemon;
+        pumped = true;
+        closeQuietly(theirs);
+        const failed = pump(ours, link);
+        failed.catch(() => undefined);
+        const daemonFailed = daemon.exited.then((exit) => {
+          if (exit.code !== 0 || exit.signal) throw new CriuError('lazy-pages', { logPath: path.join(logs.dir, LAZY_LOG), detail: exit.signal ? `criu lazy-pages was killed by ${exit.signal}` : undefined });
+          return exit;
+        });
+        const failure = Promise.race([failed.then(() => new Promise<never>(() => undefined)), daemonFailed.then(() => new Promise<never>(() => undefined))]);
+        failure.catch(() => undefined);
+        await Promise.race([started.ready, failure]);
+        trace('migrate target: lazy-pages ready');
+        const t0 = performance.now();
+        const state = await Promise.race([restoreContainer(c, checkpoint, { lazyPages: true }), failure]);
+        initPid = state.initPid;
+        if (initPid) guard = startGuard(initPid);
+        const restoreMs = performance.now() - t0;
+        await this.journal.advance(r, 'restored');
+        trace('migrate target: restored lazily');
+        await onRestored({ initPid: initPid ?? 0, restoreMs });
+        await faultPoint('migrate:restored');
+        await Promise.race([daemonFailed, failed.then(() => new Promise<never>(() => undefined))]);
+        // Every page is here: the copy no longer needs the source.
+        guard?.release();
+        await this.journal.advance(r, 'committed');
+        this.received.delete(id);
+        return { pages: transferredPages(path.join(logs.dir, LAZY_LOG)) };
+      } catch (err) {
+        if (initPid) killTree(initPid);
+        guard?.release();
+        if (daemon?.pid) killTree(daemon.pid);
+        if (!pumped) {
+          closeQuietly(ours);
+          closeQuietly(theirs);
+        }
+        link.close();
+        this.received.delete(id);
+        await this.abortRecord(r, describe(err));
+        throw err;
+      } finally {
+        // The daemon's socket for the restore, left behind by criu lazy-pages.
+        fs.rmSync(path.join(logs.dir, 'lazy-pages.socket'), { force: true });
+      }
+    });
+  }
+
   /** The source killed its copy: this one runs. Idempotent. */
   async commit(id: string): Promise<MigrationRecord> {
     const r = this.journal.get(validateMigrationId(id));
     if (r.role !== 'target') throw new InvalidArgumentError(`migration ${id} is not one to this host`);
     if (r.phase === 'committed') return r;
-    if (r.phase !== 'restored') throw new InvalidStateError(`migration ${id} of ${r.name} is ${r.phase}: only a restored copy can be committed`);
+    if (r.phase !== 'restored' || r.mode === 'post') throw new InvalidStateError(`migration ${id} of ${r.name} is ${r.phase}: only a restored copy can be committed`);
     return this.exclusive(r.name, async () => {
       await this.journal.advance(r, 'committed');
       await unfreezeContainer(Container.open(this.root, r.name));
@@ -167,7 +262,8 @@ export class MigrationTarget {
   async recover(): Promise<MigrationRecord[]> {
     const undone: MigrationRecord[] = [];
     for (const r of this.journal.list()) {
-      if (r.role !== 'target' || isSettled(r) || r.phase === 'restored') continue;
+      // A restored post-copy misses pages the source no longer serves (its guard killed it): undone too.
+      if (r.role !== 'target' || isSettled(r) || (r.phase === 'restored' && r.mode !== 'post')) continue;
       await this.abortRecord(r, 'the daemon restarted during the transfer');
       undone.push(r);
     }
@@ -182,6 +278,7 @@ export class MigrationTarget {
 
   private async abortRecord(r: MigrationRecord, reason: string): Promise<MigrationRecord> {
     this.prepared.delete(r.id);
+    this.received.delete(r.id);
     if (new Container(this.root, r.name).exists() || r.phase !== 'prepared') await destroyContainer(this.root, r.name, true);
     return this.journal.advance(r, 'aborted', reason);
   }
@@ -194,6 +291,27 @@ export class MigrationTarget {
     } finally {
       this.busy.delete(name);
     }
+  }
+}
+
+const LAZY_LOG = 'lazy-pages.log';
+
+function parseMode(mode: unknown): MigrationMode {
+  if (mode === undefined || mode === '' || mode === 'stop') return 'stop';
+  if (mode === 'post') return 'post';
+  throw new InvalidArgumentError(`unknown migration mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop or post');
+}
+
+let lazyVerdict: Promise<{ ok: boolean; reason?: string }> | undefined;
+
+/** Post-copy needs a CRIU whose lazy restore works here: probed once per process (a tiny process moved lazily). */
+async function checkLazyPages(root: Root): Promise<void> {
+  fs.mkdirSync(root.cacheDir, { recursive: true, mode: 0o700 });
+  lazyVerdict ??= probeLazyPages({ parentDir: root.cacheDir });
+  const v = await lazyVerdict;
+  if (!v.ok) {
+    lazyVerdict = undefined; // a fixed host is probed again next time
+    throw new NotSupportedError(`post-copy does not work on this host: ${v.reason ?? 'the lazy-pages probe failed'}`, 'migrate with --mode stop');
   }
 }
 

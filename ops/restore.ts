@@ -13,7 +13,7 @@ import { lockContainer } from './recovery';
  * stopped it, or `id`). A failed restore leaves the checkpoint intact and
  * the container stopped and restorable.
  */
-export async function restoreContainer(c: Container, id?: string): Promise<ContainerState> {
+export async function restoreContainer(c: Container, id?: string, opts: { lazyPages?: boolean } = {}): Promise<ContainerState> {
   const catalog = new CheckpointCatalog(c);
   return lockContainer(c, async () => {
     const current = await reconcile(c);
@@ -30,6 +30,6 @@ export async function restoreContainer(c: Container, id?: string): Promise<Conta
       );
     }
     await openPoolOf(c);
-    return withContainerIntent(c, 'restore', { checkpoint: meta.id }, (intent) => restoreFrom(c, current, catalog, meta, { intent }));
+    return withContainerIntent(c, 'restore', { checkpoint: meta.id }, (intent) => restoreFrom(c, current, catalog, meta, { intent, lazyPages: opts.lazyPages }));
   });
 }

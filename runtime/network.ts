@@ -286,6 +286,19 @@ export async function hostVethUp(key: string): Promise<void> {
 }
 
 /**
+ * Cut a running container off its bridge (post-copy's network lock), or
+ * plug it back. Its link stays up: a dump of a link without carrier
+ * records its routes "linkdown", which a restore cannot set.
+ */
+export async function unplugFromBridge(key: string): Promise<void> {
+  await run('ip', ['link', 'set', 'dev', hostVethName(key), 'nomaster']);
+}
+
+export async function plugIntoBridge(key: string, cfg: BridgeNetConfig): Promise<void> {
+  await run('ip', ['link', 'set', 'dev', hostVethName(key), 'master', bridgeName(cfg)]);
+}
+
+/**
  * Remove the host veth if it still exists (when the container's netns dies
  * the pair vanishes by itself; this is for cleanup after crashes). Idempotent.
  */

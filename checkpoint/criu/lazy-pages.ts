@@ -58,6 +58,62 @@ export interface LazyRestoreResult {
   times: { served: number; restored: number; done: number };
 }
 
+/**
+ * What a lazy dump needs beyond its options: a config file naming the page
+ * server's socket (`ps-socket`, CRIU's own option: over RPC ps.fd serves
+ * only dumps that are not lazy) and a launcher that hands that socket to
+ * swrk as DUMP_PS_FD. `configDir` must not be the images directory when the
+ * images travel (the file is not an image).
+ */
+export function lazyDumpSetup(client: CriuClient, socket: number, configDir: string): { configFile: string; launcher: SwrkLauncher; spawned: () => SwrkProcess | undefined } {
+  const configFile = path.join(configDir, 'lazy-dump.conf');
+  fs.writeFileSync(configFile, `ps-socket ${DUMP_PS_FD}\n`, { mode: 0o600 });
+  let swrk: SwrkProcess | undefined;
+  const launcher: SwrkLauncher = (criuEnd, inherited) => {
+    if (inherited.length > 0) throw new InvalidArgumentError('a lazy dump passes no inheritFd');
+    try {
+      swrk = spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, socket], criuEnv());
+    } catch (error) {
+      swrk = { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' }; // as CriuClient's own
+    }
+    return swrk;
+  };
+  return { configFile, launcher, spawned: () => swrk };
+}
+
+/**
+ * Starts `criu lazy-pages` on the images of `imagesDir`, its page server
+ * reached through `socket` (a connected stream socket), its socket for the
+ * restore in `workDir` (the restore's work directory). `ready` resolves once
+ * it listens; `exited` once every page was copied (code 0) or it failed.
+ */
+export function startLazyPagesDaemon(o: { criuPath: string; imagesDir: string; workDir: string; socket: number; logFile: string }): { daemon: Spawned; ready: Promise<void> } {
+  const [status, statusDaemon] = socketpair();
+  let daemon: Spawned;
+  try {
+    daemon = spawnWithFds(
+      o.criuPath,
+      ['lazy-pages', '--page-server', '--ps-socket', String(DAEMON_PS_FD), '--status-fd', String(DAEMON_STATUS_FD),
+        '-D', o.imagesDir, '-W', o.workDir, '-o', o.logFile, '-v4'],
+      [o.socket, statusDaemon],
+      criuEnv(),
+    );
+  } catch (err) {
+    fs.closeSync(status);
+    throw err;
+  } finally {
+    fs.closeSync(statusDaemon);
+  }
+  const logPath = path.isAbsolute(o.logFile) ? o.logFile : path.join(o.workDir, o.logFile);
+  const ready = recvPacket(status).then(async (packet) => {
+    if (packet) return;
+    const exit = await daemon.exited;
+    throw new CriuError('lazy-pages', { logPath, detail: `criu lazy-pages exited (${exit.signal ?? `exit ${exit.code}`}) before it was ready` });
+  }).finally(() => fs.closeSync(status));
+  ready.catch(() => undefined); // the caller races it with the daemon's exit
+  return { daemon, ready };
+}
+
 type Settled<T> = { state: 'fulfilled'; value: T } | { state: 'rejected'; reason: unknown } | { state: 'pending' };
 
 /** A promise whose outcome can be looked at without waiting. */
@@ -147,8 +203,6 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
     if (fds.delete(fd)) fs.closeSync(fd);
   };
 
-  const config = path.join(imagesDir, 'lazy-dump.conf');
-  fs.writeFileSync(config, `ps-socket ${DUMP_PS_FD}\n`);
   const imagesDirFd = own(fs.openSync(imagesDir, 'r'));
   let psDump: number;
   let psDaemon: number;
@@ -158,8 +212,13 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
     close(imagesDirFd);
     throw err;
   }
-
-  // The swrk processes, to kill what a failed step left waiting.
+  const lazyDump = lazyDumpSetup(client, psDump, imagesDir);
+  const config = lazyDump.configFile;
+  const dumpLauncher: SwrkLauncher = (criuEnd, inherited) => {
+    const swrk = lazyDump.launcher(criuEnd, inherited);
+    close(psDump);
+    return swrk;
+  };
   const spawn = (criuEnd: number, fds: number[]): SwrkProcess => {
     try {
       return spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, ...fds], criuEnv());
@@ -167,14 +226,7 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
       return { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' }; // as CriuClient's own
     }
   };
-  let dumpSwrk: SwrkProcess | undefined;
   let restoreSwrk: SwrkProcess | undefined;
-  const dumpLauncher: SwrkLauncher = (criuEnd, inherited) => {
-    if (inherited.length > 0) throw new InvalidArgumentError('a lazy dump passes no inheritFd');
-    dumpSwrk = spawn(criuEnd, [psDump]);
-    close(psDump);
-    return dumpSwrk;
-  };
   const restoreLauncher: SwrkLauncher = (criuEnd, inherited) =>
     (restoreSwrk = o.restoreLauncher ? o.restoreLauncher(criuEnd, inherited) : spawn(criuEnd, inherited));
 
@@ -210,27 +262,15 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
     await by(Promise.race([serving, early]), failed, deadline, 'the dump');
     times.served = performance.now() - t0;
 
-    const [status, statusDaemon] = socketpair().map(own);
-    daemon = spawnWithFds(
-      client.criuPath,
-      ['lazy-pages', '--page-server', '--ps-socket', String(DAEMON_PS_FD), '--status-fd', String(DAEMON_STATUS_FD),
-        '-D', imagesDir, '-o', 'lazy-pages.log', '-v4'],
-      [psDaemon, statusDaemon],
-      criuEnv(),
-    );
+    const started = startLazyPagesDaemon({ criuPath: client.criuPath, imagesDir, workDir: imagesDir, socket: psDaemon, logFile: 'lazy-pages.log' });
+    daemon = started.daemon;
     close(psDaemon);
-    close(statusDaemon);
     const exited = daemon.exited;
     daemonExit = track(exited);
     void exited.then((exit) => {
       if (exit.code !== 0) fail(new CriuError('lazy-pages', { logPath: daemonLog, detail: exit.signal ? `criu lazy-pages was killed by ${exit.signal}` : undefined }));
     });
-    const ready = await by(recvPacket(status), failed, deadline, 'the lazy-pages daemon to start');
-    close(status);
-    if (!ready) {
-      const exit = await exited;
-      throw new CriuError('lazy-pages', { logPath: daemonLog, detail: `criu lazy-pages exited (${exit.signal ?? `exit ${exit.code}`}) before it was ready` });
-    }
+    await by(started.ready, failed, deadline, 'the lazy-pages daemon to start');
 
     restored = track(client.restore({ ...o.restore, imagesDirFd, lazyPages: true, logFile: 'restore.log' }, o.restoreHooks, restoreLauncher));
     const pid = await by(restored.promise, failed, deadline, 'the restore');
@@ -247,7 +287,7 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
       new Promise((resolve) => setTimeout(resolve, SETTLE_MS)),
     ]);
     if (daemonExit?.now().state === 'pending') kill(daemon?.pid);
-    if (dumped.now().state === 'pending') kill(dumpSwrk?.pid);
+    if (dumped.now().state === 'pending') kill(lazyDump.spawned()?.pid);
     if (restored?.now().state === 'pending') kill(restoreSwrk?.pid);
     // The restored tree, whole or half made: CRIU logs its root's pid before the restore can fail.
     const r = restored?.now();

@@ -1,11 +1,17 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
 import { print, printError } from '../output';
+import { InvalidArgumentError } from '../../lib/errors';
+
+function parseMode(mode: unknown): 'stop' | 'post' | 'auto' {
+  if (mode === 'stop' || mode === 'post' || mode === 'auto') return mode;
+  throw new InvalidArgumentError(`unknown --mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop, post or auto');
+}
 
 export function register(program: Command): void {
   const migrate = program
     .command('migrate')
-    .description("move a running container to another host's daemon (stop-and-copy); list and settle migrations");
+    .description("move a running container to another host's daemon (stop-and-copy or post-copy); list and settle migrations");
 
   migrate
     .command('run', { isDefault: true })
@@ -13,6 +19,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .requiredOption('--to <remote>', 'the target host (a remote, see `tsvz remote add`)')
     .option('--pool <pool>', "the target's pool for the files (default: its default pool)")
+    .option('--mode <mode>', 'stop (stop-and-copy), post (post-copy: runs there at once, memory follows; needs this host until the last page) or auto (stop-and-copy here)', 'auto')
     .option('--keep-source', 'leave the stopped source and its checkpoint instead of destroying it')
     .option('--check', 'every check both hosts make before the freeze, and nothing else')
     .option('--json', 'machine-readable result')
@@ -26,10 +33,11 @@ export function register(program: Command): void {
       const { checkMigration, migrateContainer } = await import('../../migrate/source');
       const root = rootOf(cmd);
       const pool = o.pool === undefined ? undefined : validateName(o.pool, 'pool');
+      const mode = parseMode(o.mode);
       const client = await RemoteClient.connect(root, to);
       try {
         if (o.check) {
-          const r = await checkMigration(root, name, grpcTargetLink(client), { pool });
+          const r = await checkMigration(root, name, grpcTargetLink(client), { pool, mode });
           if (o.json) return printJson(r);
           const { formatBytes } = await import('../../lib/units');
           return print(`${name} can migrate to ${to}: name free, pool, config, space (${formatBytes(r.filesBytes)} of files), CRIU ${r.targetCriu ?? '?'} and this CPU accepted there\n`);
@@ -37,12 +45,14 @@ export function register(program: Command): void {
         const r = await migrateContainer(root, name, grpcTargetLink(client), {
           keepSource: o.keepSource === true,
           pool,
+          mode,
           signer: await hostSigner(root),
           onPhase: o.json ? undefined : (p) => printError(`migrate ${name}: ${p}\n`),
         });
         if (o.json) return printJson(r);
         const { formatBytes } = await import('../../lib/units');
-        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files, ${r.mode})\n`);
+        const lastPage = r.lastPageMs === undefined ? '' : `, last page after ${(r.lastPageMs / 1000).toFixed(1)} s`;
+        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files, ${r.mode})\n`);
       } finally {
         client.close();
       }

@@ -106,7 +106,79 @@ describe('live migration between two hosts', { skip }, () => {
     b.ok(['destroy', '--force', 'm1']);
   });
 
-  test('a bridged container keeps its address and an established TCP connection: the client sees no reset', async () => {
+  test('post-copy: 200 MiB run on the target at once and arrive bit-identical, there and back', async () => {
+    const rootfs = (h: TestHost) => path.join(h.dir, 'containers', 'l1', 'rootfs');
+    const memCount = (h: TestHost) => parseInt(readHex(path.join(rootfs(h), 'memhog.count')) ?? '-1', 16);
+    a.ok(['create', 'l1', '--init', '/usr/bin/memhog 200']);
+    installMemhog(rootfs(a));
+    a.ok(['start', 'l1']);
+    assert.ok(await eventually(() => memCount(a) >= 5, 30_000), 'memhog is counting');
+    const sum = readHex(path.join(rootfs(a), 'memhog.sum'));
+    assert.ok(sum);
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      const atStart = memCount(from);
+      const r = JSON.parse(from.ok(['migrate', 'l1', '--to', to.name, '--mode', 'post', '--json'], { timeoutMs: 300_000 }));
+      assert.equal(r.mode, 'post-copy');
+      assert.ok(r.imagesBytes < 50 * 1024 ** 2, `the checkpoint holds no memory (${r.imagesBytes} bytes)`);
+      assert.ok(r.frozenMs > 0 && r.frozenMs <= r.lastPageMs && r.lastPageMs <= r.totalMs, JSON.stringify(r));
+      clean(from, 'l1');
+      assert.ok(await eventually(() => memCount(to) > atStart, 10_000), 'it counts on from where it was');
+      fs.writeFileSync(path.join(rootfs(to), 'memhog.ask'), '');
+      assert.ok(await eventually(() => readHex(path.join(rootfs(to), 'memhog.now')) !== undefined, 20_000));
+      assert.equal(readHex(path.join(rootfs(to), 'memhog.now')), sum, `memory checksum on ${to.name}`);
+      fs.rmSync(path.join(rootfs(to), 'memhog.now'));
+      assert.equal(journal(to).find((x) => x.role === 'target')?.phase, 'committed');
+    }
+    a.ok(['destroy', '--force', 'l1']);
+  });
+
+  test('post-copy: the source CLI killed while the pages flow: the copy there dies, the source resumes, resolve settles', async () => {
+    const rootfs = (h: TestHost) => path.join(h.dir, 'containers', 'l2', 'rootfs');
+    const memCount = (h: TestHost) => parseInt(readHex(path.join(rootfs(h), 'memhog.count')) ?? '-1', 16);
+    a.ok(['create', 'l2', '--init', '/usr/bin/memhog 64']);
+    installMemhog(rootfs(a));
+    a.ok(['start', 'l2']);
+    assert.ok(await eventually(() => memCount(a) >= 2, 30_000), 'memhog is counting');
+    const m = a.spawn(['migrate', 'l2', '--to', 'b', '--mode', 'post'], { TSVZ_FAULT: 'migrate:pages' });
+    let err = '';
+    m.stderr!.on('data', (d) => (err += String(d)));
+    assert.ok(await eventually(() => err.includes('fault point migrate:pages'), 60_000), err);
+    assert.equal(state(b, 'l2'), 'running', 'the copy runs there, waiting on pages');
+    m.kill('SIGKILL');
+    await exitOf(m);
+    assert.ok(await eventually(() => !names(b).includes('l2'), 30_000), 'the copy there is gone');
+    clean(b, 'l2');
+    assert.ok(await eventually(() => { try { return state(a, 'l2') === 'running'; } catch { return false; } }, 30_000), 'the source resumed');
+    const before = memCount(a);
+    assert.ok(await eventually(() => memCount(a) > before, 10_000), 'and counts on');
+    assert.match(a.ok(['migrate', 'resolve', 'l2']), /: aborted; b told$/m);
+    a.ok(['destroy', '--force', 'l2']);
+  });
+
+  test('post-copy: the target daemon killed while the pages flow: its copy dies, the source resumes, the restarted target holds nothing', async () => {
+    const rootfs = (h: TestHost) => path.join(h.dir, 'containers', 'l3', 'rootfs');
+    a.ok(['create', 'l3', '--init', '/usr/bin/memhog 64']);
+    installMemhog(rootfs(a));
+    a.ok(['start', 'l3']);
+    assert.ok(await eventually(() => readHex(path.join(rootfs(a), 'memhog.count')) !== undefined, 30_000));
+    const m = a.spawn(['migrate', 'l3', '--to', 'b', '--mode', 'post'], { TSVZ_FAULT: 'migrate:pages' });
+    let err = '';
+    m.stderr!.on('data', (d) => (err += String(d)));
+    assert.ok(await eventually(() => err.includes('fault point migrate:pages'), 60_000), err);
+    const copy = Number(JSON.parse(b.ok(['info', 'l3', '--json'])).initPid);
+    assert.ok(copy > 0);
+    b.daemon!.kill('SIGKILL');
+    assert.ok(await eventually(() => !fs.existsSync(`/proc/${copy}`), 10_000), 'the guard killed the copy with its daemon');
+    assert.notEqual(await exitOf(m), 0);
+    assert.match(err, /post-copy of l3 failed after it started on b/);
+    assert.equal(state(a, 'l3'), 'running', 'the source resumed');
+    await b.startDaemon();
+    clean(b, 'l3');
+    assert.equal(journal(a).find((x) => x.name === 'l3')?.phase, 'aborted');
+    a.ok(['destroy', '--force', 'l3']);
+  });
+
+  test('a bridged container keeps its address and an established TCP connection there and back (stop-and-copy, post-copy): the client sees no reset', async () => {
     const c = net.host('c', { ownMounts: true });
     const ip = (args: string[]) => {
       const r = spawnSync('ip', args, { encoding: 'utf8' });
@@ -145,6 +217,12 @@ describe('live migration between two hosts', { skip }, () => {
       assert.equal(info.state, 'running');
       assert.equal(info.ip, '198.18.60.10');
       await new Promise((r) => setTimeout(r, 1500));
+      // And back in post-copy: the connection survives that too.
+      b.ok(['migrate', 'n1', '--to', 'a', '--mode', 'post']);
+      const back = JSON.parse(a.ok(['info', 'n1', '--json']));
+      assert.equal(back.state, 'running');
+      assert.equal(back.ip, '198.18.60.10');
+      await new Promise((r) => setTimeout(r, 1500));
       const out = new Promise<string>((resolve) => { let s = ''; client!.stdout!.on('data', (d) => { s += d; }); client!.on('exit', () => resolve(s)); });
       client!.kill('SIGTERM');
       const stats = JSON.parse(await out);
@@ -153,6 +231,7 @@ describe('live migration between two hosts', { skip }, () => {
       console.log(`# TCP client across the migration: ${JSON.stringify(stats)}`);
     } finally {
       if (client && client.exitCode === null) client.kill('SIGKILL');
+      a.run(['destroy', '--force', 'n1']);
       b.run(['destroy', '--force', 'n1']);
       b.run(['destroy', '--force', 'n2']);
     }
