@@ -40,7 +40,7 @@ const TREE_VOICE: Voice = { subject: 'tar stream', entries: 'tar stream', origin
  * open: then onClose fails and is run again once the packer has let go. So
  * onClose must be idempotent.
  */
-export function packTree(dir: string, opts: { onClose?: () => void | Promise<void> } = {}): Readable {
+export function packTree(dir: string, opts: { onClose?: () => void | Promise<void>; include?: (rel: string) => boolean } = {}): Readable {
   let running: Promise<void> = Promise.resolve();
   let cleanup: Promise<void> | undefined;
   const finish = (err?: Error): Promise<void> => {
@@ -54,7 +54,7 @@ export function packTree(dir: string, opts: { onClose?: () => void | Promise<voi
     })().catch((cleanupErr: Error) => void writer.destroy(err ?? cleanupErr)));
   };
   const writer = new TarWriter({ onReaderGone: (err) => void finish(err) });
-  running = new Packer(dir, writer).run();
+  running = new Packer(dir, writer, opts.include).run();
   running.then(
     () => {
       writer.finish();
@@ -73,7 +73,8 @@ class Packer {
   /** "dev:ino" of files with several links -> the name they were first sent under. */
   private readonly linked = new Map<string, string>();
 
-  constructor(private readonly root: string, private readonly writer: TarWriter) {}
+  /** `include`: which non-directories go in (all when absent); every directory does, for its attributes and its children. */
+  constructor(private readonly root: string, private readonly writer: TarWriter, private readonly include?: (rel: string) => boolean) {}
 
   async run(): Promise<void> {
     await this.add('.');
@@ -82,6 +83,7 @@ class Packer {
   private async add(rel: string): Promise<void> {
     const abs = path.join(this.root, rel);
     const st = await fs.promises.lstat(abs, { bigint: true });
+    if (this.include && !st.isDirectory() && !this.include(rel)) return;
     // The mode keeps its type bits: tar-stream would put its default in place of a bare 0.
     const header: TarHeader = { name: rel, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), mtime: new Date(Number(st.mtimeMs)) };
     const pax = paxRecords(st, readXattrs(abs) ?? []);

@@ -40,6 +40,8 @@ export interface CheckpointOptions {
    * here. A throw makes CRIU resume the tree and fails the dump.
    */
   onDumped?: (dir: string) => Promise<void>;
+  /** CRIU's pre-dump notification: it freezes the tree next (a migration's freeze is timed from here). */
+  onFreezing?: () => void;
   /**
    * Post-copy: the memory stays in CRIU's page server, which serves it
    * through `socket` (a connected stream socket) once `onServing` is called,
@@ -120,6 +122,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         // A tsvz killed mid-dump leaves CRIU to end by itself (it resumes the tree when its client goes): recovery waits for it.
         onSpawned: (pid) => opts.intent?.willNow({ kind: 'wait-exit', pid, startTime: processStartTime(pid), thawIfKilled: !wasFrozen }),
         onNotify: async (script) => {
+          if (script === 'pre-dump') opts.onFreezing?.();
           if (script === 'network-lock') return faultPause('checkpoint:frozen');
           if (script === 'post-dump') {
             // The tree is still frozen: its /dev is what the images expect.

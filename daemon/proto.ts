@@ -30,7 +30,7 @@ export interface SnapshotRequest { name?: string; snapshot?: string; stateful?: 
 export interface SnapshotResponse { name?: string; createdAt?: string; stateful?: boolean }
 export interface LogsRequest { name?: string; follow?: boolean; tail?: number }
 export interface Chunk { data?: Buffer }
-export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string }
+export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string; removed?: string[] }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
 export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean; mode?: string }
@@ -130,6 +130,7 @@ const M = 'tsvz.v1.Migration';
 export const Migration = {
   Prepare: method<MigratePrepare, MigratePrepared>(M, 'Prepare', codec(tsvz('MigratePrepare')), codec(tsvz('MigratePrepared'))),
   ReceiveFiles: method<ImportMessage, MigrateReceived>(M, 'ReceiveFiles', codec(tsvz('ImportMessage')), codec(tsvz('MigrateReceived')), { request: true }),
+  ReceiveFileChanges: method<ImportMessage, MigrateReceived>(M, 'ReceiveFileChanges', codec(tsvz('ImportMessage')), codec(tsvz('MigrateReceived')), { request: true }),
   ReceiveCheckpoint: method<ImportMessage, MigrateRestored>(M, 'ReceiveCheckpoint', codec(tsvz('ImportMessage')), codec(tsvz('MigrateRestored')), { request: true }),
   Commit: method<MigrateRef, MigrateOutcome>(M, 'Commit', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Abort: method<MigrateRef, MigrateOutcome>(M, 'Abort', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),

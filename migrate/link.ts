@@ -14,6 +14,7 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
     peerFingerprint: client.peer.fingerprint,
     prepare: (req) => client.unary(Migration.Prepare, { ...req, tsvzVersion: tsvzVersion() }),
     sendFiles: async (id, name, body) => (await client.clientStream(Migration.ReceiveFiles, upload(id, name, body))).bytes ?? 0,
+    sendFileChanges: async (id, name, removed, body) => (await client.clientStream(Migration.ReceiveFileChanges, upload(id, name, body, removed))).bytes ?? 0,
     sendCheckpoint: (id, name, body) => client.clientStream(Migration.ReceiveCheckpoint, upload(id, name, body)),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },
@@ -44,8 +45,8 @@ function pagesCall(client: RemoteClient, id: string, onRestored: (r: MigrateRest
 }
 
 /** A header naming the migration, then `body` in chunks of MAX_CHUNK (the last one shorter): few, full messages. */
-async function* upload(id: string, name: string, body: Readable): AsyncGenerator<ImportMessage> {
-  yield { header: { name, migration: id } };
+async function* upload(id: string, name: string, body: Readable, removed?: string[]): AsyncGenerator<ImportMessage> {
+  yield { header: { name, migration: id, ...(removed ? { removed } : {}) } };
   let held: Buffer[] = [];
   let heldBytes = 0;
   for await (const data of body as AsyncIterable<Buffer>) {

@@ -21,11 +21,22 @@ export interface PageLink {
 }
 
 /**
+ * What the source's pump writes to CRIU's page server when the link fails,
+ * before it closes the socket. The page server takes a clean end of its
+ * socket for the end of the transfer, and CRIU then kills the dumped tree
+ * whose copy on the target is gone: a broken link must not look like that.
+ * Whatever part of a request was in flight, 25 bytes of 0xff complete it
+ * and leave either a command no server knows or a short request, so the
+ * page server fails and CRIU resumes the tree.
+ */
+export const PAGE_SERVER_POISON = Buffer.alloc(25, 0xff);
+
+/**
  * Joins `fd` (a connected stream socket, owned from now on) to `link` both
  * ways. Resolves once both directions ended; rejects on the first failure
- * of either, the socket then closed.
+ * of either, the socket then closed, after `onFailure` was written to it.
  */
-export function pump(fd: number, link: PageLink): Promise<void> {
+export function pump(fd: number, link: PageLink, opts: { onFailure?: Buffer } = {}): Promise<void> {
   const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
   return new Promise<void>((resolve, reject) => {
     let inDone = false;
@@ -40,7 +51,14 @@ export function pump(fd: number, link: PageLink): Promise<void> {
     const fail = (err: unknown) => {
       if (over) return;
       over = true;
-      sock.destroy();
+      if (opts.onFailure && !sock.destroyed) {
+        // Past anything still queued: the socket closes once these bytes are out (or it broke).
+        sock.end(opts.onFailure);
+        sock.once('error', () => undefined);
+        setTimeout(() => sock.destroy(), 1000).unref();
+      } else {
+        sock.destroy();
+      }
       reject(err instanceof Error ? err : new Error(String(err)));
     };
     sock.on('data', (data: Buffer) => {

@@ -33,7 +33,7 @@ export function migrationService(d: DaemonContext): Handler[] {
   };
 
   /** An upload's header (the migration, which must be the caller's) and its chunks as a byte stream, read as the receiver reads. */
-  const upload = async (input: AsyncIterable<ImportMessage>, ctx: CallContext): Promise<{ r: MigrationRecord; body: Readable }> => {
+  const upload = async (input: AsyncIterable<ImportMessage>, ctx: CallContext): Promise<{ r: MigrationRecord; body: Readable; removed?: string[] }> => {
     const it = input[Symbol.asyncIterator]();
     const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
     const first = await next();
@@ -43,7 +43,7 @@ export function migrationService(d: DaemonContext): Handler[] {
     const body = Readable.from(chunks(next, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)), { objectMode: false });
     // A cancelled call ends the body with an error: the receive undoes itself.
     ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the source went away during the transfer')), { once: true });
-    return { r, body };
+    return { r, body, removed: header.removed };
   };
 
   return [
@@ -62,6 +62,11 @@ export function migrationService(d: DaemonContext): Handler[] {
     clientStream(Migration.ReceiveFiles, async (input, ctx) => {
       const { r, body } = await upload(input, ctx);
       return { bytes: await target.receiveFiles(r.id, body, d.limits.maxUploadBytes) };
+    }),
+
+    clientStream(Migration.ReceiveFileChanges, async (input, ctx) => {
+      const { r, body, removed } = await upload(input, ctx);
+      return { bytes: await target.receiveFileChanges(r.id, body, removed ?? [], d.limits.maxUploadBytes) };
     }),
 
     clientStream(Migration.ReceiveCheckpoint, async (input, ctx) => {

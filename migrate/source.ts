@@ -7,6 +7,7 @@ import { faultPoint } from '../lib/fault';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
 import { packTree } from '../archive/tree-tar';
+import { changesSince, indexTree, packTreeChanges } from '../archive/tree-delta';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
 import { checkpointManifest, packCheckpoint } from '../checkpoint/archive';
@@ -18,7 +19,7 @@ import { dumpContainer } from '../checkpoint/dump';
 import { CPUINFO_IMAGE } from '../ops/export';
 import { lockContainer, withContainerIntent } from '../ops/recovery';
 import { MigrationJournal, MigrationMode, MigrationRecord, newMigrationId } from './journal';
-import { closeQuietly, PageLink, pump } from './page-pump';
+import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
 import { streamSocketpair } from '../lib/seqpacket';
 import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
 
@@ -29,6 +30,8 @@ export interface TargetLink {
   readonly peerFingerprint?: string;
   prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean; mode?: MigrationMode }): Promise<{ criuVersion?: string }>;
   sendFiles(id: string, name: string, body: Readable): Promise<number>;
+  /** After the freeze: `removed` (relative paths), then a tree stream of what changed since sendFiles. */
+  sendFileChanges(id: string, name: string, removed: string[], body: Readable): Promise<number>;
   sendCheckpoint(id: string, name: string, body: Readable): Promise<{ initPid?: number; restoreMs?: number }>;
   /** Post-copy: the channel to the target's lazy-pages daemon; `onRestored` once the copy runs there. */
   pages(id: string, onRestored: (r: { initPid?: number; restoreMs?: number }) => void): PageLink;
@@ -58,7 +61,7 @@ export interface MigrationResult {
   name: string;
   to: string;
   mode: 'stop-and-copy' | 'post-copy';
-  /** From the start of the dump (the freeze) until the target held the restored copy (post-copy: until it ran). */
+  /** From the freeze (CRIU's pre-dump notification) until the target held the restored copy (post-copy: until it ran). */
   frozenMs: number;
   /** Post-copy: from the freeze until the last page was on the target. */
   lastPageMs?: number;
@@ -165,15 +168,22 @@ async function transfer(
   let pages: Promise<void> | undefined;
   // Post-copy: CRIU's page server speaks through `criuEnd`; `ours` goes to the target over the Pages call.
   const [ours, criuEnd] = post ? streamSocketpair() : [undefined, undefined];
-  const freezeStart = performance.now();
+  // Until CRIU says it freezes the tree next (pre-dump), the time spent is CRIU's start, not the freeze.
+  let freezeStart = performance.now();
   phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping');
   try {
+    // The files go whole while the container runs; after the freeze only what changed since.
+    phase('sending files (running)');
+    const before = await indexTree(rootfs);
+    const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
+    trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
     await withContainerIntent(c, 'checkpoint', { id: ckId, leaveRunning: false }, (intent) => dumpContainer(c, state, catalog, {
       name: ckId,
       intent,
       tcpEstablished: bridged,
+      onFreezing: () => { freezeStart = performance.now(); },
       lazy: post ? {
         socket: criuEnd!,
         configDir: c.root.cacheDir,
@@ -184,16 +194,20 @@ async function transfer(
             if (shipped) shipped.restoreMs = r.restoreMs ?? 0;
             phase('running there, pulling its memory from here');
           });
-          // A test's hold on the pages once the copy runs (TSVZ_FAULT=migrate:pages): the copy there waits on its missing ones.
+          // A test's holds once the copy runs: on the pages (migrate:pages, CRIU's page server then waits
+          // to write) or on the requests for them (migrate:requests, it waits to read).
           const send = (data: Buffer) => (restoredAt === undefined ? channel.send(data) : faultPoint('migrate:pages').then(() => channel.send(data)));
-          pages = pump(ours!, { ...channel, send });
+          const incoming = heldAfter(channel.incoming, () => restoredAt !== undefined, 'migrate:requests');
+          pages = pump(ours!, { ...channel, send, incoming }, { onFailure: PAGE_SERVER_POISON });
           pages.catch(() => undefined);
         },
       } : undefined,
       onDumped: async (dir) => {
         try {
-          phase('sending files');
-          const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
+          phase('sending the files changed since');
+          const { changed, removed } = changesSince(before, await indexTree(rootfs));
+          const changesBytes = await link.sendFileChanges(rec.id, c.name, removed, packTreeChanges(rootfs, changed));
+          trace(`migrate: file changes sent (${changed.size} entries, ${removed.length} removed)`);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: images hashed');
@@ -202,7 +216,7 @@ async function transfer(
           // The point of no return: the target holds the restored copy frozen (post-copy: the images, and it starts once pages flow).
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
-          shipped = { filesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
+          shipped = { filesBytes: filesBytes + changesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
           if (!post) restoredAt = performance.now();
         } catch (err) {
           hookError = err;
@@ -261,6 +275,14 @@ async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer,
   // The manifest (every file's sha256) goes first, signed; the target checks each file against it as it arrives.
   const manifest = await checkpointManifest(dir, meta, c.config);
   return { stream: packCheckpoint(dir, manifest, signer, { frozen: true }), bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
+}
+
+/** `chunks`, stopped at fault point `point` (tests) once `armed()` says so. */
+async function* heldAfter(chunks: AsyncIterable<Buffer>, armed: () => boolean, point: string): AsyncGenerator<Buffer> {
+  for await (const data of chunks) {
+    if (armed()) await faultPoint(point);
+    yield data;
+  }
 }
 
 async function commitWithRetry(link: TargetLink, id: string): Promise<void> {

@@ -7,6 +7,7 @@ import { trace } from '../lib/trace';
 import { validateName } from '../lib/names';
 import type { Root } from '../lib/root';
 import { unpackTree } from '../archive/tree-tar';
+import { unpackTreeChanges } from '../archive/tree-delta';
 import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
 import { filesOwnerOf } from '../runtime/rootfs-owner';
@@ -118,6 +119,26 @@ export class MigrationTarget {
     });
   }
 
+  /**
+   * After the freeze, what changed in the files since receiveFiles (which
+   * the source sent while the container ran): removals, then the changes.
+   */
+  async receiveFileChanges(id: string, body: Readable, removed: string[], maxBytes: number): Promise<number> {
+    const r = this.step(id, 'receiving');
+    return this.exclusive(r.name, async () => {
+      try {
+        const c = Container.open(this.root, r.name);
+        const got = await unpackTreeChanges(body, fs.realpathSync(c.paths.rootfs), removed, { limits: { maxBytes } });
+        trace(`migrate target: file changes received (${got.entries} entries, ${got.removed} removed)`);
+        return got.bytes;
+      } catch (err) {
+        body.destroy();
+        await this.abortRecord(r, describe(err));
+        throw err;
+      }
+    });
+  }
+
   /** The signed checkpoint archive as it streams in (checked as it comes): imported, restored and frozen at once. */
   async receiveCheckpoint(id: string, body: Readable, maxBytes: number): Promise<{ initPid: number; restoreMs: number }> {
     const r = this.step(id, 'receiving');
@@ -211,9 +232,10 @@ export class MigrationTarget {
         this.received.delete(id);
         return { pages: transferredPages(path.join(logs.dir, LAZY_LOG)) };
       } catch (err) {
+        // The daemon first: a daemon that saw its tree die would still close its session, which the source's CRIU takes for the end.
+        if (daemon?.pid) killTree(daemon.pid);
         if (initPid) killTree(initPid);
         guard?.release();
-        if (daemon?.pid) killTree(daemon.pid);
         if (!pumped) {
           closeQuietly(ours);
           closeQuietly(theirs);

@@ -261,6 +261,24 @@ describe('post-copy (lazy pages) between two CRIU runs on this host', { skip, ti
     await assertMoved(hog, restoredPid(images));
   });
 
+  it('a client that goes away before it closes its session: the dump fails and the tree runs on, its memory intact', async () => {
+    const hog = await startHog('hog-vanish');
+    const images = imagesDir('img-vanish');
+    const port = await freePort();
+    const dump = await criuReady(['dump', '-t', String(hog.pid), '-D', images, '-o', 'dump.log', '-v4', '--lazy-pages', '--address', '127.0.0.1', '--port', String(port)]);
+    // As when the host, the daemon or the link between the two dies: the socket just ends.
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => sock.once('connect', () => resolve()).once('error', reject));
+    sock.end();
+    assert.notEqual(await dump.exited, 0, 'the dump failed');
+    const log = fs.readFileSync(path.join(images, 'dump.log'), 'utf8');
+    assert.match(log, /The lazy-pages client went away without closing/);
+    assert.doesNotMatch(log, /Lazy pages transfer finished successfully/);
+    assert.ok(alive(hog.pid), 'the dumped memhog was resumed, not killed');
+    assert.equal(await hogSumNow(hog), hog.sum, 'with its memory as it was');
+    process.kill(hog.pid, 'SIGKILL');
+  });
+
   it('from the images: criu dump, criu page-server --lazy-pages, criu lazy-pages --page-server, criu restore --lazy-pages', async (t) => {
     const hog = await startHog('hog-images');
     const images = imagesDir('img-images');
