@@ -12,13 +12,17 @@ import { packTree, type UnpackReport } from './tree-tar';
  * (Incus sends a running container's rootfs with rsync twice the same way).
  * What changed is told by ctime, which every change of a file's data or
  * metadata sets and which no process can set back: an entry whose ctime is
- * at or after the first pass began, or that is new, goes again; an entry
- * that is gone, or a directory that became something else or the other way
- * round, is removed on the other side before the changes are unpacked.
+ * at or after the first pass began, or that was not sent, goes again; an
+ * entry that was sent and is gone, or a directory that became something
+ * else or the other way round, is removed on the other side before the
+ * changes are unpacked. What the first pass sent is what its packer wrote,
+ * not a walk of its own: whatever the tree's users did meanwhile (a
+ * directory swapped for a symlink included), the second pass leaves the
+ * other side equal to the tree as it is now.
  */
 
-/** ctime is kept at the kernel's coarse clock: a change just after the first pass began may carry a ctime just before it. */
-const CTIME_SLACK_NS = 1_000_000_000n;
+/** ctime is kept at the kernel's coarse clock (a tick behind at most): a change just after the first pass began may carry a ctime just before it. */
+const CTIME_SLACK_NS = 100_000_000n;
 /** Bounds on a removal list from a peer. */
 export const MAX_REMOVALS = 100_000;
 const MAX_PATH = 4096;
@@ -26,14 +30,25 @@ const MAX_PATH = 4096;
 export interface TreeIndex {
   /** Relative path -> is it a directory, and its ctime in nanoseconds. */
   entries: Map<string, { dir: boolean; ctimeNs: bigint }>;
-  /** When the walk began (the first pass begins after it). */
-  takenAtNs: bigint;
 }
 
-/** Every entry under `dir` (not `dir` itself), with its ctime. */
-export async function indexTree(dir: string): Promise<TreeIndex> {
+/** What a first pass sent: relative path -> is it a directory. */
+export interface SentTree {
+  entries: Map<string, boolean>;
+  /** When the pass began. */
+  startedAtNs: bigint;
+}
+
+/** The first pass: `dir`, in use, as a tree stream (packTree's live mode), and `sent`, filled in as the stream is read. */
+export function packTreeLive(dir: string): { stream: Readable; sent: SentTree } {
   // ctime is wall-clock time.
-  const takenAtNs = BigInt(Date.now()) * 1_000_000n;
+  const sent: SentTree = { entries: new Map(), startedAtNs: BigInt(Date.now()) * 1_000_000n };
+  const stream = packTree(dir, { live: true, onEntry: (rel, isDir) => void sent.entries.set(rel, isDir) });
+  return { stream, sent };
+}
+
+/** Every entry under `dir` (not `dir` itself), with its ctime; `dir` is not in use (a frozen container's). */
+export async function indexTree(dir: string): Promise<TreeIndex> {
   const entries: TreeIndex['entries'] = new Map();
   const walk = async (rel: string): Promise<void> => {
     for (const name of await fs.promises.readdir(path.join(dir, rel))) {
@@ -44,18 +59,18 @@ export async function indexTree(dir: string): Promise<TreeIndex> {
     }
   };
   await walk('');
-  return { entries, takenAtNs };
+  return { entries };
 }
 
 /** What to send again (`changed`, for packTree's include) and what to remove there (`removed`, parents before their children never both). */
-export function changesSince(before: TreeIndex, now: TreeIndex): { changed: Set<string>; removed: string[] } {
-  const since = before.takenAtNs - CTIME_SLACK_NS;
+export function changesSince(sent: SentTree, now: TreeIndex): { changed: Set<string>; removed: string[] } {
+  const since = sent.startedAtNs - CTIME_SLACK_NS;
   const changed = new Set<string>();
   for (const [rel, e] of now.entries) {
-    const was = before.entries.get(rel);
-    if (!was || was.dir !== e.dir || e.ctimeNs >= since) changed.add(rel);
+    const wasDir = sent.entries.get(rel);
+    if (wasDir === undefined || wasDir !== e.dir || e.ctimeNs >= since) changed.add(rel);
   }
-  const gone = new Set([...before.entries].filter(([rel, e]) => now.entries.get(rel)?.dir !== e.dir).map(([rel]) => rel));
+  const gone = new Set([...sent.entries].filter(([rel, isDir]) => now.entries.get(rel)?.dir !== isDir).map(([rel]) => rel));
   // A removed directory takes its children with it.
   const underGone = (rel: string): boolean => {
     for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) if (gone.has(rel.slice(0, i))) return true;

@@ -31,6 +31,21 @@ import { TarWriter, type TarHeader } from './tar-writer';
 /** A stream from another pool or host: damage in it is ECORRUPT, not the user's fault. */
 const TREE_VOICE: Voice = { subject: 'tar stream', entries: 'tar stream', origin: 'peer' };
 
+export interface PackOptions {
+  onClose?: () => void | Promise<void>;
+  /** Which non-directories go in (all when absent); every directory does, for its attributes and its children. */
+  include?: (rel: string) => boolean;
+  /**
+   * `dir` is in use (a running container's): an entry gone before it is
+   * read is left out, and a file whose size changes while it is read goes
+   * at the size it had when its header was written (cut, or padded with
+   * zeros). A second pass of what changed (tree-delta) puts both right.
+   */
+  live?: boolean;
+  /** Told of each entry as it goes into the stream (not the root "."). */
+  onEntry?: (rel: string, dir: boolean) => void;
+}
+
 /**
  * A tar stream of `dir` (the root itself is the entry "."). `onClose` (e.g.
  * unmount a snapshot) runs as soon as nothing more is read from `dir`: when the
@@ -40,7 +55,7 @@ const TREE_VOICE: Voice = { subject: 'tar stream', entries: 'tar stream', origin
  * open: then onClose fails and is run again once the packer has let go. So
  * onClose must be idempotent.
  */
-export function packTree(dir: string, opts: { onClose?: () => void | Promise<void>; include?: (rel: string) => boolean } = {}): Readable {
+export function packTree(dir: string, opts: PackOptions = {}): Readable {
   let running: Promise<void> = Promise.resolve();
   let cleanup: Promise<void> | undefined;
   const finish = (err?: Error): Promise<void> => {
@@ -54,7 +69,7 @@ export function packTree(dir: string, opts: { onClose?: () => void | Promise<voi
     })().catch((cleanupErr: Error) => void writer.destroy(err ?? cleanupErr)));
   };
   const writer = new TarWriter({ onReaderGone: (err) => void finish(err) });
-  running = new Packer(dir, writer, opts.include).run();
+  running = new Packer(dir, writer, opts).run();
   running.then(
     () => {
       writer.finish();
@@ -73,8 +88,7 @@ class Packer {
   /** "dev:ino" of files with several links -> the name they were first sent under. */
   private readonly linked = new Map<string, string>();
 
-  /** `include`: which non-directories go in (all when absent); every directory does, for its attributes and its children. */
-  constructor(private readonly root: string, private readonly writer: TarWriter, private readonly include?: (rel: string) => boolean) {}
+  constructor(private readonly root: string, private readonly writer: TarWriter, private readonly opts: PackOptions) {}
 
   async run(): Promise<void> {
     await this.add('.');
@@ -82,8 +96,10 @@ class Packer {
 
   private async add(rel: string): Promise<void> {
     const abs = path.join(this.root, rel);
-    const st = await fs.promises.lstat(abs, { bigint: true });
-    if (this.include && !st.isDirectory() && !this.include(rel)) return;
+    const st = await this.unlessGone(fs.promises.lstat(abs, { bigint: true }));
+    if (!st) return;
+    if (this.opts.include && !st.isDirectory() && !this.opts.include(rel)) return;
+    if (rel !== '.') this.opts.onEntry?.(rel, st.isDirectory());
     // The mode keeps its type bits: tar-stream would put its default in place of a bare 0.
     const header: TarHeader = { name: rel, mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), mtime: new Date(Number(st.mtimeMs)) };
     const pax = paxRecords(st, readXattrs(abs) ?? []);
@@ -91,15 +107,17 @@ class Packer {
 
     if (st.isDirectory()) {
       await this.writer.add({ ...header, type: 'directory' });
-      for (const child of await this.children(abs, rel)) await this.add(rel === '.' ? child : `${rel}/${child}`);
+      for (const child of (await this.unlessGone(this.children(abs, rel))) ?? []) await this.add(rel === '.' ? child : `${rel}/${child}`);
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}`;
       const first = st.nlink > 1n ? this.linked.get(key) : undefined;
       if (first !== undefined) return this.writer.add({ ...header, type: 'link', linkname: first });
       if (st.nlink > 1n) this.linked.set(key, rel);
-      await this.writer.add({ ...header, type: 'file', size: Number(st.size) }, fs.createReadStream(abs));
+      const size = Number(st.size);
+      await this.writer.add({ ...header, type: 'file', size }, this.opts.live ? readAtSize(abs, size) : fs.createReadStream(abs));
     } else if (st.isSymbolicLink()) {
-      await this.writer.add({ ...header, type: 'symlink', linkname: await fs.promises.readlink(abs) });
+      const linkname = await this.unlessGone(fs.promises.readlink(abs));
+      if (linkname !== undefined) await this.writer.add({ ...header, type: 'symlink', linkname });
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       const [devmajor, devminor] = splitDev(st.rdev);
       await this.writer.add({ ...header, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor, devminor });
@@ -107,6 +125,16 @@ class Packer {
       await this.writer.add({ ...header, type: 'fifo' });
     }
     // sockets: skipped (see above)
+  }
+
+  /** What `p` gives, or undefined when a live tree's entry went away first. */
+  private async unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
+    try {
+      return await p;
+    } catch (err) {
+      if (this.opts.live && isGone(err)) return undefined;
+      throw err;
+    }
   }
 
   /** Child names in a stable order; a name that is not UTF-8 can't be carried faithfully. */
@@ -123,6 +151,46 @@ class Packer {
       .sort();
   }
 }
+
+function isGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Opened without following a final symlink, and never waiting on a fifo put there since the lstat. */
+const LIVE_OPEN = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY;
+
+/**
+ * `size` bytes of the file at `abs`: what it holds up to there, zeros past
+ * its end (all zeros when it is gone or is no longer a regular file).
+ */
+async function* readAtSize(abs: string, size: number): AsyncGenerator<Buffer> {
+  let left = size;
+  let file: fs.promises.FileHandle | undefined;
+  try {
+    file = await fs.promises.open(abs, LIVE_OPEN);
+    if (!(await file.stat()).isFile()) {
+      await file.close();
+      file = undefined;
+    }
+  } catch (err) {
+    if (!isGone(err) && (err as NodeJS.ErrnoException).code !== 'ELOOP') throw err;
+  }
+  try {
+    while (file && left > 0) {
+      const buf = Buffer.allocUnsafe(Math.min(left, READ_CHUNK));
+      const { bytesRead } = await file.read(buf, 0, buf.length, size - left);
+      if (bytesRead === 0) break;
+      left -= bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await file?.close();
+  }
+  for (; left > 0; left -= READ_CHUNK) yield Buffer.alloc(Math.min(left, READ_CHUNK));
+}
+
+const READ_CHUNK = 256 * 1024;
 
 export interface UnpackReport {
   entries: number;

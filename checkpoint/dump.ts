@@ -48,7 +48,8 @@ export interface CheckpointOptions {
    * after onDumped; CRIU kills the tree when the last page was pulled and
    * resumes it when the transfer fails. The network is left unlocked
    * (the caller cuts the container off itself): CRIU would leave a resumed
-   * tree's lock in place. The socket is closed here once CRIU holds it.
+   * tree's lock in place. dumpContainer closes the socket: once CRIU holds
+   * it, or when the dump fails before.
    */
   lazy?: { socket: number; configDir: string; onServing: () => void };
 }
@@ -63,6 +64,20 @@ export interface CheckpointOptions {
  * already, CRIU leaves it frozen.
  */
 export async function dumpContainer(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
+  // The page server's socket is closed here on every path, at the latest when the dump ends.
+  let socket = opts.lazy?.socket;
+  const releaseSocket = () => {
+    if (socket !== undefined) fs.closeSync(socket);
+    socket = undefined;
+  };
+  try {
+    return await dump(c, state, catalog, opts, releaseSocket);
+  } finally {
+    releaseSocket();
+  }
+}
+
+async function dump(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions, releaseSocket: () => void): Promise<CheckpointMeta> {
   trace('checkpoint: locked');
   const id = opts.name ?? newCheckpointId();
   const dir = catalog.dir(id);
@@ -139,7 +154,7 @@ export async function dumpContainer(c: Container, state: ContainerState, catalog
         },
       }, lazy && ((criuEnd, inherited) => {
         const swrk = lazy.launcher(criuEnd, inherited);
-        fs.closeSync(opts.lazy!.socket); // swrk holds it now: its end is the page server's alone
+        releaseSocket(); // swrk holds it now: its end is the page server's alone
         return swrk;
       }));
     } catch (err) {

@@ -3,7 +3,7 @@ import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
 import { MAX_CHUNK } from '../daemon/limits';
 import { writeMessage } from '../daemon/bulk';
-import { ImportMessage, MigratePagesIn, Migration } from '../daemon/proto';
+import { Chunk, ImportMessage, Migration } from '../daemon/proto';
 import { bidiStream, CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
 import { archiveTrust } from '../daemon/signers';
 import { withIdleLimit } from '../daemon/upload';
@@ -91,7 +91,8 @@ export function migrationService(d: DaemonContext): Handler[] {
       if (!ref) throw new InvalidArgumentError('a Pages call starts with its migration');
       const r = own(ref.id, ctx);
       const link: PageLink = {
-        incoming: pageChunks(it, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)),
+        // Bounded by the transfer itself, not by the uploads' idle limit: pages come as the copy asks for them.
+        incoming: chunks(() => it.next(), (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n), 'a Pages call sends its migration'),
         send: async (data) => {
           await writeMessage(out, { chunk: { data } }, ctx.signal);
           d.metrics.streamBytes.add({ method: ctx.method, direction: 'out' }, data.length);
@@ -112,25 +113,13 @@ export function migrationService(d: DaemonContext): Handler[] {
   ];
 }
 
-/** The source's page-server bytes: chunks only, each bounded. */
-async function* pageChunks(it: AsyncIterator<MigratePagesIn>, count: (n: number) => void): AsyncGenerator<Buffer> {
-  for (;;) {
-    const r = await it.next();
-    if (r.done) return;
-    const data = r.value.chunk?.data;
-    if (!data) throw new InvalidArgumentError('a Pages call sends its migration once, then chunks');
-    if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
-    count(data.length);
-    yield data;
-  }
-}
-
-async function* chunks(next: () => Promise<IteratorResult<ImportMessage>>, count: (n: number) => void): AsyncGenerator<Buffer> {
+/** A call's chunks after its first message, each bounded; anything else is `what` sent again. */
+async function* chunks(next: () => Promise<IteratorResult<{ chunk?: Chunk }>>, count: (n: number) => void, what = 'an upload sends its header'): AsyncGenerator<Buffer> {
   for (;;) {
     const r = await next();
     if (r.done) return;
     const data = r.value.chunk?.data;
-    if (!data) throw new InvalidArgumentError('an upload sends its header once, then chunks');
+    if (!data) throw new InvalidArgumentError(`${what} once, then chunks`);
     if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
     count(data.length);
     // The decoder's view of the message, which nothing else holds: passed on, not copied.

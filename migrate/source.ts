@@ -6,8 +6,7 @@ import { BusyError, InvalidStateError, TsvzError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
-import { packTree } from '../archive/tree-tar';
-import { changesSince, indexTree, packTreeChanges } from '../archive/tree-delta';
+import { changesSince, indexTree, packTreeChanges, packTreeLive } from '../archive/tree-delta';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
 import { checkpointManifest, packCheckpoint } from '../checkpoint/archive';
@@ -166,19 +165,21 @@ async function transfer(
   let hookError: unknown;
   let restoredAt: number | undefined;
   let pages: Promise<void> | undefined;
-  // Post-copy: CRIU's page server speaks through `criuEnd`; `ours` goes to the target over the Pages call.
-  const [ours, criuEnd] = post ? streamSocketpair() : [undefined, undefined];
+  let ours: number | undefined;
+  let criuEnd: number | undefined;
   // Until CRIU says it freezes the tree next (pre-dump), the time spent is CRIU's start, not the freeze.
   let freezeStart = performance.now();
   phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping');
   try {
     // The files go whole while the container runs; after the freeze only what changed since.
     phase('sending files (running)');
-    const before = await indexTree(rootfs);
-    const filesBytes = await link.sendFiles(rec.id, c.name, packTree(rootfs));
+    const first = packTreeLive(rootfs);
+    const filesBytes = await link.sendFiles(rec.id, c.name, first.stream);
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
+    // Post-copy: CRIU's page server speaks through `criuEnd` (dumpContainer closes it); `ours` goes to the target over the Pages call.
+    [ours, criuEnd] = post ? streamSocketpair() : [undefined, undefined];
     await withContainerIntent(c, 'checkpoint', { id: ckId, leaveRunning: false }, (intent) => dumpContainer(c, state, catalog, {
       name: ckId,
       intent,
@@ -205,7 +206,7 @@ async function transfer(
       onDumped: async (dir) => {
         try {
           phase('sending the files changed since');
-          const { changed, removed } = changesSince(before, await indexTree(rootfs));
+          const { changed, removed } = changesSince(first.sent, await indexTree(rootfs));
           const changesBytes = await link.sendFileChanges(rec.id, c.name, removed, packTreeChanges(rootfs, changed));
           trace(`migrate: file changes sent (${changed.size} entries, ${removed.length} removed)`);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');

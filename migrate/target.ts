@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, BusyError, InvalidArgumentError, InvalidStateError, LimitError, NotSupportedError } from '../lib/errors';
+import { addCleanupFailures, AlreadyExistsError, BusyError, InvalidArgumentError, InvalidStateError, LimitError, NotFoundError, NotSupportedError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { trace } from '../lib/trace';
 import { validateName } from '../lib/names';
@@ -110,8 +110,7 @@ export class MigrationTarget {
         });
       } catch (err) {
         body.destroy();
-        await this.abortRecord(r, describe(err));
-        throw err;
+        throw await this.undone(r, err);
       }
       trace('migrate target: files received');
       await faultPoint('migrate:files-received');
@@ -133,8 +132,7 @@ export class MigrationTarget {
         return got.bytes;
       } catch (err) {
         body.destroy();
-        await this.abortRecord(r, describe(err));
-        throw err;
+        throw await this.undone(r, err);
       }
     });
   }
@@ -166,8 +164,7 @@ export class MigrationTarget {
         return { initPid: state.initPid ?? 0, restoreMs };
       } catch (err) {
         body.destroy();
-        await this.abortRecord(r, describe(err));
-        throw err;
+        throw await this.undone(r, err);
       }
     });
   }
@@ -200,19 +197,18 @@ export class MigrationTarget {
       let guard: LazyGuard | undefined;
       const [ours, theirs] = streamSocketpair();
       let daemon: ReturnType<typeof startLazyPagesDaemon>['daemon'] | undefined;
-      let pumped = false;
+      let pumping = false;
       try {
         const started = startLazyPagesDaemon({ criuPath: criuBinary(), imagesDir, workDir: logs.dir, socket: theirs, logFile: LAZY_LOG });
         daemon = started.daemon;
-        pumped = true;
+        pumping = true;
         closeQuietly(theirs);
-        const failed = pump(ours, link);
-        failed.catch(() => undefined);
-        const daemonFailed = daemon.exited.then((exit) => {
+        const pumped = pump(ours, link);
+        const daemonDone = daemon.exited.then((exit) => {
           if (exit.code !== 0 || exit.signal) throw new CriuError('lazy-pages', { logPath: path.join(logs.dir, LAZY_LOG), detail: exit.signal ? `criu lazy-pages was killed by ${exit.signal}` : undefined });
-          return exit;
         });
-        const failure = Promise.race([failed.then(() => new Promise<never>(() => undefined)), daemonFailed.then(() => new Promise<never>(() => undefined))]);
+        // Either failing ends every step below; either ending well is no news before the last page.
+        const failure = Promise.race([onlyFailure(pumped), onlyFailure(daemonDone)]);
         failure.catch(() => undefined);
         await Promise.race([started.ready, failure]);
         trace('migrate target: lazy-pages ready');
@@ -225,7 +221,7 @@ export class MigrationTarget {
         trace('migrate target: restored lazily');
         await onRestored({ initPid: initPid ?? 0, restoreMs });
         await faultPoint('migrate:restored');
-        await Promise.race([daemonFailed, failed.then(() => new Promise<never>(() => undefined))]);
+        await Promise.race([daemonDone, onlyFailure(pumped)]);
         // Every page is here: the copy no longer needs the source.
         guard?.release();
         await this.journal.advance(r, 'committed');
@@ -236,14 +232,13 @@ export class MigrationTarget {
         if (daemon?.pid) killTree(daemon.pid);
         if (initPid) killTree(initPid);
         guard?.release();
-        if (!pumped) {
+        if (!pumping) {
           closeQuietly(ours);
           closeQuietly(theirs);
         }
         link.close();
         this.received.delete(id);
-        await this.abortRecord(r, describe(err));
-        throw err;
+        throw await this.undone(r, err);
       } finally {
         // The daemon's socket for the restore, left behind by criu lazy-pages.
         fs.rmSync(path.join(logs.dir, 'lazy-pages.socket'), { force: true });
@@ -301,8 +296,25 @@ export class MigrationTarget {
   private async abortRecord(r: MigrationRecord, reason: string): Promise<MigrationRecord> {
     this.prepared.delete(r.id);
     this.received.delete(r.id);
-    if (new Container(this.root, r.name).exists() || r.phase !== 'prepared') await destroyContainer(this.root, r.name, true);
+    if (new Container(this.root, r.name).exists() || r.phase !== 'prepared') {
+      try {
+        await destroyContainer(this.root, r.name, true);
+      } catch (err) {
+        // A create that failed has undone itself: nothing is left to remove.
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+    }
     return this.journal.advance(r, 'aborted', reason);
+  }
+
+  /** `err`, once what the migration made here is removed; an undo that fails is recorded on it, never in its place. */
+  private async undone(r: MigrationRecord, err: unknown): Promise<unknown> {
+    try {
+      await this.abortRecord(r, describe(err));
+    } catch (undoErr) {
+      addCleanupFailures(err, [`removing what migration ${r.id} made: ${describe(undoErr)}`]);
+    }
+    return err;
   }
 
   private async exclusive<T>(name: string, body: () => Promise<T>): Promise<T> {
@@ -317,6 +329,11 @@ export class MigrationTarget {
 }
 
 const LAZY_LOG = 'lazy-pages.log';
+
+/** `p`'s failure; its success never settles. */
+function onlyFailure(p: Promise<unknown>): Promise<never> {
+  return p.then(() => new Promise<never>(() => undefined));
+}
 
 function parseMode(mode: unknown): MigrationMode {
   if (mode === undefined || mode === '' || mode === 'stop') return 'stop';

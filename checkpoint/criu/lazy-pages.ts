@@ -71,14 +71,18 @@ export function lazyDumpSetup(client: CriuClient, socket: number, configDir: str
   let swrk: SwrkProcess | undefined;
   const launcher: SwrkLauncher = (criuEnd, inherited) => {
     if (inherited.length > 0) throw new InvalidArgumentError('a lazy dump passes no inheritFd');
-    try {
-      swrk = spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, socket], criuEnv());
-    } catch (error) {
-      swrk = { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' }; // as CriuClient's own
-    }
-    return swrk;
+    return (swrk = spawnSwrk(client, criuEnd, [socket]));
   };
   return { configFile, launcher, spawned: () => swrk };
+}
+
+/** `criu swrk` with its RPC socket at 3 and `fds` after it; a failed spawn is an exit, as CriuClient's own launcher has it. */
+function spawnSwrk(client: CriuClient, criuEnd: number, fds: number[]): SwrkProcess {
+  try {
+    return spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, ...fds], criuEnv());
+  } catch (error) {
+    return { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' };
+  }
 }
 
 /**
@@ -219,16 +223,9 @@ export async function lazyRestore(o: LazyRestoreOptions): Promise<LazyRestoreRes
     close(psDump);
     return swrk;
   };
-  const spawn = (criuEnd: number, fds: number[]): SwrkProcess => {
-    try {
-      return spawnWithFds(client.criuPath, ['swrk', '3'], [criuEnd, ...fds], criuEnv());
-    } catch (error) {
-      return { exited: Promise.resolve({ error: error as Error }), stderrTail: () => '' }; // as CriuClient's own
-    }
-  };
   let restoreSwrk: SwrkProcess | undefined;
   const restoreLauncher: SwrkLauncher = (criuEnd, inherited) =>
-    (restoreSwrk = o.restoreLauncher ? o.restoreLauncher(criuEnd, inherited) : spawn(criuEnd, inherited));
+    (restoreSwrk = o.restoreLauncher ? o.restoreLauncher(criuEnd, inherited) : spawnSwrk(client, criuEnd, inherited));
 
   let fail!: (err: unknown) => void;
   const failed = new Promise<never>((_, reject) => (fail = reject));

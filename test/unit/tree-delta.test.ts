@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
-import { changesSince, indexTree, packTreeChanges, unpackTreeChanges } from '../../archive/tree-delta';
+import { changesSince, indexTree, packTreeChanges, packTreeLive, unpackTreeChanges } from '../../archive/tree-delta';
 import { packTree, unpackTree } from '../../archive/tree-tar';
 
 /*
@@ -48,8 +49,8 @@ test('the second pass carries exactly what changed, and the copy equals the sour
   write(src, 'was-dir/inner', 'y');
   fs.symlinkSync('etc/kept', path.join(src, 'link'));
 
-  const before = await indexTree(src);
-  await unpackTree(packTree(src), dst);
+  const first = packTreeLive(src);
+  await unpackTree(first.stream, dst);
   // What a running container does meanwhile.
   write(src, 'etc/hostname', 'p1-renamed');
   write(src, 'etc/new', 'hello');
@@ -61,7 +62,7 @@ test('the second pass carries exactly what changed, and the copy equals the sour
   fs.rmSync(path.join(src, 'link'));
   fs.symlinkSync('etc/new', path.join(src, 'link'));
 
-  const { changed, removed } = changesSince(before, await indexTree(src));
+  const { changed, removed } = changesSince(first.sent, await indexTree(src));
   assert.deepEqual(removed, ['home/gone', 'var/log/old', 'was-dir']);
   for (const rel of ['etc/hostname', 'etc/new', 'etc/kept', 'was-dir', 'link']) assert.ok(changed.has(rel), `${rel} goes again`);
   const got = await unpackTreeChanges(packTreeChanges(src, changed), dst, removed);
@@ -73,12 +74,43 @@ test('an unchanged file is not sent again', async () => {
   const src = path.join(base, 'quiet');
   fs.mkdirSync(src);
   write(src, 'big', 'x'.repeat(10_000));
-  const before = await indexTree(src);
-  // As if the first walk began 5 s after the file's last change (ctime cannot be set back, so the clock is moved instead).
-  before.takenAtNs += 5_000_000_000n;
-  const { changed, removed } = changesSince(before, await indexTree(src));
+  const first = packTreeLive(src);
+  fs.mkdirSync(path.join(base, 'quiet-copy'));
+  await unpackTree(first.stream, path.join(base, 'quiet-copy'));
+  // As if the first pass began 5 s after the file's last change (ctime cannot be set back, so the clock is moved instead).
+  first.sent.startedAtNs += 5_000_000_000n;
+  const { changed, removed } = changesSince(first.sent, await indexTree(src));
   assert.deepEqual([...changed], []);
   assert.deepEqual(removed, []);
+});
+
+test('a tree changed while its first pass reads it: a file cut short, one gone, a directory swapped for a symlink to outside; the second pass leaves the copy equal', async () => {
+  const src = path.join(base, 'busy');
+  const dst = path.join(base, 'busy-copy');
+  const outside = path.join(base, 'busy-outside');
+  fs.mkdirSync(dst);
+  write(outside, 'secret', 'not for the copy');
+  write(src, 'a-big', 'x'.repeat(4 * 1024 * 1024));
+  write(src, 'b-gone', 'soon gone');
+  write(src, 'c-dir/inner', 'inside');
+  const first = packTreeLive(src);
+  const reader = first.stream[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  while (head.reduce((n, b) => n + b.length, 0) < 1024 * 1024) head.push((await reader.next()).value as Buffer);
+  // The packer is inside a-big now (the stream holds back the rest until it is read).
+  fs.truncateSync(path.join(src, 'a-big'), 10);
+  fs.rmSync(path.join(src, 'b-gone'));
+  fs.rmSync(path.join(src, 'c-dir'), { recursive: true });
+  fs.symlinkSync(outside, path.join(src, 'c-dir'));
+  const rest = async function* () {
+    yield* head;
+    for (let r = await reader.next(); !r.done; r = await reader.next()) yield r.value as Buffer;
+  };
+  await unpackTree(Readable.from(rest()), dst);
+  assert.equal(fs.statSync(path.join(dst, 'a-big')).size, 4 * 1024 * 1024, 'a-big went at the size its header said');
+  const { changed, removed } = changesSince(first.sent, await indexTree(src));
+  await unpackTreeChanges(packTreeChanges(src, changed), dst, removed);
+  assert.deepEqual(snapshot(dst), snapshot(src), 'c-dir is the symlink there too, and nothing from outside came');
 });
 
 test("a peer's removals stay inside the tree: traversal is refused, a symlinked parent is not followed", async () => {
