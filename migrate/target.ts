@@ -28,6 +28,7 @@ import { freezeContainer, unfreezeContainer } from '../ops/freeze';
 import { importCheckpoint } from '../ops/import';
 import { restoreContainer } from '../ops/restore';
 import { DEFAULT_POOL, PoolCatalog } from '../storage';
+import { announceAddress } from '../runtime/network';
 import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
 import { closeQuietly, killTree, LazyGuard, PageLink, pump, startGuard } from './page-pump';
 
@@ -219,6 +220,7 @@ export class MigrationTarget {
         const restoreMs = performance.now() - t0;
         await this.journal.advance(r, 'restored');
         trace('migrate target: restored lazily');
+        void announce(c, initPid);
         await onRestored({ initPid: initPid ?? 0, restoreMs });
         await faultPoint('migrate:restored');
         await Promise.race([daemonDone, onlyFailure(pumped)]);
@@ -254,7 +256,9 @@ export class MigrationTarget {
     if (r.phase !== 'restored' || r.mode === 'post') throw new InvalidStateError(`migration ${id} of ${r.name} is ${r.phase}: only a restored copy can be committed`);
     return this.exclusive(r.name, async () => {
       await this.journal.advance(r, 'committed');
-      await unfreezeContainer(Container.open(this.root, r.name));
+      const c = Container.open(this.root, r.name);
+      await unfreezeContainer(c);
+      await announce(c, c.state().initPid);
       return r;
     });
   }
@@ -329,6 +333,21 @@ export class MigrationTarget {
 }
 
 const LAZY_LOG = 'lazy-pages.log';
+
+/**
+ * A bridged copy that runs here says so on its segment (gratuitous ARP).
+ * Not being able to is no reason to undo a migration: peers find the
+ * address anyway once their caches time out.
+ */
+async function announce(c: Container, initPid: number | undefined): Promise<void> {
+  if (c.config.net.mode !== 'bridge' || !initPid) return;
+  try {
+    await announceAddress(initPid, c.config.net);
+    trace('migrate target: address announced');
+  } catch (err) {
+    process.emitWarning(`${c.name}: could not announce its address after the migration: ${describe(err)}`);
+  }
+}
 
 /** `p`'s failure; its success never settles. */
 function onlyFailure(p: Promise<unknown>): Promise<never> {

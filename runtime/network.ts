@@ -299,6 +299,23 @@ export async function plugIntoBridge(key: string, cfg: BridgeNetConfig): Promise
 }
 
 /**
+ * Tell the segment that the container's address is behind this host's
+ * port now: one gratuitous ARP (an unsolicited request for its own
+ * address) from its eth0, so that switches move its MAC to this port and
+ * peers refresh their caches at once instead of after a timeout (what
+ * QEMU and Incus do after a migration). busybox's arping sends it.
+ */
+export async function announceAddress(pid: number, cfg: BridgeNetConfig): Promise<void> {
+  const { address } = parseContainerAddress(cfg.address, cfg.gateway);
+  if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`invalid pid ${pid}`);
+  requireTools();
+  assertOwnNetns(pid);
+  const busybox = findCommand('busybox');
+  if (!busybox) throw new NotSupportedError('the "busybox" command is missing', 'install busybox-static');
+  await run('nsenter', ['-t', String(pid), '-n', busybox, 'arping', '-U', '-q', '-c', '1', '-w', '1', '-I', CONTAINER_IFNAME, '-s', address, address]);
+}
+
+/**
  * Remove the host veth if it still exists (when the container's netns dies
  * the pair vanishes by itself; this is for cleanup after crashes). Idempotent.
  */

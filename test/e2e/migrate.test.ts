@@ -182,7 +182,7 @@ describe('live migration between two hosts', { skip }, () => {
     a.ok(['destroy', '--force', 'l3']);
   });
 
-  test('a bridged container keeps its address and an established TCP connection there and back (stop-and-copy, post-copy): the client sees no reset', async () => {
+  test('a bridged container keeps its address and an established TCP connection there and back (stop-and-copy, post-copy), its address announced there: the client sees no reset', async () => {
     const c = net.host('c', { ownMounts: true });
     const ip = (args: string[]) => {
       const r = spawnSync('ip', args, { encoding: 'utf8' });
@@ -202,6 +202,14 @@ describe('live migration between two hosts', { skip }, () => {
     ip(['-n', a.netns, 'link', 'set', 'tsvz-cc', 'master', 'tsvzbr0', 'up']);
     ip(['-n', c.netns, 'addr', 'add', '198.18.60.2/24', 'dev', 'tsvz-jc']);
     ip(['-n', c.netns, 'link', 'set', 'tsvz-jc', 'up']);
+    // An observer on b's side that never talks to the container and learns addresses from gratuitous ARP only (its own netns's sysctl).
+    const d = net.host('d');
+    ip(['link', 'add', 'tsvz-jd', 'netns', d.netns, 'type', 'veth', 'peer', 'name', 'tsvz-dd', 'netns', b.netns]);
+    ip(['-n', b.netns, 'link', 'set', 'tsvz-dd', 'master', 'tsvzbr0', 'up']);
+    ip(['-n', d.netns, 'addr', 'add', '198.18.60.3/24', 'dev', 'tsvz-jd']);
+    ip(['-n', d.netns, 'link', 'set', 'tsvz-jd', 'up']);
+    assert.equal(spawnSync('nsenter', [`--net=/run/netns/${d.netns}`, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/tsvz-jd/arp_accept']).status, 0);
+    const seenByD = () => spawnSync('ip', ['-n', d.netns, 'neigh', 'show', '198.18.60.10', 'dev', 'tsvz-jd'], { encoding: 'utf8' }).stdout;
     let client: ChildProcess | undefined;
     try {
       let connected = false;
@@ -216,10 +224,12 @@ describe('live migration between two hosts', { skip }, () => {
       }
       assert.ok(connected, 'the client reaches the server in the container');
       await new Promise((r) => setTimeout(r, 500));
+      assert.equal(seenByD(), '', 'the observer knows nothing of the container yet');
       a.ok(['migrate', 'n1', '--to', 'b']);
       const info = JSON.parse(b.ok(['info', 'n1', '--json']));
       assert.equal(info.state, 'running');
       assert.equal(info.ip, '198.18.60.10');
+      assert.ok(await eventually(() => /lladdr/.test(seenByD()), 5_000), `the copy announced its address: ${seenByD()}`);
       await new Promise((r) => setTimeout(r, 1500));
       // And back in post-copy: the connection survives that too.
       b.ok(['migrate', 'n1', '--to', 'a', '--mode', 'post']);
