@@ -28,7 +28,7 @@ const SUBCOMMANDS: Partial<Record<CommandName, readonly string[]>> = {
   daemon: ['run', 'unit'],
   trust: ['token', 'list', 'rm'],
   remote: ['add', 'list', 'rm', 'info'],
-  migrate: ['run', 'list', 'resolve'],
+  migrate: ['run', 'list', 'cancel', 'resolve'],
   schedule: ['list', 'add', 'run', 'rm'],
   backup: ['list', 'restore'],
 };

@@ -35,6 +35,8 @@ export interface MigrationRecord {
   updatedAt: string;
   /** Why it ended in `aborted`. */
   reason?: string;
+  /** The source's process driving it (pid and start time): `migrate cancel` signals it. */
+  driver?: { pid: number; start: number };
 }
 
 const ID = /^[0-9a-f]{32}$/;

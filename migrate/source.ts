@@ -3,7 +3,8 @@ import os = require('node:os');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { BusyError, InvalidStateError, TsvzError } from '../lib/errors';
-import { faultPoint } from '../lib/fault';
+import { faultPause, faultPoint } from '../lib/fault';
+import { processStartTime } from '../lib/proc';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
 import { changesSince, indexTree, packTreeChanges, packTreeLive } from '../archive/tree-delta';
@@ -27,11 +28,12 @@ export interface TargetLink {
   /** The target as this host names it (its remote's name). */
   readonly peer: string;
   readonly peerFingerprint?: string;
-  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean; mode?: MigrationMode }): Promise<{ criuVersion?: string }>;
-  sendFiles(id: string, name: string, body: Readable): Promise<number>;
+  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean; mode?: MigrationMode }, signal?: AbortSignal): Promise<{ criuVersion?: string }>;
+  /** The transfers end (the call cancelled) when `signal` aborts. */
+  sendFiles(id: string, name: string, body: Readable, signal?: AbortSignal): Promise<number>;
   /** After the freeze: `removed` (relative paths), then a tree stream of what changed since sendFiles. */
-  sendFileChanges(id: string, name: string, removed: string[], body: Readable): Promise<number>;
-  sendCheckpoint(id: string, name: string, body: Readable): Promise<{ initPid?: number; restoreMs?: number }>;
+  sendFileChanges(id: string, name: string, removed: string[], body: Readable, signal?: AbortSignal): Promise<number>;
+  sendCheckpoint(id: string, name: string, body: Readable, signal?: AbortSignal): Promise<{ initPid?: number; restoreMs?: number }>;
   /** Post-copy: the channel to the target's lazy-pages daemon; `onRestored` once the copy runs there. */
   pages(id: string, onRestored: (r: { initPid?: number; restoreMs?: number }) => void): PageLink;
   commit(id: string): Promise<void>;
@@ -53,6 +55,12 @@ export interface MigrateOptions {
   signer: ArchiveSigner;
   /** Each phase as it begins (for the CLI's progress line). */
   onPhase?: (phase: string) => void;
+  /**
+   * Cancels the migration until the switch-over (`migrate cancel`, Ctrl-C):
+   * the source runs on, the target is told to drop its copy. Past it, the
+   * migration finishes.
+   */
+  signal?: AbortSignal;
 }
 
 export interface MigrationResult {
@@ -91,11 +99,14 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const cpuinfo = await cpuinfoImage(c);
     const id = newMigrationId();
     const mode = opts.mode === 'post' ? 'post' : 'stop';
-    const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint });
+    const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0 };
+    const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint, driver });
     phase('checking the target');
     try {
-      await link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool, cpuinfo, mode });
+      const prepared = link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool, cpuinfo, mode }, opts.signal);
+      await unlessCancelled(opts.signal, prepared);
     } catch (err) {
+      if (opts.signal?.aborted) await link.abort(id, message(err)).catch(() => undefined);
       await journal.advance(rec, 'aborted', message(err));
       throw err;
     }
@@ -157,6 +168,8 @@ async function transfer(
   link: TargetLink, opts: MigrateOptions, journal: MigrationJournal,
 ): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
   const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
+  const { signal } = opts;
+  const step = <T>(p: Promise<T>): Promise<T> => unlessCancelled(signal, p);
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
   const post = rec.mode === 'post';
@@ -174,7 +187,7 @@ async function transfer(
     // The files go whole while the container runs; after the freeze only what changed since.
     phase('sending files (running)');
     const first = packTreeLive(rootfs);
-    const filesBytes = await link.sendFiles(rec.id, c.name, first.stream);
+    const filesBytes = await step(link.sendFiles(rec.id, c.name, first.stream, signal));
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
@@ -205,16 +218,18 @@ async function transfer(
       } : undefined,
       onDumped: async (dir) => {
         try {
+          await step(faultPause('migrate:dumped'));
           phase('sending the files changed since');
           const { changed, removed } = changesSince(first.sent, await indexTree(rootfs));
-          const changesBytes = await link.sendFileChanges(rec.id, c.name, removed, packTreeChanges(rootfs, changed));
+          const changesBytes = await step(link.sendFileChanges(rec.id, c.name, removed, packTreeChanges(rootfs, changed), signal));
           trace(`migrate: file changes sent (${changed.size} entries, ${removed.length} removed)`);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: images hashed');
-          const restored = await link.sendCheckpoint(rec.id, c.name, stream);
+          const restored = await step(link.sendCheckpoint(rec.id, c.name, stream, signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
           // The point of no return: the target holds the restored copy frozen (post-copy: the images, and it starts once pages flow).
+          signal?.throwIfAborted();
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
           shipped = { filesBytes: filesBytes + changesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
@@ -276,6 +291,24 @@ async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer,
   // The manifest (every file's sha256) goes first, signed; the target checks each file against it as it arrives.
   const manifest = await checkpointManifest(dir, meta, c.config);
   return { stream: packCheckpoint(dir, manifest, signer, { frozen: true }), bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
+}
+
+/**
+ * `p`, or the signal's reason once it aborts (the call behind `p` is
+ * cancelled by the same signal): a cancelled migration stops at once.
+ */
+function unlessCancelled<T>(signal: AbortSignal | undefined, p: Promise<T>): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const done = () => signal.removeEventListener('abort', onAbort);
+    p.then((v) => { done(); resolve(v); }, (err: unknown) => { done(); reject(err); });
+  });
 }
 
 /** `chunks`, stopped at fault point `point` (tests) once `armed()` says so. */

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
 import { print, printError } from '../output';
-import { InvalidArgumentError } from '../../lib/errors';
+import { InvalidArgumentError, TsvzError } from '../../lib/errors';
 
 function parseMode(mode: unknown): 'stop' | 'post' | 'auto' {
   if (mode === 'stop' || mode === 'post' || mode === 'auto') return mode;
@@ -35,6 +35,13 @@ export function register(program: Command): void {
       const pool = o.pool === undefined ? undefined : validateName(o.pool, 'pool');
       const mode = parseMode(o.mode);
       const client = await RemoteClient.connect(root, to);
+      // Ctrl-C or `tsvz migrate cancel` (SIGTERM): rolled back until the switch-over, finished after it.
+      const cancel = new AbortController();
+      const onSignal = () => {
+        printError(`migrate ${name}: cancelling\n`);
+        cancel.abort(new TsvzError('ECANCELLED', `migration of ${name} to ${to} cancelled`, { hint: `${name} runs on here` }));
+      };
+      process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
       try {
         if (o.check) {
           const r = await checkMigration(root, name, grpcTargetLink(client), { pool, mode });
@@ -48,14 +55,26 @@ export function register(program: Command): void {
           mode,
           signer: await hostSigner(root),
           onPhase: o.json ? undefined : (p) => printError(`migrate ${name}: ${p}\n`),
+          signal: cancel.signal,
         });
         if (o.json) return printJson(r);
         const { formatBytes } = await import('../../lib/units');
         const lastPage = r.lastPageMs === undefined ? '' : `, last page after ${(r.lastPageMs / 1000).toFixed(1)} s`;
         print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files, ${r.mode})\n`);
       } finally {
+        process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
         client.close();
       }
+    });
+
+  migrate
+    .command('cancel')
+    .description("stop this host's migration of NAME before the switch-over: it runs on here, the target drops its copy")
+    .argument('<name>', 'container name')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { validateName } = await import('../../lib/names');
+      const { cancelMigration } = await import('../../migrate/cancel');
+      print(`${await cancelMigration(rootOf(cmd), validateName(name))}\n`);
     });
 
   migrate

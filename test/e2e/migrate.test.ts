@@ -334,6 +334,30 @@ describe('live migration between two hosts', { skip }, () => {
     a.ok(['destroy', '--force', 'p3']);
   });
 
+  test('migrate cancel with the source dumped and frozen: it runs on here, the target holds nothing; the next migration goes through', async () => {
+    a.ok(['create', 'p5', '--init', COUNTER]);
+    a.ok(['start', 'p5']);
+    const m = a.spawn(['migrate', 'p5', '--to', 'b'], { TSVZ_FAULT: 'migrate:dumped', TSVZ_FAULT_MS: '120000' });
+    let err = '';
+    m.stderr!.on('data', (d) => { err += d; });
+    assert.ok(await eventually(() => err.includes('fault point migrate:dumped'), 60_000), err);
+    assert.match(a.ok(['migrate', 'cancel', 'p5']), /^cancelled migration [0-9a-f]{12} of p5 to b: p5 runs on here$/m);
+    assert.equal(await exitOf(m), 130, err);
+    assert.match(err, /^tsvz: migration of p5 to b cancelled \(p5 runs on here\)$/m);
+    assert.equal(state(a, 'p5'), 'running');
+    const c = count(a, 'p5');
+    assert.ok(await eventually(() => count(a, 'p5') > c), 'and it counts');
+    assert.equal(journal(a).find((r) => r.name === 'p5')?.phase, 'aborted');
+    assert.ok(await eventually(() => journal(b).find((r) => r.name === 'p5')?.phase === 'aborted', 20_000), JSON.stringify(journal(b)));
+    clean(b, 'p5');
+    const none = a.run(['migrate', 'cancel', 'p5']);
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /^tsvz: no migration of p5 in flight on this host/m);
+    a.ok(['migrate', 'p5', '--to', 'b']);
+    assert.equal(state(b, 'p5'), 'running');
+    b.ok(['destroy', '--force', 'p5']);
+  });
+
   test('two migrations of one container at once: the second is busy', async () => {
     a.ok(['create', 'p4', '--init', COUNTER]);
     a.ok(['start', 'p4']);
