@@ -21,6 +21,7 @@ import { lockContainer, withContainerIntent } from '../ops/recovery';
 import { MigrationJournal, MigrationMode, MigrationRecord, newMigrationId } from './journal';
 import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
 import { streamSocketpair } from '../lib/seqpacket';
+import { metered, TransferProgress } from './progress';
 import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
 
 /** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
@@ -55,6 +56,8 @@ export interface MigrateOptions {
   signer: ArchiveSigner;
   /** Each phase as it begins (for the CLI's progress line). */
   onPhase?: (phase: string) => void;
+  /** The files' and the memory's transfer as they go. */
+  onProgress?: (p: TransferProgress) => void;
   /**
    * Cancels the migration until the switch-over (`migrate cancel`, Ctrl-C):
    * the source runs on, the target is told to drop its copy. Past it, the
@@ -187,7 +190,7 @@ async function transfer(
     // The files go whole while the container runs; after the freeze only what changed since.
     phase('sending files (running)');
     const first = packTreeLive(rootfs);
-    const filesBytes = await step(link.sendFiles(rec.id, c.name, first.stream, signal));
+    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first.stream, 'files', treeBytes(rootfs), opts.onProgress), signal));
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
@@ -226,7 +229,7 @@ async function transfer(
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: images hashed');
-          const restored = await step(link.sendCheckpoint(rec.id, c.name, stream, signal));
+          const restored = await step(link.sendCheckpoint(rec.id, c.name, post ? stream : metered(stream, 'memory', bytes, opts.onProgress), signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
           // The point of no return: the target holds the restored copy frozen (post-copy: the images, and it starts once pages flow).
           signal?.throwIfAborted();

@@ -2,10 +2,28 @@ import type { Command } from 'commander';
 import { printJson, printTable, rootOf } from '../context';
 import { print, printError } from '../output';
 import { InvalidArgumentError, TsvzError } from '../../lib/errors';
+import type { TransferProgress } from '../../migrate/progress';
 
 function parseMode(mode: unknown): 'stop' | 'post' | 'auto' {
   if (mode === 'stop' || mode === 'post' || mode === 'auto') return mode;
   throw new InvalidArgumentError(`unknown --mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop, post or auto');
+}
+
+/** A transfer's progress on stderr: redrawn in place on a terminal, its summary once it ends. */
+async function progressLine(name: string): Promise<(p: TransferProgress) => void> {
+  const { formatBytes } = await import('../../lib/units');
+  const tty = process.stderr.isTTY === true;
+  return (p) => {
+    const rate = `${formatBytes(Math.round(p.bytesPerSec))}/s`;
+    if (p.done) {
+      printError(`${tty ? '\r\x1b[K' : ''}migrate ${name}: ${p.what} ${formatBytes(p.bytes)} in ${p.seconds.toFixed(1)} s (${rate})\n`);
+    } else if (tty) {
+      const share = Math.min(1, p.total > 0 ? p.bytes / p.total : 0);
+      const bar = '#'.repeat(Math.round(share * 30)).padEnd(30, '.');
+      const eta = p.etaSec === undefined ? '' : `  ETA ${Math.ceil(p.etaSec)} s`;
+      printError(`\r\x1b[Kmigrate ${name}: ${p.what.padEnd(6)} [${bar}] ${(share * 100).toFixed(0).padStart(3)}%  ${formatBytes(p.bytes)} of ${formatBytes(p.total)}  ${rate}${eta}`);
+    }
+  };
 }
 
 export function register(program: Command): void {
@@ -56,6 +74,7 @@ export function register(program: Command): void {
           signer: await hostSigner(root),
           onPhase: o.json ? undefined : (p) => printError(`migrate ${name}: ${p}\n`),
           signal: cancel.signal,
+          onProgress: o.json ? undefined : await progressLine(name),
         });
         if (o.json) return printJson(r);
         const { formatBytes } = await import('../../lib/units');

@@ -369,6 +369,8 @@ describe('live migration between two hosts', { skip }, () => {
     assert.equal(second.status, 75, second.stderr);
     assert.match(second.stderr, /^tsvz: container p4 is busy: another tsvz operation is in progress/m);
     assert.equal(await exitOf(first), 0, err);
+    assert.match(err, /^migrate p4: files \S+ \S+ in \d+\.\d s \(\S+ \S+\/s\)$/m, 'the files transfer summed up');
+    assert.match(err, /^migrate p4: memory \S+ \S+ in \d+\.\d s \(\S+ \S+\/s\)$/m, 'the memory transfer summed up');
     assert.equal(state(b, 'p4'), 'running');
     b.ok(['destroy', '--force', 'p4']);
   });

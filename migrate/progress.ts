@@ -1,0 +1,47 @@
+import { pipeline, Readable, Transform } from 'node:stream';
+
+/** How far one of a migration's transfers is (the CLI draws it). */
+export interface TransferProgress {
+  what: 'files' | 'memory';
+  bytes: number;
+  /** What the transfer is expected to carry (the stream's framing can take it a little over). */
+  total: number;
+  /** Since the transfer began. */
+  seconds: number;
+  bytesPerSec: number;
+  /** Seconds left at the rate so far. */
+  etaSec?: number;
+  done: boolean;
+}
+
+const REPORT_EVERY_MS = 250;
+
+/** `body` counted as it is read: `report` at most every 250 ms, and once at its end. */
+export function metered(body: Readable, what: TransferProgress['what'], total: number, report?: (p: TransferProgress) => void): Readable {
+  if (!report) return body;
+  const t0 = performance.now();
+  let bytes = 0;
+  let last = t0;
+  const tell = (done: boolean) => {
+    const seconds = (performance.now() - t0) / 1000;
+    const bytesPerSec = seconds > 0 ? bytes / seconds : 0;
+    report({ what, bytes, total, seconds, bytesPerSec, etaSec: bytesPerSec > 0 ? Math.max(0, total - bytes) / bytesPerSec : undefined, done });
+  };
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      const now = performance.now();
+      if (now - last >= REPORT_EVERY_MS) {
+        last = now;
+        tell(false);
+      }
+      cb(null, chunk);
+    },
+    flush(cb) {
+      tell(true);
+      cb();
+    },
+  });
+  // An error on either side ends both: the reader sees the body's failure, a reader that stops ends the body.
+  return pipeline(body, counter, () => undefined);
+}
