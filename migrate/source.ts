@@ -102,11 +102,12 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const cpuinfo = await cpuinfoImage(c);
     const id = newMigrationId();
     const mode = opts.mode === 'post' ? 'post' : 'stop';
+    const filesBytes = treeBytes(rootfs);
     const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0 };
     const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint, driver });
     phase('checking the target');
     try {
-      const prepared = link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes: treeBytes(rootfs), pool: opts.pool, cpuinfo, mode }, opts.signal);
+      const prepared = link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo, mode }, opts.signal);
       await unlessCancelled(opts.signal, prepared);
     } catch (err) {
       if (opts.signal?.aborted) await link.abort(id, message(err)).catch(() => undefined);
@@ -114,7 +115,7 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
       throw err;
     }
     await journal.advance(rec, 'transferring');
-    return transfer(c, state, rec, rootfs, cpuinfo, link, opts, journal);
+    return transfer(c, state, rec, { dir: rootfs, bytes: filesBytes }, cpuinfo, link, opts, journal);
   }, { waitMs: 0 }); // a migration holds the container for long: a second one is told at once
   if (!opts.keepSource) {
     const { destroyContainer } = await import('../ops/destroy');
@@ -167,11 +168,12 @@ async function cpuinfoImage(c: Container): Promise<Buffer> {
 }
 
 async function transfer(
-  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, rootfs: string, cpuinfo: Buffer,
+  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, files: { dir: string; bytes: number }, cpuinfo: Buffer,
   link: TargetLink, opts: MigrateOptions, journal: MigrationJournal,
 ): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
   const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
   const { signal } = opts;
+  const rootfs = files.dir;
   const step = <T>(p: Promise<T>): Promise<T> => unlessCancelled(signal, p);
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
@@ -190,7 +192,7 @@ async function transfer(
     // The files go whole while the container runs; after the freeze only what changed since.
     phase('sending files (running)');
     const first = packTreeLive(rootfs);
-    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first.stream, 'files', treeBytes(rootfs), opts.onProgress), signal));
+    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first.stream, 'files', files.bytes, opts.onProgress), signal));
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
@@ -335,16 +337,26 @@ async function commitWithRetry(link: TargetLink, id: string): Promise<void> {
   throw last;
 }
 
-/** Bytes of the files under `dir` (this filesystem only), for the target's space check. */
+/**
+ * Bytes of the files under `dir` (this filesystem only), for the target's
+ * space check and the progress. The tree runs: an entry gone meanwhile counts nothing.
+ */
 function treeBytes(dir: string): number {
   let total = 0;
   const dev = fs.lstatSync(dir).dev;
+  const gone = (err: unknown) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+  };
   const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try { entries = fs.readdirSync(d, { withFileTypes: true }); } catch (err) { return gone(err); }
+    for (const e of entries) {
       const p = path.join(d, e.name);
-      const st = fs.lstatSync(p);
+      let st: fs.Stats;
+      try { st = fs.lstatSync(p); } catch (err) { gone(err); continue; }
       if (st.dev !== dev) continue;
-      if (e.isDirectory()) walk(p);
+      if (st.isDirectory()) walk(p);
       else total += st.size;
     }
   };
