@@ -80,11 +80,10 @@ export async function decompressedFile(fh: fs.promises.FileHandle, allow: readon
     const head = Buffer.alloc(SNIFF_BYTES);
     const { bytesRead } = await fh.read(head, 0, SNIFF_BYTES, 0);
     if (detectCompression(head.subarray(0, bytesRead)) === 'zstd') {
-      try {
-        return { stream: zstdDecompressor({ stdin: fh.fd }), compression: 'zstd' };
-      } finally {
-        await fh.close(); // the tool has its own copy of the descriptor
-      }
+      const stream = zstdDecompressor({ stdin: fh.fd });
+      // Ours is closed once the tool is done: closed as the tool started, its input was now and then cut short ('premature end').
+      stream.once('close', () => { void fh.close().catch(() => undefined); });
+      return { stream, compression: 'zstd' };
     }
   }
   // A pipe has no positions: read it from where it is.
