@@ -187,7 +187,6 @@ async function transfer(
   let criuEnd: number | undefined;
   // Until CRIU says it freezes the tree next (pre-dump), the time spent is CRIU's start, not the freeze.
   let freezeStart = performance.now();
-  phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping');
   try {
     // The files go whole while the container runs; after the freeze only what changed since.
     phase('sending files (running)');
@@ -198,6 +197,7 @@ async function transfer(
     if (post && bridged) await unplugFromBridge(c.key);
     // Post-copy: CRIU's page server speaks through `criuEnd` (dumpContainer closes it); `ours` goes to the target over the Pages call.
     [ours, criuEnd] = post ? streamSocketpair() : [undefined, undefined];
+    phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping');
     await withContainerIntent(c, 'checkpoint', { id: ckId, leaveRunning: false }, (intent) => dumpContainer(c, state, catalog, {
       name: ckId,
       intent,

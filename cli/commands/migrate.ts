@@ -29,7 +29,7 @@ async function progressLine(name: string): Promise<(p: TransferProgress) => void
 export function register(program: Command): void {
   const migrate = program
     .command('migrate')
-    .description("move a running container to another host's daemon (stop-and-copy or post-copy); list and settle migrations");
+    .description("move a running container to another host's daemon (stop-and-copy or post-copy); list, cancel and settle migrations");
 
   migrate
     .command('run', { isDefault: true })
