@@ -33,8 +33,8 @@ export interface Chunk { data?: Buffer }
 export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string; removed?: string[] }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
-export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean; mode?: string }
-export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string }
+export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean; mode?: string; formats?: string[] }
+export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string; format?: string }
 export interface MigrateReceived { bytes?: number }
 export interface MigrateRestored { initPid?: number; restoreMs?: number }
 export interface MigrateRef { id?: string }

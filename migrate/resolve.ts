@@ -9,6 +9,7 @@ import { RemoteStore } from '../daemon/remotes';
 import { archiveTrust } from '../daemon/signers';
 import { isSettled, MigrationJournal, MigrationRecord } from './journal';
 import { MigrationTarget } from './target';
+import { releaseMigrationSnapshots } from './files';
 
 /**
  * The source's word on an unsettled migration of its own: it switched over
@@ -24,6 +25,8 @@ export async function settleSource(root: Root, r: MigrationRecord): Promise<'com
   // Before `switching` CRIU resumes the tree when its client goes; at `switching` only a running source says it did.
   const phase = r.phase === 'switching' && !running ? 'committed' : 'aborted';
   await journal.advance(r, phase, phase === 'aborted' ? 'settled by resolve: the source runs on' : undefined);
+  // The snapshots of a native file transfer, left by a driver that was killed.
+  if (c.exists()) await releaseMigrationSnapshots(Container.open(root, r.name), r.id);
   return phase;
 }
 

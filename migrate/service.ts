@@ -51,12 +51,12 @@ export function migrationService(d: DaemonContext): Handler[] {
       if (req.filesBytes !== undefined && req.filesBytes > d.limits.maxUploadBytes) {
         throw new LimitError(`the container's files (${req.filesBytes} bytes) are over this host's upload limit of ${d.limits.maxUploadBytes} bytes`);
       }
-      const { criuVersion } = await target.prepare({
+      const { criuVersion, format } = await target.prepare({
         id: req.id ?? '', name: req.name ?? '', configJson: req.configJson ?? '', pool: req.pool,
         peer: ctx.client?.name ?? ctx.peer, peerFingerprint: ctx.client?.fingerprint,
-        cpuinfo: req.cpuinfo, checkOnly: req.checkOnly === true, mode: req.mode as MigrationMode | undefined,
+        cpuinfo: req.cpuinfo, checkOnly: req.checkOnly === true, mode: req.mode as MigrationMode | undefined, formats: req.formats,
       });
-      return { tsvzVersion: tsvzVersion(), criuVersion };
+      return { tsvzVersion: tsvzVersion(), criuVersion, format };
     }),
 
     clientStream(Migration.ReceiveFiles, async (input, ctx) => {

@@ -7,7 +7,6 @@ import { faultPause, faultPoint } from '../lib/fault';
 import { processStartTime } from '../lib/proc';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
-import { changesSince, indexTree, packTreeChanges, packTreeLive } from '../archive/tree-delta';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
 import { checkpointManifest, packCheckpoint } from '../checkpoint/archive';
@@ -18,7 +17,9 @@ import { formatVersion, requireCriu } from '../checkpoint/criu/version';
 import { dumpContainer } from '../checkpoint/dump';
 import { CPUINFO_IMAGE } from '../ops/export';
 import { lockContainer, withContainerIntent } from '../ops/recovery';
-import { MigrationJournal, MigrationMode, MigrationRecord, newMigrationId } from './journal';
+import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, newMigrationId } from './journal';
+import { FilePasses, filePasses, offeredFormats } from './files';
+import type { SendFormat } from '../storage';
 import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
 import { streamSocketpair } from '../lib/seqpacket';
 import { metered, TransferProgress } from './progress';
@@ -29,10 +30,11 @@ export interface TargetLink {
   /** The target as this host names it (its remote's name). */
   readonly peer: string;
   readonly peerFingerprint?: string;
-  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean; mode?: MigrationMode }, signal?: AbortSignal): Promise<{ criuVersion?: string }>;
+  /** `formats`: the stream formats this pool sends, preferred first; the answer's `format` is the one the target's pool takes. */
+  prepare(req: { id: string; name: string; configJson: string; criuVersion: string; filesBytes: number; pool?: string; cpuinfo: Buffer; checkOnly?: boolean; mode?: MigrationMode; formats: SendFormat[] }, signal?: AbortSignal): Promise<{ criuVersion?: string; format?: string }>;
   /** The transfers end (the call cancelled) when `signal` aborts. */
   sendFiles(id: string, name: string, body: Readable, signal?: AbortSignal): Promise<number>;
-  /** After the freeze: `removed` (relative paths), then a tree stream of what changed since sendFiles. */
+  /** After the freeze: `removed` (relative paths), then what changed since sendFiles (a tree stream, or the native difference). */
   sendFileChanges(id: string, name: string, removed: string[], body: Readable, signal?: AbortSignal): Promise<number>;
   sendCheckpoint(id: string, name: string, body: Readable, signal?: AbortSignal): Promise<{ initPid?: number; restoreMs?: number }>;
   /** Post-copy: the channel to the target's lazy-pages daemon; `onRestored` once the copy runs there. */
@@ -77,6 +79,10 @@ export interface MigrationResult {
   lastPageMs?: number;
   totalMs: number;
   filesBytes: number;
+  /** How the files went: the pools' native send (btrfs, zfs) or the tar stream. */
+  filesFormat: SendFormat;
+  /** Of filesBytes, what went after the freeze: the changes since the first pass. */
+  changedFilesBytes: number;
   imagesBytes: number;
   restoreMs: number;
   keptSource: boolean;
@@ -106,16 +112,24 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0 };
     const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint, driver });
     phase('checking the target');
+    let format: SendFormat;
     try {
-      const prepared = link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo, mode }, opts.signal);
-      await unlessCancelled(opts.signal, prepared);
+      const formats = await offeredFormats(c);
+      const prepared = link.prepare({ id, name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo, mode, formats }, opts.signal);
+      format = chosenFormat((await unlessCancelled(opts.signal, prepared)).format, formats, link.peer);
     } catch (err) {
       if (opts.signal?.aborted) await link.abort(id, message(err)).catch(() => undefined);
       await journal.advance(rec, 'aborted', message(err));
       throw err;
     }
     await journal.advance(rec, 'transferring');
-    return transfer(c, state, rec, { dir: rootfs, bytes: filesBytes }, cpuinfo, link, opts, journal);
+    const files = filePasses(c, rootfs, id, format);
+    try {
+      return await transfer(c, state, rec, { passes: files, bytes: filesBytes }, cpuinfo, link, opts, journal);
+    } finally {
+      // Kept on failure only where CRIU failed past the switch-over: resolve releases them then.
+      if (isSettled(rec)) await files.release().catch((err: unknown) => process.emitWarning(`${name}: could not remove the migration's snapshots: ${message(err)}`));
+    }
   }, { waitMs: 0 }); // a migration holds the container for long: a second one is told at once
   if (!opts.keepSource) {
     const { destroyContainer } = await import('../ops/destroy');
@@ -129,15 +143,16 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
  * on both hosts (running here, no migration in flight, CRIU; there: the
  * name, the pool, the config, the space, CRIU, this CPU), and nothing else.
  */
-export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string; mode?: MigrationMode | 'auto' } = {}): Promise<{ name: string; to: string; filesBytes: number; targetCriu?: string }> {
+export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string; mode?: MigrationMode | 'auto' } = {}): Promise<{ name: string; to: string; filesBytes: number; filesFormat: SendFormat; targetCriu?: string }> {
   const c = Container.open(root, name);
   return lockContainer(c, async () => {
     const { criu, rootfs } = await checkSource(c, new MigrationJournal(root));
     const filesBytes = treeBytes(rootfs);
+    const formats = await offeredFormats(c);
     const there = await link.prepare({
-      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true, mode: opts.mode === 'post' ? 'post' : 'stop',
+      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true, mode: opts.mode === 'post' ? 'post' : 'stop', formats,
     });
-    return { name, to: link.peer, filesBytes, targetCriu: there.criuVersion };
+    return { name, to: link.peer, filesBytes, filesFormat: chosenFormat(there.format, formats, link.peer), targetCriu: there.criuVersion };
   }, { waitMs: 0 });
 }
 
@@ -168,18 +183,17 @@ async function cpuinfoImage(c: Container): Promise<Buffer> {
 }
 
 async function transfer(
-  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, files: { dir: string; bytes: number }, cpuinfo: Buffer,
+  c: Container, state: Awaited<ReturnType<typeof reconcile>>, rec: MigrationRecord, files: { passes: FilePasses; bytes: number }, cpuinfo: Buffer,
   link: TargetLink, opts: MigrateOptions, journal: MigrationJournal,
 ): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
   const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
   const { signal } = opts;
-  const rootfs = files.dir;
   const step = <T>(p: Promise<T>): Promise<T> => unlessCancelled(signal, p);
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
   const post = rec.mode === 'post';
   const bridged = c.config.net.mode === 'bridge';
-  let shipped: { filesBytes: number; imagesBytes: number; restoreMs: number } | undefined;
+  let shipped: { filesBytes: number; changedFilesBytes: number; imagesBytes: number; restoreMs: number } | undefined;
   let hookError: unknown;
   let restoredAt: number | undefined;
   let pages: Promise<void> | undefined;
@@ -189,9 +203,9 @@ async function transfer(
   let freezeStart = performance.now();
   try {
     // The files go whole while the container runs; after the freeze only what changed since.
-    phase('sending files (running)');
-    const first = packTreeLive(rootfs);
-    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first.stream, 'files', files.bytes, opts.onProgress), signal));
+    phase(files.passes.format === 'tar' ? 'sending files (running)' : `sending files (running, ${files.passes.format} send)`);
+    const first = await files.passes.running();
+    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first, 'files', files.bytes, opts.onProgress), signal));
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
@@ -225,9 +239,9 @@ async function transfer(
         try {
           await step(faultPause('migrate:dumped'));
           phase('sending the files changed since');
-          const { changed, removed } = changesSince(first.sent, await indexTree(rootfs));
-          const changesBytes = await step(link.sendFileChanges(rec.id, c.name, removed, packTreeChanges(rootfs, changed), signal));
-          trace(`migrate: file changes sent (${changed.size} entries, ${removed.length} removed)`);
+          const changes = await files.passes.frozen();
+          const changesBytes = await step(link.sendFileChanges(rec.id, c.name, changes.removed, changes.stream, signal));
+          trace(`migrate: file changes sent (${changesBytes} bytes, ${changes.removed.length} removed)`);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: images hashed');
@@ -237,7 +251,7 @@ async function transfer(
           signal?.throwIfAborted();
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
-          shipped = { filesBytes: filesBytes + changesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
+          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
           if (!post) restoredAt = performance.now();
         } catch (err) {
           hookError = err;
@@ -276,7 +290,7 @@ async function transfer(
     });
   }
   await journal.advance(rec, 'committed');
-  return { id: rec.id, name: c.name, to: link.peer, mode: post ? 'post-copy' : 'stop-and-copy', ...shipped!, frozenMs, lastPageMs };
+  return { id: rec.id, name: c.name, to: link.peer, mode: post ? 'post-copy' : 'stop-and-copy', filesFormat: files.passes.format, ...shipped!, frozenMs, lastPageMs };
 }
 
 /** The images of `dir` as a stream of a signed archive, with this host's cpuinfo image for the target's CPU check; `bytes`: what its files hold. */
@@ -362,6 +376,13 @@ function treeBytes(dir: string): number {
   };
   walk(dir);
   return total;
+}
+
+/** The target's choice, which must be one this host offered (a peer's answer is checked like any input). */
+function chosenFormat(format: string | undefined, offered: SendFormat[], peer: string): SendFormat {
+  const f = (format || 'tar') as SendFormat;
+  if (!offered.includes(f)) throw new TsvzError('ECORRUPT', `${peer} chose a file transfer type this host did not offer: ${JSON.stringify(String(format).slice(0, 20))}`);
+  return f;
 }
 
 function message(err: unknown): string {

@@ -10,7 +10,6 @@ import { unpackTree } from '../archive/tree-tar';
 import { unpackTreeChanges } from '../archive/tree-delta';
 import type { ContainerConfig } from '../runtime/config';
 import { Container } from '../runtime/container';
-import { filesOwnerOf } from '../runtime/rootfs-owner';
 import type { ArchiveTrust } from '../checkpoint/archive-signature';
 import { CriuClient } from '../checkpoint/criu/client';
 import { CriuError } from '../checkpoint/criu/errors';
@@ -27,7 +26,10 @@ import { destroyContainer } from '../ops/destroy';
 import { freezeContainer, unfreezeContainer } from '../ops/freeze';
 import { importCheckpoint } from '../ops/import';
 import { restoreContainer } from '../ops/restore';
-import { DEFAULT_POOL, PoolCatalog } from '../storage';
+import { DEFAULT_POOL, PoolCatalog, pickFormat, SendFormat, withStore } from '../storage';
+import { byteLimited } from '../lib/byte-limit';
+import { filesOwnerOf, OwnerBase, shiftOwnership } from '../runtime/rootfs-owner';
+import { migrationSnapshots, releaseMigrationSnapshots } from './files';
 import { announceAddress } from '../runtime/network';
 import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
 import { closeQuietly, killTree, LazyGuard, PageLink, pump, startGuard } from './page-pump';
@@ -47,6 +49,8 @@ export interface PrepareRequest {
   checkOnly?: boolean;
   /** stop-and-copy (the default) or post-copy. */
   mode?: MigrationMode;
+  /** The stream formats the source's pool sends, preferred first. */
+  formats?: string[];
 }
 
 /**
@@ -68,12 +72,13 @@ export class MigrationTarget {
     this.journal = new MigrationJournal(root);
   }
 
-  async prepare(req: PrepareRequest): Promise<{ criuVersion: string }> {
+  async prepare(req: PrepareRequest): Promise<{ criuVersion: string; format: SendFormat }> {
     const id = validateMigrationId(req.id);
     const name = validateName(req.name);
     const pool = validateName(req.pool || DEFAULT_POOL, 'pool');
     const config = parseConfig(req.configJson);
     const mode = parseMode(req.mode);
+    const offered = parseFormats(req.formats);
     if (config.name !== name) throw new InvalidArgumentError(`the config sent is of container ${JSON.stringify(String(config.name).slice(0, 40))}, not ${name}`);
     const criu = await requireCriu('4.1');
     if (this.journal.find(id)) throw new AlreadyExistsError(`migration ${id} is known here already`);
@@ -83,16 +88,18 @@ export class MigrationTarget {
       if (other) throw new BusyError(`a migration of ${name} to this host is in progress (${other.id}, ${other.phase})`, `\`tsvz migrate resolve ${name}\` settles one that was interrupted`);
       if (pool !== DEFAULT_POOL) new PoolCatalog(this.root).get(pool);
       specLike(config, { pool }); // every field refused now, before the source freezes anything
+      // Incus's negotiation: the first native format the source offers that this pool takes, else the tar stream.
+      const format = pickFormat(offered, await withStore(this.root, pool, async (store) => store.capabilities.sendFormats));
       await checkCpu(this.root, req.cpuinfo);
       if (mode === 'post') await checkLazyPages(this.root);
-      if (req.checkOnly) return { criuVersion: formatVersion(criu) };
+      if (req.checkOnly) return { criuVersion: formatVersion(criu), format };
       await this.journal.start({ id, role: 'target', name, phase: 'prepared', mode, peer: req.peer, peerFingerprint: req.peerFingerprint });
-      this.prepared.set(id, { config, pool });
-      return { criuVersion: formatVersion(criu) };
+      this.prepared.set(id, { config, pool, format });
+      return { criuVersion: formatVersion(criu), format };
     });
   }
 
-  private readonly prepared = new Map<string, { config: ContainerConfig; pool: string }>();
+  private readonly prepared = new Map<string, { config: ContainerConfig; pool: string; format: SendFormat }>();
 
   /** The container's files as packTree sent them: the container is created from them (not from its template). */
   async receiveFiles(id: string, body: Readable, maxBytes: number): Promise<number> {
@@ -104,11 +111,18 @@ export class MigrationTarget {
       let bytes = 0;
       try {
         const from = filesOwnerOf(p.config.idmap, 'the config sent');
-        trace('migrate target: creating from files');
-        await createContainer(this.root, r.name, specLike(p.config, { pool: p.pool }), async (rootfs) => {
-          bytes = (await unpackTree(body, fs.realpathSync(rootfs), { limits: { maxBytes } })).bytes;
-          return from;
-        });
+        trace(`migrate target: creating from files (${p.format})`);
+        const spec = specLike(p.config, { pool: p.pool });
+        if (p.format === 'tar') {
+          await createContainer(this.root, r.name, spec, async (rootfs) => {
+            bytes = (await unpackTree(body, fs.realpathSync(rootfs), { limits: { maxBytes } })).bytes;
+            return from;
+          });
+        } else {
+          const input = byteLimited(body, maxBytes, 'the files sent', (n) => { bytes += n; });
+          const snap = migrationSnapshots(id).running;
+          await createContainer(this.root, r.name, spec, { owner: from, receive: (store, dir, undo) => store.receiveRootfs(r.name, snap, { format: p.format }, input, dir, undo) });
+        }
       } catch (err) {
         body.destroy();
         throw await this.undone(r, err);
@@ -125,12 +139,26 @@ export class MigrationTarget {
    */
   async receiveFileChanges(id: string, body: Readable, removed: string[], maxBytes: number): Promise<number> {
     const r = this.step(id, 'receiving');
+    const p = this.prepared.get(id);
+    if (!p) throw new InvalidStateError(`migration ${id} was prepared before this daemon started: start it again`);
     return this.exclusive(r.name, async () => {
       try {
         const c = Container.open(this.root, r.name);
-        const got = await unpackTreeChanges(body, fs.realpathSync(c.paths.rootfs), removed, { limits: { maxBytes } });
-        trace(`migrate target: file changes received (${got.entries} entries, ${got.removed} removed)`);
-        return got.bytes;
+        let bytes = 0;
+        if (p.format === 'tar') {
+          const got = await unpackTreeChanges(body, fs.realpathSync(c.paths.rootfs), removed, { limits: { maxBytes } });
+          trace(`migrate target: file changes received (${got.entries} entries, ${got.removed} removed)`);
+          bytes = got.bytes;
+        } else {
+          if (Array.isArray(removed) && removed.length > 0) throw new InvalidArgumentError(`a ${p.format} stream carries its removals itself: no list of them`);
+          const snaps = migrationSnapshots(id);
+          const input = byteLimited(body, maxBytes, 'the file changes sent', (n) => { bytes += n; });
+          await withStore(this.root, p.pool, (store) => store.receive(r.name, snaps.frozen, { format: p.format, parent: snaps.running }, input));
+          trace(`migrate target: file changes received (${p.format} send, ${bytes} bytes)`);
+        }
+        // The source's changes are owned by its range: moved into this copy's where the two differ.
+        await shiftLikeCreate(c, filesOwnerOf(p.config.idmap, 'the config sent'));
+        return bytes;
       } catch (err) {
         body.destroy();
         throw await this.undone(r, err);
@@ -228,6 +256,8 @@ export class MigrationTarget {
         guard?.release();
         await this.journal.advance(r, 'committed');
         this.received.delete(id);
+        this.prepared.delete(id);
+        await dropTransferSnapshots(c, r.id);
         return { pages: transferredPages(path.join(logs.dir, LAZY_LOG)) };
       } catch (err) {
         // The daemon first: a daemon that saw its tree die would still close its session, which the source's CRIU takes for the end.
@@ -259,6 +289,7 @@ export class MigrationTarget {
       const c = Container.open(this.root, r.name);
       await unfreezeContainer(c);
       await announce(c, c.state().initPid);
+      await dropTransferSnapshots(c, r.id);
       return r;
     });
   }
@@ -347,6 +378,40 @@ async function announce(c: Container, initPid: number | undefined): Promise<void
   } catch (err) {
     process.emitWarning(`${c.name}: could not announce its address after the migration: ${describe(err)}`);
   }
+}
+
+/**
+ * The snapshots a native file transfer left on the committed copy: only the
+ * transfer needed them. Failing to remove them is said, not undone.
+ */
+async function dropTransferSnapshots(c: Container, id: string): Promise<void> {
+  try {
+    await releaseMigrationSnapshots(c, id);
+  } catch (err) {
+    process.emitWarning(`${c.name}: could not remove the migration's snapshots: ${describe(err)}`);
+  }
+}
+
+/**
+ * As create does with the first pass: files owned from the source's range
+ * `from` moved to how this copy's rootfs is owned (its range where shifted,
+ * from 0 where idmapped), where the two differ (a zfs-fuse pool on one side).
+ */
+async function shiftLikeCreate(c: Container, from: OwnerBase): Promise<void> {
+  const m = c.config.idmap;
+  if (!m) return;
+  const to = m.rootfs === 'shifted' ? m : { uid: 0, gid: 0 };
+  if (to.uid === from.uid && to.gid === from.gid) return;
+  await shiftOwnership(fs.realpathSync(c.paths.rootfs), from, to, m.size);
+}
+
+const FORMATS: readonly SendFormat[] = ['btrfs', 'zfs', 'tar'];
+
+/** The source's offer: known formats only, at most a few; none means the tar stream. */
+function parseFormats(v: unknown): SendFormat[] {
+  if (v === undefined || (Array.isArray(v) && v.length === 0)) return ['tar'];
+  if (!Array.isArray(v) || v.length > 8) throw new InvalidArgumentError('the source offered no valid list of file transfer types');
+  return v.filter((f): f is SendFormat => FORMATS.includes(f as SendFormat));
 }
 
 /** `p`'s failure; its success never settles. */

@@ -8,7 +8,7 @@ import { faultPoint } from '../lib/fault';
 import { validateName } from '../lib/names';
 import { SIGNALS } from '../lib/proc';
 import type { Root } from '../lib/root';
-import { withUndo } from '../lib/undo';
+import { UndoStack, withUndo } from '../lib/undo';
 import type { CgroupLimits } from '../runtime/cgroups';
 import { validateLimits } from '../runtime/cgroups/limits';
 import { ContainerConfig, DEFAULT_ENV, NetConfig } from '../runtime/config';
@@ -19,7 +19,7 @@ import { resolveTemplate } from '../runtime/templates';
 import { hostRanges, withNewIdMap } from '../runtime/idmap';
 import { OwnerBase, rootfsOwnership, shiftOwnership } from '../runtime/rootfs-owner';
 import { validateAllowSyscalls } from '../runtime/seccomp';
-import { DEFAULT_POOL, withStore } from '../storage';
+import { DEFAULT_POOL, RootfsStore, withStore } from '../storage';
 import { creatingPrefix, removePartials } from './building';
 import { lockContainer } from './recovery';
 
@@ -59,6 +59,16 @@ export interface ContainerSpec {
 export type RootfsFill = (rootfs: string) => Promise<OwnerBase>;
 
 /**
+ * Makes a new container's rootfs from a stream its pool receives (a
+ * migration's btrfs or zfs send) instead of an empty volume: returns the
+ * rootfs's directory; `owner`: the ids its files are owned from.
+ */
+export interface RootfsReceive {
+  receive: (store: RootfsStore, buildDir: string, undo: UndoStack) => Promise<string>;
+  owner: OwnerBase;
+}
+
+/**
  * Create a container: its root filesystem from a template (in a volume of
  * its pool), its config and state. Built in a hidden directory and renamed
  * into place at the end, so a container is either fully created or absent
@@ -66,7 +76,7 @@ export type RootfsFill = (rootfs: string) => Promise<OwnerBase>;
  * directory, and maybe a volume, that `destroy --force` removes). With
  * `fill`, the rootfs is what fill puts there instead of the template's.
  */
-export async function createContainer(root: Root, name: string, spec: ContainerSpec, fill?: RootfsFill): Promise<ContainerConfig> {
+export async function createContainer(root: Root, name: string, spec: ContainerSpec, fill?: RootfsFill | RootfsReceive): Promise<ContainerConfig> {
   validateName(name);
   const env = validateEnv(spec.env ?? []);
   const hostname = validateHostname(spec.hostname ?? name);
@@ -112,7 +122,8 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
       };
       // Written first: it names the pool, so `destroy --force` of a half-created container finds its volume.
       await writeJsonAtomic(paths.config, config);
-      const rootfs = await store.createRootfs(name, building, undo);
+      const received = typeof fill === 'object' ? fill : undefined;
+      const rootfs = received ? await received.receive(store, building, undo) : await store.createRootfs(name, building, undo);
       if (!privileged) {
         await withNewIdMap(root, { shared: sharedIdmap, rootfs: rootfsOwnership(rootfs) }, async (idmap) => {
           config.idmap = idmap;
@@ -120,7 +131,8 @@ export async function createContainer(root: Root, name: string, spec: ContainerS
         });
       }
       let from: OwnerBase = { uid: 0, gid: 0 };
-      if (fill) from = await fill(rootfs);
+      if (received) from = received.owner;
+      else if (typeof fill === 'function') from = await fill(rootfs);
       else await template.populate(rootfs, { root, hostname });
       const to = config.idmap?.rootfs === 'shifted' ? config.idmap : { uid: 0, gid: 0 };
       if (from.uid !== to.uid || from.gid !== to.gid) await shiftOwnership(rootfs, from, to, config.idmap?.size ?? 65536);

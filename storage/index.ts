@@ -5,7 +5,7 @@
  */
 export type { DriverCapabilities, Pool, PoolRecord, PoolSpec, PoolUsage, SendFormat, SendOptions, SnapshotInfo, StorageDriver } from './driver';
 export { StorageError } from './errors';
-export { canSendIncremental, negotiateFormat } from './negotiate';
+export { canSendIncremental, negotiateFormat, pickFormat } from './negotiate';
 export { availableDrivers, createPool, destroyPool, driverNames, driverReport, getDriver, openPool, poolSource } from './registry';
 export { defaultPoolRecord, openDefaultPool } from './default-pool';
 export { DEFAULT_POOL, PoolCatalog } from './pool-catalog';

@@ -6,7 +6,12 @@ import type { DriverCapabilities, SendFormat } from './driver';
  * universal tar stream that every driver can produce and take.
  */
 export function negotiateFormat(sender: DriverCapabilities, receiver: DriverCapabilities): SendFormat {
-  return sender.sendFormats.find((f) => f !== 'tar' && receiver.sendFormats.includes(f)) ?? 'tar';
+  return pickFormat(sender.sendFormats, receiver.sendFormats);
+}
+
+/** The same choice from the formats alone (a peer's offer, this pool's): the first native one both take, else tar. */
+export function pickFormat(offered: readonly SendFormat[], accepted: readonly SendFormat[]): SendFormat {
+  return offered.find((f) => f !== 'tar' && accepted.includes(f)) ?? 'tar';
 }
 
 /** Can a transfer in `format` carry only the difference from a parent snapshot? */

@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { openDefaultPool } from './default-pool';
-import { AlreadyExistsError } from '../lib/errors';
+import { AlreadyExistsError, NotSupportedError } from '../lib/errors';
 import type { Root } from '../lib/root';
 import { DEFAULT_POOL, PoolCatalog } from './pool-catalog';
 import type { Readable } from 'node:stream';
@@ -32,8 +32,15 @@ export interface RootfsStore {
   rollback(name: string, snap: string): Promise<void>;
   /** Where the driver keeps a snapshot (a path, dataset or LV): recorded in the snapshot catalog. */
   snapshotHandle(name: string, snap: string): string;
-  /** A stream of the snapshot (Pool.send): backups ship it to another host's store. */
+  /** A stream of the snapshot (Pool.send): backups ship it to another host's store, migration to another host's pool. */
   send(name: string, snap: string, opts: SendOptions): Promise<Readable>;
+  /**
+   * `name`'s rootfs (being built in `buildDir`) received from a full
+   * native stream as snapshot `snap` (Pool.receive). `undo` removes it.
+   */
+  receiveRootfs(name: string, snap: string, opts: SendOptions, input: Readable, buildDir: string, undo: UndoStack): Promise<string>;
+  /** An incremental stream onto `name`'s rootfs (Pool.receive with a parent): its content becomes `snap`'s. */
+  receive(name: string, snap: string, opts: SendOptions, input: Readable): Promise<void>;
 }
 
 /**
@@ -74,6 +81,21 @@ class PoolStore implements RootfsStore {
     return dir;
   }
 
+  async receiveRootfs(name: string, snap: string, opts: SendOptions, input: Readable, buildDir: string, undo: UndoStack): Promise<string> {
+    if (await this.p.hasVolume(name)) {
+      input.destroy();
+      throw new AlreadyExistsError(`pool ${this.pool} already holds a volume ${name}`, `left by an interrupted create? \`tsvz destroy --force ${name}\` removes it`);
+    }
+    // A receive that fails removes what it made; one that succeeded is undone from here on.
+    await this.p.receive(name, snap, opts, input);
+    undo.add(`delete volume ${name}`, () => this.p.deleteVolume(name));
+    const dir = this.p.volumePath(name);
+    fs.symlinkSync(dir, path.join(buildDir, 'rootfs'));
+    return dir;
+  }
+
+  receive(name: string, snap: string, opts: SendOptions, input: Readable): Promise<void> { return this.p.receive(name, snap, opts, input); }
+
   async cloneRootfs(src: string, snap: string | undefined, dst: string, buildDir: string, undo: UndoStack): Promise<string> {
     const dir = await this.p.clone(src, snap, dst);
     undo.add(`delete volume ${dst}`, () => this.p.deleteVolume(dst));
@@ -112,5 +134,11 @@ class DefaultStore extends PoolStore {
 
   async cloneRootfs(src: string, snap: string | undefined, dst: string, buildDir: string): Promise<string> {
     return (await openDefaultPool(this.root.dir, { vol: dst, dir: buildDir })).clone(src, snap, dst);
+  }
+
+  /** The default pool speaks tar only, which create unpacks itself. */
+  async receiveRootfs(_name: string, _snap: string, opts: SendOptions, input: Readable): Promise<string> {
+    input.destroy();
+    throw new NotSupportedError(`the default pool cannot receive ${opts.format} streams`, 'send it the tar stream');
   }
 }

@@ -65,7 +65,7 @@ export function register(program: Command): void {
           const r = await checkMigration(root, name, grpcTargetLink(client), { pool, mode });
           if (o.json) return printJson(r);
           const { formatBytes } = await import('../../lib/units');
-          return print(`${name} can migrate to ${to}: name free, pool, config, space (${formatBytes(r.filesBytes)} of files), CRIU ${r.targetCriu ?? '?'} and this CPU accepted there\n`);
+          return print(`${name} can migrate to ${to}: name free, pool, config, space (${formatBytes(r.filesBytes)} of files, sent ${r.filesFormat === 'tar' ? 'as a tar stream' : `by ${r.filesFormat} send`}), CRIU ${r.targetCriu ?? '?'} and this CPU accepted there\n`);
         }
         const r = await migrateContainer(root, name, grpcTargetLink(client), {
           keepSource: o.keepSource === true,
@@ -79,7 +79,7 @@ export function register(program: Command): void {
         if (o.json) return printJson(r);
         const { formatBytes } = await import('../../lib/units');
         const lastPage = r.lastPageMs === undefined ? '' : `, last page after ${(r.lastPageMs / 1000).toFixed(1)} s`;
-        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files, ${r.mode})\n`);
+        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files${r.filesFormat === 'tar' ? '' : ` by ${r.filesFormat} send`}, ${r.mode})\n`);
       } finally {
         process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
         client.close();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ChildProcess } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -25,16 +26,16 @@ function exitOf(p: ChildProcess): Promise<number | null> {
   return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((r) => p.once('exit', (code) => r(code)));
 }
 
+/** `client` trusts `server` as a remote named after it. */
+function enrol(client: TestHost, server: TestHost): void {
+  const token = server.ok(['trust', 'token', '--expires', '10m']).trim();
+  client.ok(['remote', 'add', server.name, server.daemonAddress, '--token', token, '--as', client.name]);
+}
+
 describe('live migration between two hosts', { skip }, () => {
   const net = new TestNetwork();
   let a: TestHost;
   let b: TestHost;
-
-  /** `client` trusts `server` as a remote named after it. */
-  function enrol(client: TestHost, server: TestHost): void {
-    const token = server.ok(['trust', 'token', '--expires', '10m']).trim();
-    client.ok(['remote', 'add', server.name, server.daemonAddress, '--token', token, '--as', client.name]);
-  }
 
   const count = (h: TestHost, name: string) => Number(h.ok(['exec', name, '--', 'cat', '/tmp/count']).trim());
   const state = (h: TestHost, name: string) => JSON.parse(h.ok(['info', name, '--json'])).state as string;
@@ -373,6 +374,121 @@ describe('live migration between two hosts', { skip }, () => {
     assert.match(err, /^migrate p4: memory \S+ \S+ in \d+\.\d s \(\S+ \S+\/s\)$/m, 'the memory transfer summed up');
     assert.equal(state(b, 'p4'), 'running');
     b.ok(['destroy', '--force', 'p4']);
+  });
+});
+
+const usable = (cmd: string[]) => spawnSync(cmd[0], cmd.slice(1), { stdio: 'ignore' }).status === 0;
+const btrfsSkip = skip ?? (usable(['mkfs.btrfs', '-V']) ? undefined : 'btrfs-progs not installed');
+const zfsSkip = btrfsSkip ?? (usable(['zpool', 'list']) ? undefined : 'zfs not usable here');
+if (btrfsSkip) console.log(`# skipped migration between native pools: ${btrfsSkip}`);
+
+describe('the files by the pools\' own send', { skip: btrfsSkip }, () => {
+  const net = new TestNetwork();
+  // btrfs pools are the root's; a zpool's name is the machine's, so unique to this run.
+  const fast = 'tsvz-fast';
+  const zpool = `tsvz-mg${net.id}z`;
+  let c: TestHost;
+  let d: TestHost;
+  // The counter on disk: after the freeze its file differs from the running pass's.
+  const DISK_COUNTER = `/bin/sh -c 'i=0; while :; do i=$((i+1)); echo $i > /root/count; sleep 0.05; done'`;
+  const count = (h: TestHost, name: string) => Number(h.ok(['exec', name, '--', 'cat', '/root/count']).trim());
+  const run = (h: TestHost, args: string[]) => JSON.parse(h.ok([...args, '--json'])) as { filesFormat: string; filesBytes: number; changedFilesBytes: number };
+  /** Snapshots a migration left under `h`'s pools (none, once it ended). */
+  const leftSnapshots = (h: TestHost): string[] => {
+    const found: string[] = [];
+    const walk = (dir: string, depth: number) => {
+      if (depth > 5) return;
+      let entries: fs.Dirent[];
+      try { entries = fs.readdirSync(dir, { withFileTypes: true }); } catch { return; }
+      for (const e of entries) {
+        if (e.name.includes('tsvz-migrate')) found.push(path.join(dir, e.name));
+        else if (e.isDirectory() && e.name !== 'rootfs') walk(path.join(dir, e.name), depth + 1);
+      }
+    };
+    walk(path.join(h.dir, 'pools'), 0);
+    if (zfsSkip === undefined) {
+      const r = spawnSync('zfs', ['list', '-H', '-t', 'snapshot', '-o', 'name'], { encoding: 'utf8' });
+      found.push(...r.stdout.split('\n').filter((l) => l.startsWith(`${zpool}/`) && l.includes('tsvz-migrate')));
+    }
+    return found;
+  };
+
+  before(async () => {
+    c = net.host('c');
+    d = net.host('d');
+    c.ok(['pool', 'create', fast, '--driver', 'btrfs', '--size', '512M']);
+    d.ok(['pool', 'create', fast, '--driver', 'btrfs', '--size', '512M']);
+    if (zfsSkip === undefined) d.ok(['pool', 'create', zpool, '--driver', 'zfs', '--size', '256M']);
+    await c.startDaemon();
+    await d.startDaemon();
+    enrol(c, d);
+    enrol(d, c);
+  });
+  after(async () => {
+    await c?.stopDaemon();
+    await d?.stopDaemon();
+    for (const h of [c, d]) {
+      for (const n of ['n1', 'n2']) h?.run(['destroy', '--force', n]);
+      h?.run(['pool', 'rm', '--force', fast]);
+    }
+    d?.run(['pool', 'rm', '--force', zpool]);
+    net.remove();
+  });
+
+  test('btrfs to btrfs: the whole snapshot goes while it runs, after the freeze only the difference; there and back', () => {
+    c.ok(['create', 'n1', '--pool', fast, '--init', DISK_COUNTER]);
+    const big = crypto.randomBytes(16 << 20);
+    fs.writeFileSync(path.join(c.dir, 'containers', 'n1', 'rootfs', 'root', 'big'), big);
+    c.ok(['start', 'n1']);
+    assert.ok(eventuallySync(() => count(c, 'n1') > 3));
+    assert.match(c.ok(['migrate', 'n1', '--to', 'd', '--pool', fast, '--check']), /sent by btrfs send\)/);
+    const there = run(c, ['migrate', 'n1', '--to', 'd', '--pool', fast]);
+    assert.equal(there.filesFormat, 'btrfs');
+    assert.ok(there.filesBytes > 16 << 20, `the first pass carried the whole tree (${there.filesBytes} bytes)`);
+    assert.ok(there.changedFilesBytes > 0 && there.changedFilesBytes < 1 << 20, `after the freeze only the difference (${there.changedFilesBytes} bytes)`);
+    const atArrival = count(d, 'n1');
+    assert.ok(eventuallySync(() => count(d, 'n1') > atArrival), 'the counter on disk goes on there');
+    assert.ok(fs.readFileSync(path.join(d.dir, 'containers', 'n1', 'rootfs', 'root', 'big')).equals(big), 'the files arrived intact');
+    assert.deepEqual(leftSnapshots(c), []);
+    assert.deepEqual(leftSnapshots(d), [], 'the transfer\'s snapshots are gone on both sides');
+    const out = d.ok(['migrate', 'n1', '--to', 'c', '--pool', fast]);
+    assert.match(out, /^migrated n1 to c: frozen \d+ ms, .* files by btrfs send, stop-and-copy\)\n$/);
+    assert.ok(eventuallySync(() => count(c, 'n1') > atArrival));
+    assert.deepEqual([...leftSnapshots(c), ...leftSnapshots(d)], []);
+  });
+
+  test('the source CLI killed once frozen: the source resumes; resolve removes its transfer snapshots and the copy there', async () => {
+    c.ok(['create', 'n2', '--pool', fast, '--init', DISK_COUNTER]);
+    c.ok(['start', 'n2']);
+    assert.ok(eventuallySync(() => count(c, 'n2') > 3));
+    const m = c.spawn(['migrate', 'n2', '--to', 'd', '--pool', fast], { TSVZ_FAULT: 'migrate:dumped', TSVZ_FAULT_MS: '120000' });
+    let err = '';
+    m.stderr!.on('data', (x) => { err += x; });
+    assert.ok(await eventually(() => err.includes('fault point migrate:dumped'), 60_000), err);
+    m.kill('SIGKILL');
+    await exitOf(m);
+    assert.ok(await eventually(() => JSON.parse(c.ok(['info', 'n2', '--json'])).state === 'running', 20_000), 'CRIU resumed the source');
+    assert.equal(leftSnapshots(c).length, 1, 'the running pass\'s snapshot is left by the killed CLI');
+    assert.match(c.ok(['migrate', 'resolve', 'n2']), /: aborted; d told$/m);
+    assert.deepEqual(leftSnapshots(c), []);
+    assert.ok(!(JSON.parse(d.ok(['list', '--json'])) as { name: string }[]).some((x) => x.name === 'n2'), 'd holds no copy');
+    assert.deepEqual(leftSnapshots(d), []);
+    const at = count(c, 'n2');
+    assert.ok(eventuallySync(() => count(c, 'n2') > at), 'and it counts on');
+    c.ok(['destroy', '--force', 'n2']);
+  });
+
+  test('btrfs to zfs: no format in common, the tar stream; there and back', { skip: zfsSkip }, () => {
+    const there = run(c, ['migrate', 'n1', '--to', 'd', '--pool', zpool]);
+    assert.equal(there.filesFormat, 'tar');
+    const atArrival = count(d, 'n1');
+    assert.ok(eventuallySync(() => count(d, 'n1') > atArrival), 'the counter on disk goes on there');
+    assert.equal(JSON.parse(d.ok(['info', 'n1', '--json'])).config.pool, zpool);
+    const back = d.ok(['migrate', 'n1', '--to', 'c', '--pool', fast]);
+    assert.match(back, /^migrated n1 to c: frozen \d+ ms, .* files, stop-and-copy\)\n$/);
+    assert.ok(eventuallySync(() => count(c, 'n1') > atArrival));
+    assert.deepEqual([...leftSnapshots(c), ...leftSnapshots(d)], []);
+    c.ok(['destroy', '--force', 'n1']);
   });
 });
 
