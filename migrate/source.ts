@@ -9,6 +9,7 @@ import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
+import { readState, writeState } from '../runtime/state';
 import { checkpointManifest, packCheckpoint } from '../checkpoint/archive';
 import type { ArchiveSigner } from '../checkpoint/archive-signature';
 import { CheckpointCatalog, CheckpointMeta } from '../checkpoint/catalog';
@@ -125,7 +126,9 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     await journal.advance(rec, 'transferring');
     const files = filePasses(c, rootfs, id, format);
     try {
-      return await transfer(c, state, rec, { passes: files, bytes: filesBytes }, cpuinfo, link, opts, journal);
+      const done = await transfer(c, state, rec, { passes: files, bytes: filesBytes }, cpuinfo, link, opts, journal);
+      if (opts.keepSource) await writeState(c.paths, { ...readState(c.paths), migratedTo: { host: link.peer, at: new Date().toISOString(), migration: id } });
+      return done;
     } finally {
       // Kept on failure only where CRIU failed past the switch-over: resolve releases them then.
       if (isSettled(rec)) await files.release().catch((err: unknown) => process.emitWarning(`${name}: could not remove the migration's snapshots: ${message(err)}`));

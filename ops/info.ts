@@ -18,6 +18,8 @@ export interface ContainerInfo {
   exit?: ExitInfo;
   /** The checkpoint that stopped it: `tsvz restore` continues from there. */
   checkpoint?: string;
+  /** A source a migration left stopped (--keep-source): the host its copy runs on, and since when. */
+  migratedTo?: { host: string; at: string };
   cgroup?: CgroupUsage;
   /** Host ids of root inside, or 'privileged' when it is the host's root. */
   security: { privileged: true; warning: string } | { privileged: false; uid: number; gid: number; size: number; shared: boolean; rootfs: 'idmapped' | 'shifted' };
@@ -53,6 +55,7 @@ export function containerInfo(c: Container, withUsage = true): ContainerInfo {
     template: cfg.template,
     exit: state.status === 'stopped' && !state.checkpoint ? state.exit : undefined,
     checkpoint: state.status === 'stopped' ? state.checkpoint : undefined,
+    migratedTo: state.status === 'stopped' && state.migratedTo ? { host: state.migratedTo.host, at: state.migratedTo.at } : undefined,
     security: securityOf(cfg),
     config: cfg,
   };

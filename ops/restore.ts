@@ -1,7 +1,7 @@
 import { InvalidStateError } from '../lib/errors';
 import type { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
-import type { ContainerState } from '../runtime/state';
+import { ContainerState, refuseIfMigratedAway } from '../runtime/state';
 import { CheckpointCatalog } from '../checkpoint/catalog';
 import { restoreFrom } from '../checkpoint/restore';
 import { openPoolOf } from './pool-open';
@@ -13,13 +13,14 @@ import { lockContainer } from './recovery';
  * stopped it, or `id`). A failed restore leaves the checkpoint intact and
  * the container stopped and restorable.
  */
-export async function restoreContainer(c: Container, id?: string, opts: { lazyPages?: boolean } = {}): Promise<ContainerState> {
+export async function restoreContainer(c: Container, id?: string, opts: { lazyPages?: boolean; force?: boolean } = {}): Promise<ContainerState> {
   const catalog = new CheckpointCatalog(c);
   return lockContainer(c, async () => {
     const current = await reconcile(c);
     if (current.status === 'running' || current.status === 'starting') {
       throw new InvalidStateError(`container ${c.name} is running`, 'stop it (or checkpoint it) first');
     }
+    refuseIfMigratedAway(c.name, current, opts.force);
     const meta = catalog.get(id ?? current.checkpoint);
     // An imported checkpoint (restore --import) may come from a container of another name or root.
     if (meta.container !== c.name && !meta.importedFrom) throw new InvalidStateError(`checkpoint ${meta.id} belongs to container ${meta.container}, not ${c.name}`);

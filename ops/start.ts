@@ -7,7 +7,7 @@ import { InvalidStateError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { MonitorLaunch } from '../runtime/monitor';
 import { openPoolOf } from './pool-open';
-import { ContainerState, writeRunning, writeState } from '../runtime/state';
+import { ContainerState, refuseIfMigratedAway, writeRunning, writeState } from '../runtime/state';
 import { withUndo } from '../lib/undo';
 import { reconcile, releaseHostResources } from '../runtime/release';
 import { lockContainer } from './recovery';
@@ -18,12 +18,13 @@ import { lockContainer } from './recovery';
  * state recorded as running. Returns as soon as init has exec'd. Any failure
  * unwinds every step: no cgroup, veth, monitor or process is left behind.
  */
-export async function startContainer(c: Container): Promise<ContainerState> {
+export async function startContainer(c: Container, opts: { force?: boolean } = {}): Promise<ContainerState> {
   return lockContainer(c, async () => {
     const current = await reconcile(c);
     if (current.status === 'running' || current.status === 'starting') {
       throw new InvalidStateError(`container ${c.name} is already running`);
     }
+    refuseIfMigratedAway(c.name, current, opts.force);
     const cfg = c.config;
     await openPoolOf(c);
     return withUndo(async (undo) => {

@@ -1,5 +1,6 @@
 import fs = require('node:fs');
 import { readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
+import { InvalidStateError } from '../lib/errors';
 import { ContainerPaths } from './paths';
 import { isSameProcess, processStartTime, signalName } from '../lib/proc';
 
@@ -24,6 +25,20 @@ export interface ContainerState {
   exit?: ExitInfo;
   /** Set when a checkpoint stopped the container: `restore` continues from it. */
   checkpoint?: string;
+  /**
+   * Set on a source a migration left stopped (`--keep-source`): its copy
+   * runs on `host`, so start and restore refuse it without --force.
+   */
+  migratedTo?: MigratedTo;
+}
+
+export interface MigratedTo { host: string; at: string; migration: string }
+
+/** A source a migration left stopped runs only with `force`: its copy runs on the other host, with the same address. */
+export function refuseIfMigratedAway(name: string, state: ContainerState, force: boolean | undefined): void {
+  const m = state.migratedTo;
+  if (!m || force) return;
+  throw new InvalidStateError(`container ${name} was migrated to ${m.host} at ${m.at}: its copy runs there`, `\`tsvz destroy ${name}\` removes this stopped one; --force runs it here anyway (two copies, one address)`);
 }
 
 interface ExitFile { pid: number; exitCode?: number; signal?: number; finishedAt?: number }
@@ -52,7 +67,7 @@ export function observeState(paths: ContainerPaths, recorded: ContainerState = r
     if (exitFile.finishedAt) exit.finishedAt = new Date(exitFile.finishedAt).toISOString();
   }
   // A restore that died keeps saying which checkpoint the container waits on.
-  return { status: 'stopped', startedAt: recorded.startedAt, exit, ...(recorded.checkpoint ? { checkpoint: recorded.checkpoint } : {}) };
+  return { status: 'stopped', startedAt: recorded.startedAt, exit, ...(recorded.checkpoint ? { checkpoint: recorded.checkpoint } : {}), ...(recorded.migratedTo ? { migratedTo: recorded.migratedTo } : {}) };
 }
 
 /** Record a container as running: init and its monitor, each with its start time. */

@@ -18,7 +18,7 @@ export function register(program: Command): void {
       const limit = (n?: number) => (n === undefined ? 'unlimited' : formatBytes(n));
       const rows: string[][] = [
         ['name', info.name],
-        ['state', info.state + (info.checkpoint ? ` (checkpointed as ${info.checkpoint})` : info.exit ? ` (${describeExit(info.exit)})` : '')],
+        ['state', info.state + (info.migratedTo ? ` (migrated to ${info.migratedTo.host} at ${info.migratedTo.at})` : info.checkpoint ? ` (checkpointed as ${info.checkpoint})` : info.exit ? ` (${describeExit(info.exit)})` : '')],
         ['init pid', info.initPid ? String(info.initPid) : '-'],
         ['ip', info.ip ?? '-'],
         ['template', info.template],

@@ -16,6 +16,6 @@ export function register(program: Command): void {
         })
         : (await import('../../ops/info')).listContainers(rootOf(cmd));
       if (o.json) return printJson(all);
-      printTable([['NAME', 'STATE', 'PID', 'IP', 'TEMPLATE'], ...all.map((c) => [c.name, c.state, c.initPid ? String(c.initPid) : '-', c.ip ?? '-', c.template])]);
+      printTable([['NAME', 'STATE', 'PID', 'IP', 'TEMPLATE'], ...all.map((c) => [c.name, c.migratedTo ? `${c.state} (migrated to ${c.migratedTo.host})` : c.state, c.initPid ? String(c.initPid) : '-', c.ip ?? '-', c.template])]);
     });
 }

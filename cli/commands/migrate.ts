@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .requiredOption('--to <remote>', 'the target host (a remote, see `tsvz remote add`)')
     .option('--pool <pool>', "the target's pool for the files (default: its default pool)")
     .option('--mode <mode>', 'stop (stop-and-copy), post (post-copy: runs there at once, memory follows; needs this host until the last page) or auto (stop-and-copy here)', 'auto')
-    .option('--keep-source', 'leave the stopped source and its checkpoint instead of destroying it')
+    .option('--keep-source', 'leave the source stopped with its checkpoint, marked as migrated (start and restore refuse it without --force), instead of destroying it')
     .option('--check', 'every check both hosts make before the freeze, and nothing else')
     .option('--json', 'machine-readable result')
     .action(async (name: string, o, cmd: Command) => {

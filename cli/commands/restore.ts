@@ -12,6 +12,7 @@ export function register(program: Command): void {
     .option('--import <file>', 'restore from an archive made by `tsvz checkpoint export` (creates the container from its template if missing)')
     .option('--trust-unsigned', 'with --import: accept an archive no trusted host signed (it is checked as strictly otherwise)')
     .option('--privileged', "with --import: accept an archive of a privileged container (its processes run as this host's root)")
+    .option('--force', 'restore a source a migration left stopped (--keep-source) although its copy runs on the other host')
     .action(async (name: string, id: string | undefined, o, cmd: Command) => {
       if (o.import !== undefined) {
         const { InvalidArgumentError } = await import('../../lib/errors');
@@ -40,7 +41,7 @@ export function register(program: Command): void {
         throw new InvalidArgumentError('on a remote host, restore takes --import FILE', 'a checkpoint on that host is restored there: `tsvz --remote HOST restore` is not supported yet');
       }
       const { restoreContainer } = await import('../../ops/restore');
-      const state = await restoreContainer(openContainer(cmd, name), id);
+      const state = await restoreContainer(openContainer(cmd, name), id, { force: o.force === true });
       print(`restored ${name} (init pid ${state.initPid})\n`);
     });
 }

@@ -8,10 +8,11 @@ export function register(program: Command): void {
     .command('start')
     .description('start a container; returns once its init runs')
     .argument('<name>', 'container name')
-    .action(async (name: string, _o, cmd: Command) => {
+    .option('--force', 'start a source a migration left stopped (--keep-source) although its copy runs on the other host')
+    .action(async (name: string, o: { force?: boolean }, cmd: Command) => {
       const state = remoteOf(cmd)
         ? await onRemote(cmd, (client, api) => client.unary(api.Containers.Start, { name }))
-        : await (await import('../../ops/start')).startContainer(openContainer(cmd, name));
+        : await (await import('../../ops/start')).startContainer(openContainer(cmd, name), { force: o.force === true });
       print(`started ${name} (init pid ${state.initPid})\n`);
     });
 }

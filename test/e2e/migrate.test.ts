@@ -359,6 +359,30 @@ describe('live migration between two hosts', { skip }, () => {
     b.ok(['destroy', '--force', 'p5']);
   });
 
+  test('--keep-source leaves the source stopped and marked: start and restore refuse it without --force', () => {
+    a.ok(['create', 'p6', '--init', COUNTER]);
+    a.ok(['start', 'p6']);
+    assert.match(a.ok(['migrate', 'p6', '--to', 'b', '--keep-source']), /^migrated p6 to b: /);
+    assert.equal(state(b, 'p6'), 'running');
+    const info = JSON.parse(a.ok(['info', 'p6', '--json']));
+    assert.equal(info.state, 'stopped');
+    assert.equal(info.migratedTo.host, 'b');
+    assert.match(a.ok(['info', 'p6']), /^state\s+stopped \(migrated to b at \d{4}-/m);
+    assert.match(a.ok(['list']), /^p6\s+stopped \(migrated to b\)/m);
+    for (const verb of ['start', 'restore']) {
+      const r = a.run([verb, 'p6']);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /^tsvz: container p6 was migrated to b at \S+: its copy runs there \(`tsvz destroy p6` removes this stopped one; --force runs it here anyway/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+    assert.equal(state(a, 'p6'), 'stopped');
+    a.ok(['start', '--force', 'p6']);
+    assert.equal(state(a, 'p6'), 'running');
+    assert.equal(JSON.parse(a.ok(['info', 'p6', '--json'])).migratedTo, undefined, 'a start clears the mark');
+    a.ok(['destroy', '--force', 'p6']);
+    b.ok(['destroy', '--force', 'p6']);
+  });
+
   test('two migrations of one container at once: the second is busy', async () => {
     a.ok(['create', 'p4', '--init', COUNTER]);
     a.ok(['start', 'p4']);
