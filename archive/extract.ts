@@ -166,13 +166,26 @@ class Extractor {
     try {
       let pos = 0;
       let dataEnd = 0;
+      // Pieces as small as a TLS record are gathered first: one write per piece would wait on the thread pool each time.
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        if (batchBytes === 0) return;
+        const at = pos - batchBytes;
+        if (this.policy.sparse) dataEnd = (await writeSparse(fh, batch.length === 1 ? batch[0] : Buffer.concat(batch), at)) ?? dataEnd;
+        else await writeAllv(fh, batch, at);
+        batch = [];
+        batchBytes = 0;
+      };
       for await (const chunk of entry.chunks()) {
         sha?.update(chunk);
-        if (this.policy.sparse) dataEnd = (await writeSparse(fh, chunk, pos)) ?? dataEnd;
-        else await writeAll(fh, chunk, pos);
+        batch.push(chunk);
+        batchBytes += chunk.length;
         pos += chunk.length;
         this.report.bytes += chunk.length;
+        if (batchBytes >= WRITE_BATCH) await flush();
       }
+      await flush();
       if (pos !== entry.size) throw this.refuse({ kind: 'truncated', detail: `${entry.name} ended after ${pos} of ${entry.size} bytes` });
       if (sha && sha.digest() !== sha256) throw this.refuse({ kind: 'checksum-mismatch', name: entry.name });
       // Single calls on our own descriptor: microseconds, not worth a trip through the thread pool per file.
@@ -401,6 +414,25 @@ function skipNote(type: string | null | undefined): string {
 function paxOr(h: TarEntry['header'], key: string, fallback: unknown): unknown {
   const pax = h.pax as Record<string, string> | null | undefined;
   return pax?.[key] ?? fallback;
+}
+
+/** What a file's data is gathered to before it is written. */
+const WRITE_BATCH = 1024 * 1024;
+
+/** `chunks` written at `pos` in one call where the kernel takes them all. */
+async function writeAllv(fh: fs.promises.FileHandle, chunks: Buffer[], pos: number): Promise<void> {
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  const { bytesWritten } = await fh.writev(chunks, pos);
+  if (bytesWritten === total) return;
+  // A short write: the rest, piece by piece.
+  let skip = bytesWritten;
+  let at = pos;
+  for (const c of chunks) {
+    if (skip >= c.length) { skip -= c.length; at += c.length; continue; }
+    await writeAll(fh, c.subarray(skip), at + skip);
+    at += c.length;
+    skip = 0;
+  }
 }
 
 async function writeAll(fh: fs.promises.FileHandle, chunk: Buffer, pos: number): Promise<void> {

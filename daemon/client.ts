@@ -6,7 +6,9 @@ import { clientCredentials, TLS_SERVER_NAME } from './credentials';
 import { HostIdentity, hostIdentity } from './identity';
 import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, MAX_MESSAGE } from './limits';
 import { BadMessage, Method } from './proto';
-import { RemoteStore } from './remotes';
+import { parseAddress, RemoteStore } from './remotes';
+import { connectData } from './data-channel';
+import type { TLSSocket } from 'node:tls';
 import { fromWireError } from './wire-errors';
 
 /**
@@ -35,7 +37,7 @@ export interface Peer {
 export class RemoteClient {
   private readonly client: grpc.Client;
 
-  constructor(private readonly grpcModule: typeof grpc, readonly peer: Peer, identity: HostIdentity, extraOptions: grpc.ChannelOptions = {}) {
+  constructor(private readonly grpcModule: typeof grpc, readonly peer: Peer, private readonly identity: HostIdentity, extraOptions: grpc.ChannelOptions = {}) {
     this.client = new grpcModule.Client(peer.address, clientCredentials(grpcModule, identity, peer.certificatePem, peer.fingerprint), {
       'grpc.ssl_target_name_override': TLS_SERVER_NAME,
       'grpc.default_authority': TLS_SERVER_NAME,
@@ -59,6 +61,12 @@ export class RemoteClient {
 
   close(): void {
     this.client.close();
+  }
+
+  /** A connection to the remote's data channel (daemon/data-channel.ts) at `port`, carrying `ticket` first. */
+  openData(port: number, ticket: string, timeoutMs: number): Promise<TLSSocket> {
+    const [host] = parseAddress(this.peer.address);
+    return connectData(this.identity, host, port, this.peer, ticket, timeoutMs);
   }
 
   /** Wait until the connection is up (TLS handshake done), retrying until the deadline. */

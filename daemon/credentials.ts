@@ -20,10 +20,10 @@ import type { HostIdentity } from './identity';
 export function serverCredentials(grpcModule: typeof grpc, identity: HostIdentity, caPems: string[], handshakeMs: number): PinnedServerCredentials {
   class Pinned extends grpcModule.ServerCredentials implements PinnedServerCredentials {
     constructor() {
-      super({ requestCert: true, rejectUnauthorized: false, handshakeTimeout: handshakeMs }, contextOptions(identity, caPems));
+      super({ requestCert: true, rejectUnauthorized: false, handshakeTimeout: handshakeMs }, serverTlsOptions(identity, caPems));
     }
     setCertificateAuthorities(pems: string[]): void {
-      this.updateSecureContextOptions(contextOptions(identity, pems));
+      this.updateSecureContextOptions(serverTlsOptions(identity, pems));
     }
     _equals(other: grpc.ServerCredentials): boolean {
       return other === this;
@@ -37,7 +37,8 @@ export interface PinnedServerCredentials extends grpc.ServerCredentials {
   setCertificateAuthorities(pems: string[]): void;
 }
 
-function contextOptions(identity: HostIdentity, caPems: string[]): tls.SecureContextOptions {
+/** The server's TLS: its identity, TLS 1.3, the clients' certificates as the only CAs (the data channel's too). */
+export function serverTlsOptions(identity: HostIdentity, caPems: string[]): tls.SecureContextOptions {
   // Never an empty CA list: Node would fall back to the public roots.
   return { key: identity.keyPem, cert: identity.certPem, ca: [identity.certPem, ...caPems], minVersion: 'TLSv1.3' };
 }

@@ -30,11 +30,11 @@ export interface SnapshotRequest { name?: string; snapshot?: string; stateful?: 
 export interface SnapshotResponse { name?: string; createdAt?: string; stateful?: boolean }
 export interface LogsRequest { name?: string; follow?: boolean; tail?: number }
 export interface Chunk { data?: Buffer }
-export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string; removed?: string[] }
+export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string; removed?: string[]; dataTicket?: string }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
 export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean; mode?: string; formats?: string[] }
-export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string; format?: string }
+export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string; format?: string; dataPort?: number }
 export interface MigrateReceived { bytes?: number }
 export interface MigrateRestored { initPid?: number; restoreMs?: number }
 export interface MigrateRef { id?: string }
@@ -77,9 +77,24 @@ export interface Codec<T> {
   decode(data: Buffer): T | BadMessage;
 }
 
-function codec<T>(type: () => StaticMessage): Codec<T> {
+/**
+ * `chunkField`: the number of the message's `Chunk chunk` field. A message
+ * holding only a chunk (the bulk of every upload) is then encoded directly,
+ * with one copy of its data, instead of through protobufjs's writer (three
+ * copies and the garbage they leave, which cost the source of a migration
+ * more CPU than TLS does).
+ */
+function codec<T>(type: () => StaticMessage, opts: { chunkField?: number } = {}): Codec<T> {
+  const { chunkField } = opts;
   return {
-    encode: (value) => Buffer.from(type().encode(type().fromObject(value as object)).finish()),
+    encode: (value) => {
+      if (chunkField !== undefined) {
+        const data = onlyChunk(value);
+        if (data) return encodeChunkMessage(chunkField, data);
+      }
+      const bytes = type().encode(type().fromObject(value as object)).finish();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
     decode: (data) => {
       try {
         return type().toObject(type().decode(data), { longs: Number, enums: String, oneofs: true } as never) as T;
@@ -88,6 +103,38 @@ function codec<T>(type: () => StaticMessage): Codec<T> {
       }
     },
   };
+}
+
+/** The data of a message whose one field is a non-empty `chunk: { data }`, else undefined. */
+function onlyChunk(value: unknown): Uint8Array | undefined {
+  const v = value as { chunk?: { data?: unknown } };
+  if (typeof v !== 'object' || v === null || Object.keys(v).length !== 1 || typeof v.chunk !== 'object' || v.chunk === null) return undefined;
+  const data = v.chunk.data;
+  return data instanceof Uint8Array && data.length > 0 && Object.keys(v.chunk).length === 1 ? data : undefined;
+}
+
+/** The wire form of `{ chunk: { data } }` (field `field`, length-delimited; Chunk.data is field 1): what protobufjs writes. */
+export function encodeChunkMessage(field: number, data: Uint8Array): Buffer {
+  const inner = 1 + varintLength(data.length) + data.length;
+  const out = Buffer.allocUnsafe(varintLength((field << 3) | 2) + varintLength(inner) + inner);
+  let at = writeVarint(out, 0, (field << 3) | 2);
+  at = writeVarint(out, at, inner);
+  out[at++] = 0x0a;
+  at = writeVarint(out, at, data.length);
+  out.set(data, at);
+  return out;
+}
+
+function varintLength(n: number): number {
+  let length = 1;
+  while (n >= 0x80) { n >>>= 7; length++; }
+  return length;
+}
+
+function writeVarint(buf: Buffer, at: number, n: number): number {
+  while (n >= 0x80) { buf[at++] = (n & 0x7f) | 0x80; n >>>= 7; }
+  buf[at++] = n;
+  return at;
 }
 
 /** One RPC: its path and how its messages are coded. */
@@ -119,7 +166,7 @@ export const Containers = {
   Checkpoint: method<CheckpointRequest, CheckpointResponse>(C, 'Checkpoint', codec(tsvz('CheckpointRequest')), codec(tsvz('CheckpointResponse'))),
   Snapshot: method<SnapshotRequest, SnapshotResponse>(C, 'Snapshot', codec(tsvz('SnapshotRequest')), codec(tsvz('SnapshotResponse'))),
   Logs: method<LogsRequest, Chunk>(C, 'Logs', codec(tsvz('LogsRequest')), codec(tsvz('Chunk')), { response: true }),
-  RestoreImport: method<ImportMessage, RestoreImportResponse>(C, 'RestoreImport', codec(tsvz('ImportMessage')), codec(tsvz('RestoreImportResponse')), { request: true }),
+  RestoreImport: method<ImportMessage, RestoreImportResponse>(C, 'RestoreImport', codec(tsvz('ImportMessage'), { chunkField: 2 }), codec(tsvz('RestoreImportResponse')), { request: true }),
 };
 
 export const Host = {
@@ -129,21 +176,21 @@ export const Host = {
 const M = 'tsvz.v1.Migration';
 export const Migration = {
   Prepare: method<MigratePrepare, MigratePrepared>(M, 'Prepare', codec(tsvz('MigratePrepare')), codec(tsvz('MigratePrepared'))),
-  ReceiveFiles: method<ImportMessage, MigrateReceived>(M, 'ReceiveFiles', codec(tsvz('ImportMessage')), codec(tsvz('MigrateReceived')), { request: true }),
-  ReceiveFileChanges: method<ImportMessage, MigrateReceived>(M, 'ReceiveFileChanges', codec(tsvz('ImportMessage')), codec(tsvz('MigrateReceived')), { request: true }),
-  ReceiveCheckpoint: method<ImportMessage, MigrateRestored>(M, 'ReceiveCheckpoint', codec(tsvz('ImportMessage')), codec(tsvz('MigrateRestored')), { request: true }),
+  ReceiveFiles: method<ImportMessage, MigrateReceived>(M, 'ReceiveFiles', codec(tsvz('ImportMessage'), { chunkField: 2 }), codec(tsvz('MigrateReceived')), { request: true }),
+  ReceiveFileChanges: method<ImportMessage, MigrateReceived>(M, 'ReceiveFileChanges', codec(tsvz('ImportMessage'), { chunkField: 2 }), codec(tsvz('MigrateReceived')), { request: true }),
+  ReceiveCheckpoint: method<ImportMessage, MigrateRestored>(M, 'ReceiveCheckpoint', codec(tsvz('ImportMessage'), { chunkField: 2 }), codec(tsvz('MigrateRestored')), { request: true }),
   Commit: method<MigrateRef, MigrateOutcome>(M, 'Commit', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Abort: method<MigrateRef, MigrateOutcome>(M, 'Abort', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Status: method<MigrateRef, MigrateOutcome>(M, 'Status', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
-  Pages: method<MigratePagesIn, MigratePagesOut>(M, 'Pages', codec(tsvz('MigratePagesIn')), codec(tsvz('MigratePagesOut')), { request: true, response: true }),
+  Pages: method<MigratePagesIn, MigratePagesOut>(M, 'Pages', codec(tsvz('MigratePagesIn'), { chunkField: 2 }), codec(tsvz('MigratePagesOut'), { chunkField: 1 }), { request: true, response: true }),
 };
 
 const B = 'tsvz.v1.Backups';
 export const Backups = {
   Offer: method<BackupOffer, BackupOfferResponse>(B, 'Offer', codec(tsvz('BackupOffer')), codec(tsvz('BackupOfferResponse'))),
-  Receive: method<BackupMessage, BackupReceived>(B, 'Receive', codec(tsvz('BackupMessage')), codec(tsvz('BackupReceived')), { request: true }),
+  Receive: method<BackupMessage, BackupReceived>(B, 'Receive', codec(tsvz('BackupMessage'), { chunkField: 2 }), codec(tsvz('BackupReceived')), { request: true }),
   List: method<BackupListRequest, BackupListResponse>(B, 'List', codec(tsvz('BackupListRequest')), codec(tsvz('BackupListResponse'))),
-  Fetch: method<BackupFetchRequest, BackupMessage>(B, 'Fetch', codec(tsvz('BackupFetchRequest')), codec(tsvz('BackupMessage')), { response: true }),
+  Fetch: method<BackupFetchRequest, BackupMessage>(B, 'Fetch', codec(tsvz('BackupFetchRequest')), codec(tsvz('BackupMessage'), { chunkField: 2 }), { response: true }),
 };
 
 export const Trust = {

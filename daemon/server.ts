@@ -8,6 +8,7 @@ import type { Root } from '../lib/root';
 import { PinnedServerCredentials, serverCredentials } from './credentials';
 import { DaemonFiles } from './files';
 import { withWideReceiveWindows } from './receive-window';
+import { DataChannel } from './data-channel';
 import { HostIdentity, hostIdentity } from './identity';
 import { DaemonLimits, DEFAULT_LIMITS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, MAX_MESSAGE } from './limits';
 import { Level, Logger } from './log';
@@ -37,6 +38,8 @@ export interface DaemonOptions {
   listen: string;
   /** host:port of the Prometheus endpoint, a loopback address. */
   metrics?: string;
+  /** host:port of the data channel (daemon/data-channel.ts); default: the listen host, any free port, told to peers in each call that uses it. */
+  dataListen?: string;
   limits?: Partial<DaemonLimits>;
   logLevel?: Level;
 }
@@ -48,6 +51,8 @@ export interface DaemonContext {
   limits: DaemonLimits;
   log: Logger;
   metrics: Metrics;
+  /** Bulk bytes beside the calls: a migration's files and images. */
+  data: DataChannel;
   /** False once SIGTERM started the drain. */
   serving(): boolean;
   /** Re-read the trust store now (after an enrolment changed it). */
@@ -130,6 +135,7 @@ export class Daemon implements DaemonContext {
   private listener?: net.Server;
   private metricsServer?: http.Server;
   private credentials?: PinnedServerCredentials;
+  data!: DataChannel;
   private watcher?: fs.FSWatcher;
   private poller?: NodeJS.Timeout;
   private releaseLock?: () => void;
@@ -143,6 +149,7 @@ export class Daemon implements DaemonContext {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.files = new DaemonFiles(root);
     this.trust = new TrustStore(root);
+    this.data = new DataChannel(identity, () => this.clients, { handshakeMs: this.limits.handshakeMs, maxConnections: this.limits.maxConnections }, this.log);
   }
 
   /** Start serving; resolves once listening. Refused (EBUSY) while another daemon serves this root. */
@@ -168,13 +175,15 @@ export class Daemon implements DaemonContext {
       for (const factory of services) d.addService(grpcModule, factory(d));
       d.injector = withWideReceiveWindows(() => d.grpcServer!.createConnectionInjector(d.credentials!));
       await d.listen(host, port);
+      const [dataHost, dataPort] = options.dataListen !== undefined ? parseAddress(options.dataListen) : [host, 0];
+      await d.data.listen(dataHost, dataPort, d.caPems());
       if (metricsAt) await d.serveMetrics(metricsAt[0], metricsAt[1]);
       d.watchTrust();
       d.metrics.started.set({}, Math.floor(Date.now() / 1000));
       await files.write(files.status, {
-        pid: process.pid, address: d.address, metrics: d.metricsAddress || undefined, fingerprint: identity.fingerprint, startedAt: new Date().toISOString(),
+        pid: process.pid, address: d.address, data: d.data.address, metrics: d.metricsAddress || undefined, fingerprint: identity.fingerprint, startedAt: new Date().toISOString(),
       });
-      d.log.info('started', { root: root.dir, address: d.address, metrics: d.metricsAddress || undefined, fingerprint: identity.fingerprint, host: identity.name });
+      d.log.info('started', { root: root.dir, address: d.address, data: d.data.address, metrics: d.metricsAddress || undefined, fingerprint: identity.fingerprint, host: identity.name });
       return d;
     } catch (err) {
       await d.stop('failed start', 0);
@@ -275,6 +284,7 @@ export class Daemon implements DaemonContext {
     this.trustStamp = stamp;
     this.clients = clients;
     this.credentials?.setCertificateAuthorities(this.caPems());
+    this.data?.setCertificateAuthorities(this.caPems());
     const now = new Set(clients.filter((c) => !c.revokedAt).map((c) => c.fingerprint));
     this.metrics.trusted.set({}, now.size);
     const gone = [...before].filter((fp) => !now.has(fp));
@@ -301,6 +311,7 @@ export class Daemon implements DaemonContext {
         call.fail(new TsvzError('EPERM', `client ${who} was revoked`, { hint: 'ask for a new token' }));
       }
     }
+    this.data.cut(set);
     const conns = [...this.connections.values()].filter((c) => c.fingerprint && set.has(c.fingerprint));
     for (const fp of set) this.log.warn('revoked', { fingerprint: fp, connections: conns.length });
     // A moment for the statuses above to reach the peer before its connection goes.
@@ -464,6 +475,7 @@ export class Daemon implements DaemonContext {
     await pollUntil(() => this.connections.size === 0, { timeoutMs: 2000, maxMs: 20 });
     this.injector?.destroy();
     this.grpcServer?.forceShutdown();
+    this.data?.close();
     for (const c of this.connections.values()) c.socket.destroy();
     await new Promise<void>((r) => (this.metricsServer ? this.metricsServer.close(() => r()) : r()));
     this.metricsServer?.closeAllConnections();

@@ -4,9 +4,9 @@
  * (systemctl stop) drains calls in flight; its JSON log lines go to the
  * journal as they are.
  */
-export function systemdUnit(opts: { node: string; tsvz: string; root: string; listen: string; metrics?: string }): string {
+export function systemdUnit(opts: { node: string; tsvz: string; root: string; listen: string; dataListen?: string; metrics?: string }): string {
   const q = (s: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, '\\$1')}"`);
-  const args = [opts.node, opts.tsvz, '--root', opts.root, 'daemon', '--listen', opts.listen, ...(opts.metrics ? ['--metrics', opts.metrics] : [])];
+  const args = [opts.node, opts.tsvz, '--root', opts.root, 'daemon', '--listen', opts.listen, ...(opts.dataListen ? ['--data-listen', opts.dataListen] : []), ...(opts.metrics ? ['--metrics', opts.metrics] : [])];
   return `[Unit]
 Description=tsvz host daemon (root ${opts.root})
 Documentation=file://${opts.tsvz.replace(/\/bin\/tsvz$/, '')}/docs/daemon.md

@@ -1,25 +1,73 @@
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { TsvzError } from '../lib/errors';
 import type { RemoteClient } from '../daemon/client';
+import { newTicket } from '../daemon/data-channel';
 import { tsvzVersion } from '../daemon/host-description';
-import { MAX_CHUNK } from '../daemon/limits';
 import { writeMessage } from '../daemon/bulk';
-import { ImportMessage, Migration, MigratePagesOut, MigrateRestored } from '../daemon/proto';
+import { ImportHeader, ImportMessage, Method, Migration, MigratePagesOut, MigrateRestored } from '../daemon/proto';
 import type { PageLink } from './page-pump';
 import type { TargetLink } from './source';
 
-/** The target's daemon as a TargetLink: tsvz.v1.Migration over the remote's mutual TLS. */
+/**
+ * The target's daemon as a TargetLink: tsvz.v1.Migration over the remote's
+ * mutual TLS, the uploads' bytes over its data channel (the port Prepare
+ * answers with).
+ */
 export function grpcTargetLink(client: RemoteClient): TargetLink {
+  let dataPort = 0;
+  /** `m` with a header naming a ticket, and `body` over the data channel with that ticket; the call's answer decides. */
+  const upload = <Res>(m: Method<ImportMessage, Res>, id: string, name: string, body: Readable, signal?: AbortSignal, removed?: string[]): Promise<Res> => {
+    if (!dataPort) return Promise.reject(new TsvzError('ENOTSUP', `${client.peer.name} named no data channel for the migration's bytes`, { hint: 'update tsvz there' }));
+    return sendOverData(client, dataPort, m, { name, migration: id, ...(removed ? { removed } : {}) }, body, signal);
+  };
   return {
     peer: client.peer.name,
     peerFingerprint: client.peer.fingerprint,
-    prepare: (req, signal) => client.unary(Migration.Prepare, { ...req, tsvzVersion: tsvzVersion() }, { signal }),
-    sendFiles: async (id, name, body, signal) => (await client.clientStream(Migration.ReceiveFiles, upload(id, name, body), { signal })).bytes ?? 0,
-    sendFileChanges: async (id, name, removed, body, signal) => (await client.clientStream(Migration.ReceiveFileChanges, upload(id, name, body, removed), { signal })).bytes ?? 0,
-    sendCheckpoint: (id, name, body, signal) => client.clientStream(Migration.ReceiveCheckpoint, upload(id, name, body), { signal }),
+    prepare: async (req, signal) => {
+      const answer = await client.unary(Migration.Prepare, { ...req, tsvzVersion: tsvzVersion() }, { signal });
+      dataPort = answer.dataPort ?? 0;
+      return answer;
+    },
+    sendFiles: async (id, name, body, signal) => (await upload(Migration.ReceiveFiles, id, name, body, signal)).bytes ?? 0,
+    sendFileChanges: async (id, name, removed, body, signal) => (await upload(Migration.ReceiveFileChanges, id, name, body, signal, removed)).bytes ?? 0,
+    sendCheckpoint: (id, name, body, signal) => upload(Migration.ReceiveCheckpoint, id, name, body, signal),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },
     pages: (id, onRestored) => pagesCall(client, id, onRestored),
   };
+}
+
+/** How long the target's answer may take to say why, once the connection carrying its bytes broke. */
+const ANSWER_GRACE_MS = 5_000;
+
+/**
+ * The call (its header with a fresh ticket) and, beside it, `body` over a
+ * data connection with that ticket. When the connection breaks, the
+ * target's answer, which says why (a refused archive breaks it), wins over
+ * the broken pipe's; the call is cancelled if none comes.
+ */
+async function sendOverData<Res>(client: RemoteClient, port: number, m: Method<ImportMessage, Res>, header: ImportHeader, body: Readable, signal?: AbortSignal): Promise<Res> {
+  const ticket = newTicket();
+  const call = new AbortController();
+  const onAbort = () => call.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const answer = client.clientStream(m, [{ header: { ...header, dataTicket: ticket } }], { signal: call.signal });
+  answer.catch(() => undefined);
+  try {
+    try {
+      const socket = await client.openData(port, ticket, 30_000);
+      await pipeline(body, socket, { signal: call.signal });
+    } catch (err) {
+      body.destroy();
+      const theirs = await Promise.race([answer.then(() => undefined, (e: unknown) => e), new Promise<undefined>((r) => { globalThis.setTimeout(r, ANSWER_GRACE_MS); })]);
+      call.abort();
+      throw theirs ?? err;
+    }
+    return await answer;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 /** The Pages call as a PageLink: the migration's id first, then CRIU's bytes both ways; `restored` said on the way. */
@@ -42,22 +90,4 @@ function pagesCall(client: RemoteClient, id: string, onRestored: (r: MigrateRest
     end: () => call.end(),
     close: () => call.cancel(),
   };
-}
-
-/** A header naming the migration, then `body` in chunks of MAX_CHUNK (the last one shorter): few, full messages. */
-async function* upload(id: string, name: string, body: Readable, removed?: string[]): AsyncGenerator<ImportMessage> {
-  yield { header: { name, migration: id, ...(removed ? { removed } : {}) } };
-  let held: Buffer[] = [];
-  let heldBytes = 0;
-  for await (const data of body as AsyncIterable<Buffer>) {
-    held.push(data);
-    heldBytes += data.length;
-    while (heldBytes >= MAX_CHUNK) {
-      const all = held.length === 1 ? held[0] : Buffer.concat(held);
-      yield { chunk: { data: all.subarray(0, MAX_CHUNK) } };
-      held = [all.subarray(MAX_CHUNK)];
-      heldBytes = all.length - MAX_CHUNK;
-    }
-  }
-  if (heldBytes > 0) yield { chunk: { data: Buffer.concat(held) } };
 }

@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
 import { MAX_CHUNK } from '../daemon/limits';
@@ -7,6 +7,7 @@ import { Chunk, ImportMessage, Migration } from '../daemon/proto';
 import { bidiStream, CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
 import { archiveTrust } from '../daemon/signers';
 import { withIdleLimit } from '../daemon/upload';
+import { validateTicket } from '../daemon/data-channel';
 import { MigrationJournal, MigrationMode, MigrationRecord, validateMigrationId } from './journal';
 import { MigrationTarget } from './target';
 import type { PageLink } from './page-pump';
@@ -32,18 +33,35 @@ export function migrationService(d: DaemonContext): Handler[] {
     return r;
   };
 
-  /** An upload's header (the migration, which must be the caller's) and its chunks as a byte stream, read as the receiver reads. */
-  const upload = async (input: AsyncIterable<ImportMessage>, ctx: CallContext): Promise<{ r: MigrationRecord; body: Readable; removed?: string[] }> => {
+  /**
+   * An upload's header (the migration, which must be the caller's), and
+   * its body: the data channel's connection the header names (the bytes
+   * raw, read as the receiver reads), which `run` is given and which ends
+   * with it.
+   */
+  const upload = async <T>(input: AsyncIterable<ImportMessage>, ctx: CallContext, run: (r: MigrationRecord, body: Readable, removed: string[]) => Promise<T>): Promise<T> => {
     const it = input[Symbol.asyncIterator]();
-    const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
-    const first = await next();
+    const first = await withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
     const header = first.done ? undefined : first.value.header;
     if (!header) throw new InvalidArgumentError('an upload starts with its header');
     const r = own(header.migration, ctx);
-    const body = Readable.from(chunks(next, (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n)), { objectMode: false });
-    // A cancelled call ends the body with an error: the receive undoes itself.
-    ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the source went away during the transfer')), { once: true });
-    return { r, body, removed: header.removed };
+    if (!header.dataTicket) throw new InvalidArgumentError('a migration upload names its data channel ticket', 'the source needs a tsvz that sends over the data channel');
+    const socket = await d.data.expect(validateTicket(header.dataTicket), ctx.client!.fingerprint, d.limits.handshakeMs, ctx.signal);
+    // Read ahead of the receiver by up to READ_AHEAD: while it waits on a write to disk, the bytes keep coming.
+    const body = socket.pipe(new PassThrough({ highWaterMark: READ_AHEAD }));
+    const fail = (err: Error) => { body.destroy(err); socket.destroy(); };
+    socket.on('error', (err) => body.destroy(err));
+    socket.on('end', () => { if (!socket.readableEnded) body.destroy(new InvalidArgumentError('the data connection ended early')); });
+    // A connection that sends nothing for the idle limit ends, and the receive undoes itself.
+    socket.setTimeout(d.limits.idleMs, () => fail(new InvalidArgumentError(`the source sent nothing for ${d.limits.idleMs} ms`)));
+    ctx.signal.addEventListener('abort', () => fail(new InvalidArgumentError('the source went away during the transfer')), { once: true });
+    try {
+      return await run(r, body, header.removed ?? []);
+    } finally {
+      d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, socket.bytesRead);
+      body.destroy();
+      socket.destroy();
+    }
   };
 
   return [
@@ -56,23 +74,14 @@ export function migrationService(d: DaemonContext): Handler[] {
         peer: ctx.client?.name ?? ctx.peer, peerFingerprint: ctx.client?.fingerprint,
         cpuinfo: req.cpuinfo, checkOnly: req.checkOnly === true, mode: req.mode as MigrationMode | undefined, formats: req.formats,
       });
-      return { tsvzVersion: tsvzVersion(), criuVersion, format };
+      return { tsvzVersion: tsvzVersion(), criuVersion, format, dataPort: d.data.port };
     }),
 
-    clientStream(Migration.ReceiveFiles, async (input, ctx) => {
-      const { r, body } = await upload(input, ctx);
-      return { bytes: await target.receiveFiles(r.id, body, d.limits.maxUploadBytes) };
-    }),
+    clientStream(Migration.ReceiveFiles, (input, ctx) => upload(input, ctx, async (r, body) => ({ bytes: await target.receiveFiles(r.id, body, d.limits.maxUploadBytes) }))),
 
-    clientStream(Migration.ReceiveFileChanges, async (input, ctx) => {
-      const { r, body, removed } = await upload(input, ctx);
-      return { bytes: await target.receiveFileChanges(r.id, body, removed ?? [], d.limits.maxUploadBytes) };
-    }),
+    clientStream(Migration.ReceiveFileChanges, (input, ctx) => upload(input, ctx, async (r, body, removed) => ({ bytes: await target.receiveFileChanges(r.id, body, removed, d.limits.maxUploadBytes) }))),
 
-    clientStream(Migration.ReceiveCheckpoint, async (input, ctx) => {
-      const { r, body } = await upload(input, ctx);
-      return target.receiveCheckpoint(r.id, body, d.limits.maxUploadBytes);
-    }),
+    clientStream(Migration.ReceiveCheckpoint, (input, ctx) => upload(input, ctx, (r, body) => target.receiveCheckpoint(r.id, body, d.limits.maxUploadBytes))),
 
     unary(Migration.Commit, async (req, ctx) => {
       const r = await target.commit(own(req.id, ctx).id);
@@ -112,6 +121,9 @@ export function migrationService(d: DaemonContext): Handler[] {
     }),
   ];
 }
+
+/** How far the data connection is read ahead of the receiver. */
+const READ_AHEAD = 8 * 1024 * 1024;
 
 /** A call's chunks after its first message, each bounded; anything else is `what` sent again. */
 async function* chunks(next: () => Promise<IteratorResult<{ chunk?: Chunk }>>, count: (n: number) => void, what = 'an upload sends its header'): AsyncGenerator<Buffer> {

@@ -11,6 +11,7 @@ export function register(program: Command): void {
     .command('run', { isDefault: true })
     .description('serve in the foreground until SIGTERM (the default: `tsvz daemon`); makes the host identity on first start')
     .option('--listen <host:port>', 'address to serve on', '0.0.0.0:7443')
+    .option('--data-listen <host:port>', "address of the data channel a migration's bulk bytes take (default: the --listen host, any free port)")
     .option('--metrics <host:port>', 'Prometheus endpoint on a loopback address, e.g. 127.0.0.1:9443')
     .option('--max-upload <size>', 'bytes one upload may carry', '64G')
     .option('--upload-quota <size>', 'bytes all uploads in progress may hold on disk', '128G')
@@ -39,6 +40,7 @@ export function register(program: Command): void {
       const { startScheduler } = await import('../../backup/daemon');
       const d = await Daemon.start(rootOf(cmd), {
         listen: o.listen,
+        dataListen: o.dataListen,
         metrics: o.metrics,
         logLevel: o.logLevel,
         limits: {
@@ -62,11 +64,12 @@ export function register(program: Command): void {
     .command('unit')
     .description('print a systemd unit that runs the daemon on this root: tsvz daemon unit > /etc/systemd/system/tsvz.service')
     .option('--listen <host:port>', 'address to serve on', '0.0.0.0:7443')
+    .option('--data-listen <host:port>', 'address of the data channel (default: the --listen host, any free port)')
     .option('--metrics <host:port>', 'Prometheus endpoint on a loopback address')
     .action(async (o, cmd: Command) => {
       const path = await import('node:path');
       const { systemdUnit } = await import('../../daemon/unit');
       const tsvz = path.resolve(__dirname, ...(__filename.includes(`${path.sep}bundle${path.sep}`) ? ['..', '..'] : ['..', '..', '..']), 'bin', 'tsvz');
-      print(systemdUnit({ node: process.execPath, tsvz, root: rootOf(cmd).dir, listen: o.listen, metrics: o.metrics }));
+      print(systemdUnit({ node: process.execPath, tsvz, root: rootOf(cmd).dir, listen: o.listen, dataListen: o.dataListen, metrics: o.metrics }));
     });
 }
