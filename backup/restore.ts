@@ -1,13 +1,16 @@
 import crypto = require('node:crypto');
 import fs = require('node:fs');
+import path = require('node:path');
 import { Readable } from 'node:stream';
-import { CorruptDataError, InvalidArgumentError } from '../lib/errors';
+import { addCleanupFailures, CorruptDataError, InvalidArgumentError, InvalidStateError } from '../lib/errors';
 import { validateName } from '../lib/names';
+import { faultPoint } from '../lib/fault';
 import type { Root } from '../lib/root';
 import type { ContainerConfig } from '../runtime/config';
-import { filesOwnerOf } from '../runtime/rootfs-owner';
+import { filesOwnerOf, shiftToOwnerOf } from '../runtime/rootfs-owner';
+import { Container } from '../runtime/container';
 import { Backups, BackupTrailer } from '../daemon/proto';
-import { DEFAULT_POOL, validateSnapshotName } from '../storage';
+import { DEFAULT_POOL, validateSnapshotName, withStore } from '../storage';
 import { BackupStore } from './store';
 import { connectRemote } from './ship';
 
@@ -18,15 +21,20 @@ import { connectRemote } from './ship';
  * The stream is a full tar; a fetched one is checked against its sha256
  * before the create finishes, and a mismatch or a broken stream undoes the
  * create. Under a new name a bridged container comes back without its
- * address (the original may still hold it).
+ * address (the original may still hold it). Over a container that exists
+ * (stopped, or `force`: stopped first and started again after), only its
+ * files are replaced (restoreOver).
  */
-export interface RestoreResult { name: string; snapshot: string; bytes: number; from: string }
+export interface RestoreResult { name: string; snapshot: string; bytes: number; from: string; over: boolean }
 
-export async function restoreBackup(root: Root, container: string, snapshot: string, opts: { from?: string; as?: string; pool?: string } = {}): Promise<RestoreResult> {
+export async function restoreBackup(root: Root, container: string, snapshot: string, opts: { from?: string; as?: string; pool?: string; force?: boolean } = {}): Promise<RestoreResult> {
   validateName(container);
   validateSnapshotName(snapshot);
   const name = validateName(opts.as ?? container);
   const pool = opts.pool ? validateName(opts.pool, 'pool') : DEFAULT_POOL;
+  const existing = new Container(root, name);
+  // Refused before anything is fetched: a running container is replaced only when asked.
+  const over = existing.exists() ? await overWhat(Container.open(root, name), opts.force === true) : undefined;
   let configJson: string;
   let body: Readable;
   let close = () => undefined as void;
@@ -47,6 +55,7 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
   }
   try {
     const config = parseConfig(configJson);
+    if (over) return { name, snapshot, bytes: await restoreOver(over.c, snapshot, config, body, over.wasRunning), from: opts.from ?? 'local', over: true };
     const { createContainer, specLike } = await import('../ops/create');
     const { unpackTree } = await import('../archive/tree-tar');
     let bytes = 0;
@@ -54,11 +63,61 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
       bytes = (await unpackTree(body, fs.realpathSync(rootfs))).bytes;
       return filesOwnerOf(config.idmap, "the backup's config");
     });
-    return { name, snapshot, bytes, from: opts.from ?? 'local' };
+    return { name, snapshot, bytes, from: opts.from ?? 'local', over: false };
   } finally {
     body.destroy();
     close();
   }
+}
+
+/** Whether `c` may have its files replaced, and whether it runs (`force`: it is stopped once the backup is at hand, and started again after). */
+async function overWhat(c: Container, force: boolean): Promise<{ c: Container; wasRunning: boolean }> {
+  const { lockContainer } = await import('../ops/recovery');
+  const { reconcile } = await import('../runtime/release');
+  const wasRunning = await lockContainer(c, async () => (await reconcile(c)).status === 'running');
+  if (wasRunning && !force) throw new InvalidStateError(`container ${c.name} exists and is running`, 'stop it first, or --force stops it, restores its files over it and starts it again');
+  return { c, wasRunning };
+}
+
+/**
+ * The backup's files over stopped container `c`'s, under a journal: a
+ * snapshot of its files first, then its rootfs emptied and the backup
+ * unpacked into it; any failure, or a kill (the next command's recovery),
+ * rolls the files back to that snapshot, and the snapshot goes once the
+ * backup is in. Its config (address, limits) stays; checkpoints dumped
+ * against the old files are retired. Returns the bytes unpacked.
+ */
+async function restoreOver(c: Container, snapshot: string, config: ContainerConfig, body: Readable, wasRunning: boolean): Promise<number> {
+  const { lockContainer, withContainerIntent } = await import('../ops/recovery');
+  const { reconcile } = await import('../runtime/release');
+  const { forgetCheckpointsOf } = await import('../ops/snapshot');
+  const { unpackTree } = await import('../archive/tree-tar');
+  const from = filesOwnerOf(config.idmap, "the backup's config");
+  const safety = `tsvz-before-restore-${Date.now().toString(36)}`;
+  if (wasRunning) await (await import('../ops/stop')).stopContainer(c);
+  // Whether the files were replaced or rolled back, a container that ran runs again.
+  const again = async () => { if (wasRunning) await (await import('../ops/start')).startContainer(c); };
+  const bytes = await lockContainer(c, async () => {
+    const now = await reconcile(c);
+    if (now.status === 'running' || now.status === 'starting') throw new InvalidStateError(`container ${c.name} was started again meanwhile`, 'stop it and retry');
+    return withContainerIntent(c, 'restore-backup', { snapshot }, (intent) => withStore(c.root, c.config.pool, async (store) => {
+      await intent.will({ kind: 'rollback-snapshot', snapshot: safety });
+      await store.snapshot(c.name, safety);
+      const rootfs = fs.realpathSync(c.paths.rootfs);
+      for (const e of await fs.promises.readdir(rootfs)) await fs.promises.rm(path.join(rootfs, e), { recursive: true, force: true });
+      await faultPoint('backup:restore-emptied');
+      const got = (await unpackTree(body, rootfs)).bytes;
+      await shiftToOwnerOf(c.config, rootfs, from);
+      await forgetCheckpointsOf(c, snapshot);
+      await store.deleteSnapshot(c.name, safety);
+      return got;
+    }));
+  }).catch(async (err: unknown) => {
+    await again().catch((startErr: Error) => addCleanupFailures(err, [`starting ${c.name} again: ${startErr.message}`]));
+    throw err;
+  });
+  await again();
+  return bytes;
 }
 
 /** A fetched stream's chunks, failing at the end unless they match its trailer. */

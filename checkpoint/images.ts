@@ -264,7 +264,19 @@ export function inspectCheckpoint(dir: string): CheckpointInspection {
 }
 
 interface PagemapEntry { nrPages?: number; compatNrPages?: number; inParent?: boolean; flags?: number }
+const PE_LAZY = 2;
 const PE_PRESENT = 4;
+
+/** Bytes of memory a lazy dump in `dir` left for the restored copy to pull (post-copy), from its pagemaps. */
+export function lazyBytes(dir: string): number {
+  let pages = 0;
+  for (const p of decodeImage<PstreeEntry>(path.join(dir, 'pstree.img'), MAGIC.pstree, 'pstree_entry')) {
+    for (const e of decodeIfExists<PagemapEntry>(path.join(dir, `pagemap-${p.pid}.img`), MAGIC.pagemap, 'pagemap_entry', 'pagemap_head').slice(1)) {
+      if (e.flags !== undefined && (e.flags & PE_LAZY) !== 0) pages += e.nrPages ?? e.compatNrPages ?? 0;
+    }
+  }
+  return pages * PAGE_SIZE;
+}
 
 /** Pages an entry put into pages-*.img (not those left in a parent dump, nor lazy ones). */
 function pagesWritten(e: PagemapEntry): number {

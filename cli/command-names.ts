@@ -35,7 +35,7 @@ const SUBCOMMANDS: Partial<Record<CommandName, readonly string[]>> = {
 
 /** What `--remote HOST` runs on another host's daemon (cli/remote.ts); every other command refuses it. */
 export const REMOTE_COMMANDS: ReadonlySet<string> = new Set([
-  'list', 'info', 'start', 'stop', 'logs', 'checkpoint-create', 'snapshot-create', 'restore',
+  'list', 'info', 'start', 'stop', 'logs', 'checkpoint-create', 'snapshot-create', 'restore', 'migrate-run',
 ]);
 
 /**

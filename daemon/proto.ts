@@ -41,6 +41,9 @@ export interface MigrateRef { id?: string }
 export interface MigratePagesIn { ref?: MigrateRef; chunk?: Chunk; part?: 'ref' | 'chunk' }
 export interface MigratePagesOut { chunk?: Chunk; restored?: MigrateRestored; part?: 'chunk' | 'restored' }
 export interface MigrateOutcome { phase?: string; name?: string }
+export interface MigrateRun { name?: string; to?: string; mode?: string; pool?: string; keepSource?: boolean; checkOnly?: boolean }
+export interface MigrateProgress { what?: string; bytes?: number; total?: number; seconds?: number; bytesPerSec?: number; etaSec?: number; done?: boolean }
+export interface MigrateEvent { phase?: string; progress?: MigrateProgress; resultJson?: string; part?: 'phase' | 'progress' | 'resultJson' }
 export type DescribeRequest = Record<string, never>;
 export interface PoolDescription { name?: string; driver?: string; transferFormats?: string[]; incrementalSend?: boolean; error?: string }
 export interface HostDescription {
@@ -183,6 +186,7 @@ export const Migration = {
   Abort: method<MigrateRef, MigrateOutcome>(M, 'Abort', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Status: method<MigrateRef, MigrateOutcome>(M, 'Status', codec(tsvz('MigrateRef')), codec(tsvz('MigrateOutcome'))),
   Pages: method<MigratePagesIn, MigratePagesOut>(M, 'Pages', codec(tsvz('MigratePagesIn'), { chunkField: 2 }), codec(tsvz('MigratePagesOut'), { chunkField: 1 }), { request: true, response: true }),
+  Run: method<MigrateRun, MigrateEvent>(M, 'Run', codec(tsvz('MigrateRun')), codec(tsvz('MigrateEvent')), { response: true }),
 };
 
 const B = 'tsvz.v1.Backups';

@@ -23,6 +23,8 @@ export async function cancelMigration(root: Root, name: string, waitMs = CANCEL_
   }
   refusePastSwitch(r);
   if (!isSameProcess(r.driver?.pid, r.driver?.start)) return `${await resolveMigration(root, name)} (its driver was gone)`;
+  // A signal would stop the whole daemon: its migrations are cancelled by their caller.
+  if (r.driver!.daemon) throw new InvalidStateError(`the migration of ${name} to ${r.peer} is driven by this host's daemon for a remote client`, 'cancel it there: Ctrl-C on its `tsvz --remote` command');
   process.kill(r.driver!.pid, 'SIGTERM');
   const deadline = Date.now() + waitMs;
   for (;;) {

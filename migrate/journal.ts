@@ -36,8 +36,11 @@ export interface MigrationRecord {
   /** Why it ended in `aborted`. */
   reason?: string;
   /** The source's process driving it (pid and start time): `migrate cancel` signals it. */
-  driver?: { pid: number; start: number };
+  driver?: { pid: number; start: number; daemon?: boolean };
 }
+
+/** The latest report of the transfer under way (files, memory, or post-copy's pages). */
+export interface MigrationProgress { what: string; bytes: number; total: number; bytesPerSec: number; done: boolean; at: string }
 
 const ID = /^[0-9a-f]{32}$/;
 
@@ -70,6 +73,18 @@ export class MigrationJournal {
 
   find(id: string): MigrationRecord | undefined {
     return readJsonIfExists<MigrationRecord>(this.file(id));
+  }
+
+  /**
+   * The transfer under way, for `migrate list`: beside the record (ID.progress.json),
+   * so that writing it never races the phase's writes.
+   */
+  async noteProgress(id: string, p: MigrationProgress): Promise<void> {
+    await writeJsonAtomic(path.join(this.dir, `${validateMigrationId(id)}.progress.json`), p);
+  }
+
+  progress(id: string): MigrationProgress | undefined {
+    return readJsonIfExists<MigrationProgress>(path.join(this.dir, `${validateMigrationId(id)}.progress.json`));
   }
 
   get(id: string): MigrationRecord {

@@ -2,7 +2,8 @@ import { pipeline, Readable, Transform } from 'node:stream';
 
 /** How far one of a migration's transfers is (the CLI draws it). */
 export interface TransferProgress {
-  what: 'files' | 'memory';
+  /** pages: post-copy's memory, pulled by the copy on the target. */
+  what: 'files' | 'memory' | 'pages';
   bytes: number;
   /** What the transfer is expected to carry (the stream's framing can take it a little over). */
   total: number;
@@ -16,9 +17,8 @@ export interface TransferProgress {
 
 const REPORT_EVERY_MS = 250;
 
-/** `body` counted as it is read: `report` at most every 250 ms, and once at its end. */
-export function metered(body: Readable, what: TransferProgress['what'], total: number, report?: (p: TransferProgress) => void): Readable {
-  if (!report) return body;
+/** A transfer counted as it goes (`add`): `report` at most every 250 ms, and once at `end`. */
+export function meter(what: TransferProgress['what'], total: number, report: (p: TransferProgress) => void): { add(n: number): void; end(): void } {
   const t0 = performance.now();
   let bytes = 0;
   let last = t0;
@@ -27,18 +27,30 @@ export function metered(body: Readable, what: TransferProgress['what'], total: n
     const bytesPerSec = seconds > 0 ? bytes / seconds : 0;
     report({ what, bytes, total, seconds, bytesPerSec, etaSec: bytesPerSec > 0 ? Math.max(0, total - bytes) / bytesPerSec : undefined, done });
   };
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      bytes += chunk.length;
+  return {
+    add(n) {
+      bytes += n;
       const now = performance.now();
       if (now - last >= REPORT_EVERY_MS) {
         last = now;
         tell(false);
       }
+    },
+    end: () => tell(true),
+  };
+}
+
+/** `body` counted as it is read (meter). */
+export function metered(body: Readable, what: TransferProgress['what'], total: number, report?: (p: TransferProgress) => void): Readable {
+  if (!report) return body;
+  const m = meter(what, total, report);
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      m.add(chunk.length);
       cb(null, chunk);
     },
     flush(cb) {
-      tell(true);
+      m.end();
       cb();
     },
   });

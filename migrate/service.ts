@@ -3,8 +3,9 @@ import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
 import { MAX_CHUNK } from '../daemon/limits';
 import { writeMessage } from '../daemon/bulk';
-import { Chunk, ImportMessage, Migration } from '../daemon/proto';
-import { bidiStream, CallContext, clientStream, DaemonContext, Handler, unary } from '../daemon/server';
+import { Chunk, ImportMessage, MigrateEvent, Migration } from '../daemon/proto';
+import { bidiStream, CallContext, clientStream, DaemonContext, Handler, serverStream, unary } from '../daemon/server';
+import { validateName } from '../lib/names';
 import { archiveTrust } from '../daemon/signers';
 import { withIdleLimit } from '../daemon/upload';
 import { validateTicket } from '../daemon/data-channel';
@@ -112,6 +113,30 @@ export function migrationService(d: DaemonContext): Handler[] {
       };
       const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
       d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
+    }),
+
+    serverStream(Migration.Run, async (req, out, ctx) => {
+      const name = validateName(req.name ?? '');
+      const to = validateName(req.to ?? '', 'remote');
+      const pool = req.pool ? validateName(req.pool, 'pool') : undefined;
+      const mode = req.mode === undefined || req.mode === '' ? 'auto' : req.mode;
+      if (mode !== 'auto' && mode !== 'stop' && mode !== 'post') throw new InvalidArgumentError(`unknown migration mode ${JSON.stringify(mode.slice(0, 20))}`, 'stop, post or auto');
+      const { driveCheck, driveMigration } = await import('./drive');
+      // Events go out in order, each after the last (a slow caller slows only its own stream).
+      let sending = Promise.resolve();
+      const send = (ev: MigrateEvent) => { sending = sending.then(() => writeMessage(out, ev, ctx.signal)).catch(() => undefined); };
+      d.log.info('migration driven for a client', { name, to, mode, client: ctx.client?.name });
+      const cancel = new AbortController();
+      ctx.signal.addEventListener('abort', () => cancel.abort(new TsvzError('ECANCELLED', `the migration of ${name} was cancelled by its caller`)), { once: true });
+      const result = req.checkOnly
+        ? await driveCheck(d.root, name, to, { pool, mode })
+        : await driveMigration(d.root, name, to, {
+          mode, pool, keepSource: req.keepSource === true, signal: cancel.signal, byDaemon: true,
+          onPhase: (phase) => send({ phase }),
+          onProgress: (p) => send({ progress: { what: p.what, bytes: p.bytes, total: p.total, seconds: p.seconds, bytesPerSec: p.bytesPerSec, etaSec: p.etaSec, done: p.done } }),
+        });
+      await sending;
+      await writeMessage(out, { resultJson: JSON.stringify(result) }, ctx.signal);
     }),
 
     unary(Migration.Status, async (req) => {

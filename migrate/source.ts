@@ -23,7 +23,8 @@ import { FilePasses, filePasses, offeredFormats } from './files';
 import type { SendFormat } from '../storage';
 import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
 import { streamSocketpair } from '../lib/seqpacket';
-import { metered, TransferProgress } from './progress';
+import { meter, metered, TransferProgress } from './progress';
+import { lazyBytes } from '../checkpoint/images';
 import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
 
 /** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
@@ -67,6 +68,8 @@ export interface MigrateOptions {
    * migration finishes.
    */
   signal?: AbortSignal;
+  /** This host's daemon drives it for a remote client: `migrate cancel` here points to that client. */
+  byDaemon?: boolean;
 }
 
 export interface MigrationResult {
@@ -109,8 +112,8 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const cpuinfo = await cpuinfoImage(c);
     const id = newMigrationId();
     const mode = opts.mode === 'post' ? 'post' : 'stop';
-    const filesBytes = treeBytes(rootfs);
-    const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0 };
+    const filesBytes = await treeBytes(rootfs);
+    const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0, ...(opts.byDaemon ? { daemon: true } : {}) };
     const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint, driver });
     phase('checking the target');
     let format: SendFormat;
@@ -146,11 +149,13 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
  * on both hosts (running here, no migration in flight, CRIU; there: the
  * name, the pool, the config, the space, CRIU, this CPU), and nothing else.
  */
-export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string; mode?: MigrationMode | 'auto' } = {}): Promise<{ name: string; to: string; filesBytes: number; filesFormat: SendFormat; targetCriu?: string }> {
+export interface CheckResult { name: string; to: string; filesBytes: number; filesFormat: SendFormat; targetCriu?: string }
+
+export async function checkMigration(root: Root, name: string, link: TargetLink, opts: { pool?: string; mode?: MigrationMode | 'auto' } = {}): Promise<CheckResult> {
   const c = Container.open(root, name);
   return lockContainer(c, async () => {
     const { criu, rootfs } = await checkSource(c, new MigrationJournal(root));
-    const filesBytes = treeBytes(rootfs);
+    const filesBytes = await treeBytes(rootfs);
     const formats = await offeredFormats(c);
     const there = await link.prepare({
       id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true, mode: opts.mode === 'post' ? 'post' : 'stop', formats,
@@ -191,6 +196,17 @@ async function transfer(
 ): Promise<Omit<MigrationResult, 'totalMs' | 'keptSource'>> {
   const phase = (p: string) => { trace(`migrate: ${p}`); opts.onPhase?.(p); };
   const { signal } = opts;
+  // Each transfer's progress to the caller, and to the journal's side file for `migrate list` (once a second, and at its end).
+  let noted = 0;
+  const report = (p: TransferProgress) => {
+    opts.onProgress?.(p);
+    const now = performance.now();
+    if (!p.done && now - noted < 1000) return;
+    noted = now;
+    void journal.noteProgress(rec.id, { what: p.what, bytes: p.bytes, total: p.total, bytesPerSec: p.bytesPerSec, done: p.done, at: new Date().toISOString() }).catch(() => undefined);
+  };
+  let pageMeter: ReturnType<typeof meter> | undefined;
+  let lazyTotal = 0;
   const step = <T>(p: Promise<T>): Promise<T> => unlessCancelled(signal, p);
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
@@ -208,7 +224,7 @@ async function transfer(
     // The files go whole while the container runs; after the freeze only what changed since.
     phase(files.passes.format === 'tar' ? 'sending files (running)' : `sending files (running, ${files.passes.format} send)`);
     const first = await files.passes.running();
-    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first, 'files', files.bytes, opts.onProgress), signal));
+    const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first, 'files', files.bytes, report), signal));
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
@@ -232,7 +248,11 @@ async function transfer(
           });
           // A test's holds once the copy runs: on the pages (migrate:pages, CRIU's page server then waits
           // to write) or on the requests for them (migrate:requests, it waits to read).
-          const send = (data: Buffer) => (restoredAt === undefined ? channel.send(data) : faultPoint('migrate:pages').then(() => channel.send(data)));
+          const counted = (data: Buffer) => {
+            (pageMeter ??= meter('pages', lazyTotal, report)).add(data.length);
+            return channel.send(data);
+          };
+          const send = (data: Buffer) => (restoredAt === undefined ? counted(data) : faultPoint('migrate:pages').then(() => counted(data)));
           const incoming = heldAfter(channel.incoming, () => restoredAt !== undefined, 'migrate:requests');
           pages = pump(ours!, { ...channel, send, incoming }, { onFailure: PAGE_SERVER_POISON });
           pages.catch(() => undefined);
@@ -245,10 +265,11 @@ async function transfer(
           const changes = await files.passes.frozen();
           const changesBytes = await step(link.sendFileChanges(rec.id, c.name, changes.removed, changes.stream, signal));
           trace(`migrate: file changes sent (${changesBytes} bytes, ${changes.removed.length} removed)`);
+          if (post) lazyTotal = lazyBytes(dir);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
           trace('migrate: images hashed');
-          const restored = await step(link.sendCheckpoint(rec.id, c.name, post ? stream : metered(stream, 'memory', bytes, opts.onProgress), signal));
+          const restored = await step(link.sendCheckpoint(rec.id, c.name, post ? stream : metered(stream, 'memory', bytes, report), signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
           // The point of no return: the target holds the restored copy frozen (post-copy: the images, and it starts once pages flow).
           signal?.throwIfAborted();
@@ -262,7 +283,10 @@ async function transfer(
         }
       },
     }));
-    if (pages) await pages;
+    if (pages) {
+      await pages;
+      pageMeter?.end();
+    }
   } catch (err) {
     const why = hookError ?? (pages ? await pages.then(() => err, (e: unknown) => e) : err);
     // Post-copy: CRIU resumes the tree when its page server loses the link, before or after the target ran.
@@ -356,28 +380,29 @@ async function commitWithRetry(link: TargetLink, id: string): Promise<void> {
 
 /**
  * Bytes of the files under `dir` (this filesystem only), for the target's
- * space check and the progress. The tree runs: an entry gone meanwhile counts nothing.
+ * space check and the progress. The tree runs: an entry gone meanwhile
+ * counts nothing. Asynchronous: a daemon driving a migration keeps serving.
  */
-function treeBytes(dir: string): number {
+async function treeBytes(dir: string): Promise<number> {
   let total = 0;
-  const dev = fs.lstatSync(dir).dev;
+  const dev = (await fs.promises.lstat(dir)).dev;
   const gone = (err: unknown) => {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
   };
-  const walk = (d: string): void => {
+  const walk = async (d: string): Promise<void> => {
     let entries: fs.Dirent[];
-    try { entries = fs.readdirSync(d, { withFileTypes: true }); } catch (err) { return gone(err); }
+    try { entries = await fs.promises.readdir(d, { withFileTypes: true }); } catch (err) { return gone(err); }
     for (const e of entries) {
       const p = path.join(d, e.name);
       let st: fs.Stats;
-      try { st = fs.lstatSync(p); } catch (err) { gone(err); continue; }
+      try { st = await fs.promises.lstat(p); } catch (err) { gone(err); continue; }
       if (st.dev !== dev) continue;
-      if (st.isDirectory()) walk(p);
+      if (st.isDirectory()) await walk(p);
       else total += st.size;
     }
   };
-  walk(dir);
+  await walk(dir);
   return total;
 }
 

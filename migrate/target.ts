@@ -28,7 +28,7 @@ import { importCheckpoint } from '../ops/import';
 import { restoreContainer } from '../ops/restore';
 import { DEFAULT_POOL, PoolCatalog, pickFormat, SendFormat, withStore } from '../storage';
 import { byteLimited } from '../lib/byte-limit';
-import { filesOwnerOf, OwnerBase, shiftOwnership } from '../runtime/rootfs-owner';
+import { filesOwnerOf, shiftToOwnerOf } from '../runtime/rootfs-owner';
 import { migrationSnapshots, releaseMigrationSnapshots } from './files';
 import { announceAddress } from '../runtime/network';
 import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
@@ -157,7 +157,7 @@ export class MigrationTarget {
           trace(`migrate target: file changes received (${p.format} send, ${bytes} bytes)`);
         }
         // The source's changes are owned by its range: moved into this copy's where the two differ.
-        await shiftLikeCreate(c, filesOwnerOf(p.config.idmap, 'the config sent'));
+        await shiftToOwnerOf(c.config, fs.realpathSync(c.paths.rootfs), filesOwnerOf(p.config.idmap, 'the config sent'));
         return bytes;
       } catch (err) {
         body.destroy();
@@ -390,19 +390,6 @@ async function dropTransferSnapshots(c: Container, id: string): Promise<void> {
   } catch (err) {
     process.emitWarning(`${c.name}: could not remove the migration's snapshots: ${describe(err)}`);
   }
-}
-
-/**
- * As create does with the first pass: files owned from the source's range
- * `from` moved to how this copy's rootfs is owned (its range where shifted,
- * from 0 where idmapped), where the two differ (a zfs-fuse pool on one side).
- */
-async function shiftLikeCreate(c: Container, from: OwnerBase): Promise<void> {
-  const m = c.config.idmap;
-  if (!m) return;
-  const to = m.rootfs === 'shifted' ? m : { uid: 0, gid: 0 };
-  if (to.uid === from.uid && to.gid === from.gid) return;
-  await shiftOwnership(fs.realpathSync(c.paths.rootfs), from, to, m.size);
 }
 
 const FORMATS: readonly SendFormat[] = ['btrfs', 'zfs', 'tar'];

@@ -68,6 +68,15 @@ function containerHandlers(c: Container): RecoveryHandlers {
       // The restore's /dev and idmapped root, outside the root (runtime/restore-stage.ts).
       'restore-stage': async () => { await removeRestoreStage(c.key); },
       state: async (step) => { await writeState(c.paths, step.state as ContainerState); },
+      // Files being replaced (a backup restored over the container): back to the snapshot taken first, which then goes.
+      'rollback-snapshot': async (step) => {
+        const snap = String(step.snapshot);
+        await withStore(c.root, c.config.pool, async (store) => {
+          if (!(await store.listSnapshots(c.name)).some((s) => s.name === snap)) return;
+          await store.rollback(c.name, snap);
+          await store.deleteSnapshot(c.name, snap);
+        });
+      },
       'delete-snapshot': async (step) => {
         const snap = String(step.snapshot);
         await withStore(c.root, c.config.pool, async (store) => {

@@ -94,6 +94,9 @@ function snapshotState(c: Container) {
  * as missing (until `snapshot rm` drops it); one the storage has that was
  * never recorded is adopted into the catalog.
  */
+/** Names tsvz gives the snapshots its operations take and remove (migrate/files.ts, backup/restore.ts). */
+const TRANSIENT_SNAPSHOT = /^tsvz-(migrate|before-restore)-/;
+
 export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
   return lockContainer(c, async () => withStore(c.root, c.config.pool, async (store) => {
     const catalog = new SnapshotCatalog(c.paths.dir);
@@ -116,6 +119,8 @@ export async function listSnapshots(c: Container): Promise<SnapshotListing[]> {
     }
     for (const s of actual.values()) {
       if (recorded.some((r) => r.name === s.name)) continue;
+      // A migration's or a restore's own snapshot, there only while it runs: not the user's to adopt.
+      if (TRANSIENT_SNAPSHOT.test(s.name)) continue;
       const rec: SnapshotRecord = { name: s.name, createdAt: s.createdAt ?? now, pool: store.pool, handle: store.snapshotHandle(c.name, s.name), adopted: true };
       next.push(rec);
       rows.push({ ...rec, status: 'ok', sizeBytes: s.sizeBytes, referencedBytes: s.referencedBytes });
@@ -238,11 +243,12 @@ function noSuchSnapshot(c: Container, snap: string): NotFoundError {
 }
 
 /**
- * The files went back to `snap`: every checkpoint was dumped against other
- * files, so none may be restored over these (each is marked, and kept for
- * the user to remove); a container stopped at one is now just stopped.
+ * The files went back to `snap` (or a backup `snap` came in over them):
+ * every checkpoint was dumped against other files, so none may be restored
+ * over these (each is marked, and kept for the user to remove); a
+ * container stopped at one is now just stopped.
  */
-async function forgetCheckpointsOf(c: Container, snap: string): Promise<{ giveBack(): Promise<void> }> {
+export async function forgetCheckpointsOf(c: Container, snap: string): Promise<{ giveBack(): Promise<void> }> {
   const { CheckpointCatalog } = require('../checkpoint/catalog') as typeof import('../checkpoint/catalog');
   const catalog = new CheckpointCatalog(c);
   const marked = await catalog.markFilesRolledBack(snap);

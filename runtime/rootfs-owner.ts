@@ -2,7 +2,7 @@ import fs = require('node:fs');
 import path = require('node:path');
 import { InvalidArgumentError, SystemError } from '../lib/errors';
 import { timeSlicer } from '../lib/poll';
-import type { IdMapConfig } from './config';
+import type { ContainerConfig, IdMapConfig } from './config';
 
 /**
  * Who owns a user-namespaced container's rootfs on disk. Where the
@@ -101,4 +101,17 @@ export async function shiftOwnership(dir: string, from: OwnerBase, to: OwnerBase
   visit(dir, top);
   await walk(dir);
   return changed;
+}
+
+/**
+ * Files owned from range `from` (another host's, a backup's) moved to how
+ * container `config`'s rootfs at `dir` is owned (its range where shifted,
+ * from 0 where idmapped), as create moves a filled rootfs's.
+ */
+export async function shiftToOwnerOf(config: ContainerConfig, dir: string, from: OwnerBase): Promise<void> {
+  const m = config.idmap;
+  if (!m) return;
+  const to = m.rootfs === 'shifted' ? m : { uid: 0, gid: 0 };
+  if (to.uid === from.uid && to.gid === from.gid) return;
+  await shiftOwnership(dir, from, to, m.size);
 }

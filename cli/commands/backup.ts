@@ -32,9 +32,12 @@ export function register(program: Command): void {
     .option('--from <remote>', "fetch it from that remote's backup store")
     .option('--as <newname>', 'restore under this name (default: its own)')
     .option('--pool <pool>', 'pool for the restored rootfs', 'default')
+    .option('--force', 'over a running container of that name: stop it, replace its files, start it again')
     .action(async (name: string, snap: string, o, cmd: Command) => {
       const { restoreBackup } = await import('../../backup/restore');
-      const r = await restoreBackup(rootOf(cmd), name, snap, { from: o.from, as: o.as, pool: o.pool });
-      print(`restored ${name}@${snap} as ${r.name} (${r.bytes} bytes, from ${r.from})\n`);
+      const r = await restoreBackup(rootOf(cmd), name, snap, { from: o.from, as: o.as, pool: o.pool, force: o.force === true });
+      print(r.over
+        ? `restored ${name}@${snap} over ${r.name}'s files (${r.bytes} bytes, from ${r.from}; its config and address kept)\n`
+        : `restored ${name}@${snap} as ${r.name} (${r.bytes} bytes, from ${r.from})\n`);
     });
 }

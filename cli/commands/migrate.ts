@@ -3,6 +3,9 @@ import { printJson, printTable, rootOf } from '../context';
 import { print, printError } from '../output';
 import { InvalidArgumentError, TsvzError } from '../../lib/errors';
 import type { TransferProgress } from '../../migrate/progress';
+import type { CheckResult, MigrationResult } from '../../migrate/source';
+import type { RemoteClient } from '../../daemon/client';
+import { onRemote, remoteOf } from '../remote';
 
 function parseMode(mode: unknown): 'stop' | 'post' | 'auto' {
   if (mode === 'stop' || mode === 'post' || mode === 'auto') return mode;
@@ -26,6 +29,32 @@ async function progressLine(name: string): Promise<(p: TransferProgress) => void
   };
 }
 
+/**
+ * `tsvz --remote HOST migrate ...`: HOST's daemon drives the migration (to
+ * one of its remotes); its phases and progress are drawn here as they
+ * come, and cancelling the call (Ctrl-C) cancels it there.
+ */
+async function remoteRun(
+  client: RemoteClient, api: typeof import('../../daemon/proto'), req: import('../../daemon/proto').MigrateRun,
+  opts: { onPhase?: (p: string) => void; onProgress?: (p: TransferProgress) => void; signal: AbortSignal },
+): Promise<MigrationResult | CheckResult> {
+  const { parseRunResult } = await import('../../migrate/run-result');
+  try {
+    for await (const ev of client.serverStream(api.Migration.Run, req, { signal: opts.signal })) {
+      if (ev.phase !== undefined) opts.onPhase?.(ev.phase.slice(0, 200));
+      else if (ev.progress) {
+        const p = ev.progress;
+        opts.onProgress?.({ what: p.what === 'files' || p.what === 'pages' ? p.what : 'memory', bytes: p.bytes ?? 0, total: p.total ?? 0, seconds: p.seconds ?? 0, bytesPerSec: p.bytesPerSec ?? 0, etaSec: p.etaSec, done: p.done === true });
+      } else if (ev.resultJson !== undefined) {
+        return parseRunResult(ev.resultJson, req.checkOnly === true, client.peer.name);
+      }
+    }
+  } catch (err) {
+    throw opts.signal.aborted ? opts.signal.reason : err;
+  }
+  throw new TsvzError('ECORRUPT', `${client.peer.name} ended the migration's call without its result`);
+}
+
 export function register(program: Command): void {
   const migrate = program
     .command('migrate')
@@ -45,44 +74,35 @@ export function register(program: Command): void {
       const { validateName } = await import('../../lib/names');
       validateName(name);
       const to = validateName(o.to, 'remote');
-      const { RemoteClient } = await import('../../daemon/client');
-      const { hostSigner } = await import('../../daemon/signers');
-      const { grpcTargetLink } = await import('../../migrate/link');
-      const { checkMigration, migrateContainer } = await import('../../migrate/source');
-      const root = rootOf(cmd);
       const pool = o.pool === undefined ? undefined : validateName(o.pool, 'pool');
       const mode = parseMode(o.mode);
-      const client = await RemoteClient.connect(root, to);
+      const where = remoteOf(cmd);
       // Ctrl-C or `tsvz migrate cancel` (SIGTERM): rolled back until the switch-over, finished after it.
       const cancel = new AbortController();
       const onSignal = () => {
         printError(`migrate ${name}: cancelling\n`);
-        cancel.abort(new TsvzError('ECANCELLED', `migration of ${name} to ${to} cancelled`, { hint: `${name} runs on here` }));
+        cancel.abort(new TsvzError('ECANCELLED', `migration of ${name} to ${to} cancelled`, { hint: where ? `${where} rolls it back: ${name} runs on there` : `${name} runs on here` }));
       };
       process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+      const onPhase = o.json ? undefined : (p: string) => printError(`migrate ${name}: ${p}\n`);
+      const onProgress = o.json ? undefined : await progressLine(name);
       try {
-        if (o.check) {
-          const r = await checkMigration(root, name, grpcTargetLink(client), { pool, mode });
-          if (o.json) return printJson(r);
-          const { formatBytes } = await import('../../lib/units');
-          return print(`${name} can migrate to ${to}: name free, pool, config, space (${formatBytes(r.filesBytes)} of files, sent ${r.filesFormat === 'tar' ? 'as a tar stream' : `by ${r.filesFormat} send`}), CRIU ${r.targetCriu ?? '?'} and this CPU accepted there\n`);
-        }
-        const r = await migrateContainer(root, name, grpcTargetLink(client), {
-          keepSource: o.keepSource === true,
-          pool,
-          mode,
-          signer: await hostSigner(root),
-          onPhase: o.json ? undefined : (p) => printError(`migrate ${name}: ${p}\n`),
-          signal: cancel.signal,
-          onProgress: o.json ? undefined : await progressLine(name),
-        });
-        if (o.json) return printJson(r);
+        const answer = where
+          ? await onRemote(cmd, (client, api) => remoteRun(client, api, { name, to, mode, pool, keepSource: o.keepSource === true, checkOnly: o.check === true }, { onPhase, onProgress, signal: cancel.signal }))
+          : o.check
+            ? await (await import('../../migrate/drive')).driveCheck(rootOf(cmd), name, to, { pool, mode })
+            : await (await import('../../migrate/drive')).driveMigration(rootOf(cmd), name, to, { keepSource: o.keepSource === true, pool, mode, signal: cancel.signal, onPhase, onProgress });
+        if (o.json) return printJson(answer);
         const { formatBytes } = await import('../../lib/units');
+        if (o.check) {
+          const r = answer as CheckResult;
+          return print(`${name} can migrate to ${to}: name free, pool, config, space (${formatBytes(r.filesBytes)} of files, sent ${r.filesFormat === 'tar' ? 'as a tar stream' : `by ${r.filesFormat} send`}), CRIU ${r.targetCriu ?? '?'} and ${where ? `${where}'s` : 'this'} CPU accepted there\n`);
+        }
+        const r = answer as MigrationResult;
         const lastPage = r.lastPageMs === undefined ? '' : `, last page after ${(r.lastPageMs / 1000).toFixed(1)} s`;
         print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files${r.filesFormat === 'tar' ? '' : ` by ${r.filesFormat} send`}, ${r.mode})\n`);
       } finally {
         process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
-        client.close();
       }
     });
 
@@ -101,10 +121,15 @@ export function register(program: Command): void {
     .description('migrations this host took part in, newest first')
     .option('--json', 'machine-readable output')
     .action(async (o, cmd: Command) => {
-      const { MigrationJournal } = await import('../../migrate/journal');
-      const all = new MigrationJournal(rootOf(cmd)).list();
+      const { isSettled, MigrationJournal } = await import('../../migrate/journal');
+      const { formatBytes } = await import('../../lib/units');
+      const journal = new MigrationJournal(rootOf(cmd));
+      const all = journal.list().map((r) => ({ ...r, progress: r.role === 'source' && !isSettled(r) ? journal.progress(r.id) : undefined }));
       if (o.json) return printJson(all);
-      printTable([['ID', 'NAME', 'ROLE', 'PEER', 'PHASE', 'UPDATED'], ...all.map((r) => [r.id.slice(0, 12), r.name, r.role, r.peer, r.phase, r.updatedAt])]);
+      const progress = (p: (typeof all)[number]['progress']) => (p
+        ? `${p.what} ${p.total > 0 ? `${Math.min(100, Math.floor((p.bytes / p.total) * 100))}% ` : ''}${formatBytes(p.bytes)}${p.total > 0 ? ` of ${formatBytes(p.total)}` : ''} (${formatBytes(Math.round(p.bytesPerSec))}/s)`
+        : '-');
+      printTable([['ID', 'NAME', 'ROLE', 'PEER', 'PHASE', 'PROGRESS', 'UPDATED'], ...all.map((r) => [r.id.slice(0, 12), r.name, r.role, r.peer, r.phase, progress(r.progress), r.updatedAt])]);
     });
 
   migrate

@@ -93,6 +93,40 @@ describe('scheduled backups shipped to another host', { skip }, () => {
     assert.ok((last?.bytesShipped ?? 0) > 10_000);
   });
 
+  test('restored over the container itself: refused while it runs; --force stops it, replaces its files, starts it; killed midway, the next command rolls its files back', async () => {
+    const snap = stored(b, 'tsvz-p1').at(-1)!;
+    const note = () => a.ok(['exec', 'tsvz-p1', '--', 'cat', '/root/note']).trim();
+    // The default pool keeps a container's snapshots as directories beside its rootfs.
+    const safetySnapshots = () => {
+      try { return fs.readdirSync(path.join(a.dir, 'containers', 'tsvz-p1', 'snapshots')).filter((n) => n.startsWith('tsvz-before-restore')); } catch { return []; }
+    };
+    assert.equal(JSON.parse(a.ok(['info', 'tsvz-p1', '--json'])).state, 'running');
+    a.ok(['exec', 'tsvz-p1', '--', '/bin/sh', '-c', 'echo third > /root/note; echo x > /root/extra']);
+    const refused = a.run(['backup', 'restore', 'tsvz-p1', snap, '--from', 'b']);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /^tsvz: container tsvz-p1 exists and is running \(stop it first, or --force stops it, restores its files over it and starts it again\)\n$/);
+    assert.equal(note(), 'third', 'nothing changed');
+
+    assert.match(a.ok(['backup', 'restore', 'tsvz-p1', snap, '--from', 'b', '--force']), new RegExp(`^restored tsvz-p1@${snap} over tsvz-p1's files \\(\\d+ bytes, from b; its config and address kept\\)\n$`));
+    assert.equal(JSON.parse(a.ok(['info', 'tsvz-p1', '--json'])).state, 'running', 'started again');
+    assert.equal(note(), 'second', "the backup's files");
+    assert.equal(a.run(['exec', 'tsvz-p1', '--', 'cat', '/root/extra']).status, 1, 'what came after the backup is gone');
+    assert.deepEqual(safetySnapshots(), []);
+
+    a.ok(['exec', 'tsvz-p1', '--', '/bin/sh', '-c', 'echo fourth > /root/note']);
+    a.ok(['stop', 'tsvz-p1', '--timeout', '0']);
+    const killed = a.spawn(['backup', 'restore', 'tsvz-p1', snap, '--from', 'b'], { TSVZ_FAULT: 'backup:restore-emptied' });
+    let err = '';
+    killed.stderr!.on('data', (d) => { err += d; });
+    assert.ok(await eventually(() => err.includes('fault point backup:restore-emptied'), 60_000), err);
+    assert.deepEqual(fs.readdirSync(path.join(a.dir, 'containers', 'tsvz-p1', 'rootfs')), [], 'killed with the files gone');
+    killed.kill('SIGKILL');
+    await new Promise((r) => killed.once('exit', r));
+    a.ok(['start', 'tsvz-p1']); // takes the lock: the journal is undone first
+    assert.equal(note(), 'fourth', 'rolled back to the files before the killed restore');
+    assert.deepEqual(safetySnapshots(), []);
+  });
+
   test('b killed mid-send: the snapshot stays on a, nothing partial is registered or left on b, the next run succeeds', async () => {
     const before = stored(b, 'tsvz-p1');
     await b.stopDaemon();

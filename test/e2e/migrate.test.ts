@@ -122,6 +122,10 @@ describe('live migration between two hosts', { skip }, () => {
       assert.equal(r.mode, 'post-copy');
       assert.ok(r.imagesBytes < 50 * 1024 ** 2, `the checkpoint holds no memory (${r.imagesBytes} bytes)`);
       assert.ok(r.frozenMs > 0 && r.frozenMs <= r.lastPageMs && r.lastPageMs <= r.totalMs, JSON.stringify(r));
+      // The pages' transfer as `migrate list` saw it last: all 200 MiB pulled, out of what the dump left lazy.
+      const pulled = JSON.parse(fs.readFileSync(path.join(from.dir, 'migrations', `${r.id}.progress.json`), 'utf8'));
+      assert.equal(pulled.what, 'pages');
+      assert.ok(pulled.done && pulled.total >= 200 * 1024 ** 2 && pulled.bytes >= pulled.total, JSON.stringify(pulled));
       clean(from, 'l1');
       assert.ok(await eventually(() => memCount(to) > atStart, 10_000), 'it counts on from where it was');
       fs.writeFileSync(path.join(rootfs(to), 'memhog.ask'), '');
@@ -342,6 +346,11 @@ describe('live migration between two hosts', { skip }, () => {
     let err = '';
     m.stderr!.on('data', (d) => { err += d; });
     assert.ok(await eventually(() => err.includes('fault point migrate:dumped'), 60_000), err);
+    // Frozen after the files' first pass: `migrate list` shows how that transfer ended.
+    const inFlight = (JSON.parse(a.ok(['migrate', 'list', '--json'])) as { name: string; progress?: { what: string; bytes: number; done: boolean } }[]).find((r) => r.name === 'p5');
+    assert.equal(inFlight?.progress?.what, 'files', JSON.stringify(inFlight));
+    assert.ok(inFlight.progress.done && inFlight.progress.bytes > 0);
+    assert.match(a.ok(['migrate', 'list']), /^\S{12}\s+p5\s+source\s+b\s+transferring\s+files 100% /m);
     assert.match(a.ok(['migrate', 'cancel', 'p5']), /^cancelled migration [0-9a-f]{12} of p5 to b: p5 runs on here$/m);
     assert.equal(await exitOf(m), 130, err);
     assert.match(err, /^tsvz: migration of p5 to b cancelled \(p5 runs on here\)$/m);
@@ -381,6 +390,31 @@ describe('live migration between two hosts', { skip }, () => {
     assert.equal(JSON.parse(a.ok(['info', 'p6', '--json'])).migratedTo, undefined, 'a start clears the mark');
     a.ok(['destroy', '--force', 'p6']);
     b.ok(['destroy', '--force', 'p6']);
+  });
+
+  test('driven from a third place: `--remote b migrate p7 --to a` runs on b\'s daemon, its phases and progress drawn here; and back', () => {
+    b.ok(['create', 'p7', '--init', COUNTER]);
+    b.ok(['start', 'p7']);
+    assert.ok(eventuallySync(() => count(b, 'p7') > 3));
+    assert.match(a.ok(['--remote', 'b', 'migrate', 'p7', '--to', 'a', '--check']), /^p7 can migrate to a: .* and b's CPU accepted there\n$/);
+    const r = a.run(['--remote', 'b', 'migrate', 'p7', '--to', 'a']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^migrated p7 to a: frozen \d+ ms, total \d+\.\d s \(.* stop-and-copy\)\n$/);
+    assert.match(r.stderr, /^migrate p7: freezing and dumping$/m, 'the phases came from b');
+    assert.match(r.stderr, /^migrate p7: memory \S+ \S+ in \d+\.\d s/m, 'and the progress');
+    assert.equal(state(a, 'p7'), 'running');
+    clean(b, 'p7');
+    const back = JSON.parse(b.ok(['--remote', 'a', 'migrate', 'p7', '--to', 'b', '--json']));
+    assert.equal(back.mode, 'stop-and-copy');
+    assert.ok(back.frozenMs > 0);
+    assert.equal(state(b, 'p7'), 'running');
+    const c = count(b, 'p7');
+    assert.ok(eventuallySync(() => count(b, 'p7') > c), 'it counts on after both');
+    // The remote's refusals come back as its own, prefixed with its name.
+    const bad = a.run(['--remote', 'b', 'migrate', 'p7', '--to', 'nowhere']);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^tsvz: b: .*nowhere/m);
+    b.ok(['destroy', '--force', 'p7']);
   });
 
   test('two migrations of one container at once: the second is busy', async () => {

@@ -34,8 +34,13 @@ test('every message view matches the .proto: a full value survives encode and de
   roundTrip(Containers.RestoreImport.request, { chunk: { data: Buffer.from('abc') }, part: 'chunk' });
   roundTrip(Containers.RestoreImport.response, { initPid: 1, sourceContainer: 'p0', checkpoint: 'c1' });
   roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', tsvzVersion: '0.1.0', criuVersion: '4.2', filesBytes: 2 ** 33, pool: 'fast', cpuinfo: Buffer.from([1, 2]), checkOnly: true });
-  roundTrip(Migration.Prepare.response, { tsvzVersion: '0.1.0', criuVersion: '4.2' });
-  roundTrip(Migration.ReceiveFiles.request, { header: { name: 'p1', sizeBytes: 1, migration: 'a'.repeat(32) }, part: 'header' });
+  roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', mode: 'post', formats: ['btrfs', 'tar'] });
+  roundTrip(Migration.Prepare.response, { tsvzVersion: '0.1.0', criuVersion: '4.2', format: 'btrfs', dataPort: 40123 });
+  roundTrip(Migration.ReceiveFiles.request, { header: { name: 'p1', sizeBytes: 1, migration: 'a'.repeat(32), removed: ['a/b'], dataTicket: 'f'.repeat(64) }, part: 'header' });
+  roundTrip(Migration.Run.request, { name: 'p1', to: 'host-a', mode: 'post', pool: 'fast', keepSource: true, checkOnly: true });
+  roundTrip(Migration.Run.response, { phase: 'sending memory', part: 'phase' });
+  roundTrip(Migration.Run.response, { progress: { what: 'memory', bytes: 2 ** 33, total: 2 ** 34, seconds: 1.5, bytesPerSec: 1e8, etaSec: 3.5, done: true }, part: 'progress' });
+  roundTrip(Migration.Run.response, { resultJson: '{}', part: 'resultJson' });
   roundTrip(Migration.ReceiveFiles.response, { bytes: 2 ** 33 });
   roundTrip(Migration.ReceiveCheckpoint.response, { initPid: 9, restoreMs: 12.5 });
   roundTrip(Migration.Commit.request, { id: 'a'.repeat(32) });
