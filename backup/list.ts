@@ -27,7 +27,7 @@ export async function listBackups(root: Root, container: string, opts: { on?: st
       const r = await client.unary(Backups.List, { container }, { timeoutMs: 30_000 });
       return (r.backups ?? []).map((b) => ({
         where: opts.on!, snapshot: b.snapshot ?? '', createdAt: b.createdAt ?? '', schedule: b.schedule, format: b.format, bytes: b.bytes, sha256: b.sha256,
-        notes: [b.parent ? `incremental from ${b.parent}` : 'full'],
+        notes: [b.parent ? `incremental from ${b.parent}` : 'full', ...(b.stateful ? ['with memory'] : [])],
       }));
     } finally {
       client.close();
@@ -49,7 +49,7 @@ export async function listBackups(root: Root, container: string, opts: { on?: st
     }
   }
   for (const b of new BackupStore(root).list({ container })) {
-    rows.push({ where: 'store', snapshot: b.snapshot, createdAt: b.createdAt, schedule: b.schedule, format: b.format, bytes: b.bytes, sha256: b.sha256, notes: [`from ${b.sourceName}`, b.parent ? `incremental from ${b.parent}` : 'full'] });
+    rows.push({ where: 'store', snapshot: b.snapshot, createdAt: b.createdAt, schedule: b.schedule, format: b.format, bytes: b.bytes, sha256: b.sha256, notes: [`from ${b.sourceName}`, b.parent ? `incremental from ${b.parent}` : 'full', ...(b.state ? ['with memory'] : [])] });
   }
   return rows;
 }

@@ -2,6 +2,7 @@ import crypto = require('node:crypto');
 import fs = require('node:fs');
 import path = require('node:path');
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { addCleanupFailures, CorruptDataError, InvalidArgumentError, InvalidStateError } from '../lib/errors';
 import { validateName } from '../lib/names';
 import { faultPoint } from '../lib/fault';
@@ -25,7 +26,16 @@ import { connectRemote } from './ship';
  * (stopped, or `force`: stopped first and started again after), only its
  * files are replaced (restoreOver).
  */
-export interface RestoreResult { name: string; snapshot: string; bytes: number; from: string; over: boolean }
+export interface RestoreResult {
+  name: string;
+  snapshot: string;
+  bytes: number;
+  from: string;
+  /** Over an existing container's files, not as a new one. */
+  over: boolean;
+  /** It runs now: a stateful backup's memory was restored (or a forced one was started again). */
+  running: boolean;
+}
 
 export async function restoreBackup(root: Root, container: string, snapshot: string, opts: { from?: string; as?: string; pool?: string; force?: boolean } = {}): Promise<RestoreResult> {
   validateName(container);
@@ -38,6 +48,9 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
   let configJson: string;
   let body: Readable;
   let close = () => undefined as void;
+  /** The backup's memory as a checkpoint archive on disk (a stateful backup), fetched when asked. */
+  let stateFile: (() => Promise<string>) | undefined;
+  const scratch: string[] = [];
   if (opts.from) {
     const client = await connectRemote(root, opts.from);
     close = () => client.close();
@@ -47,15 +60,36 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
     if (!h || h.format !== 'tar') { close(); throw new CorruptDataError(`${opts.from} sent no backup header`); }
     configJson = h.configJson ?? '';
     body = Readable.from(verified(it));
+    if (h.stateful) {
+      const client2 = client;
+      stateFile = async () => {
+        const state = client2.serverStream(Backups.FetchState, { container, snapshot })[Symbol.asyncIterator]();
+        const head = await state.next();
+        if (head.done || head.value.header?.format !== 'checkpoint') throw new CorruptDataError(`${opts.from} sent no header for the backup's memory`);
+        fs.mkdirSync(root.cacheDir, { recursive: true, mode: 0o700 });
+        const file = path.join(root.cacheDir, `backup-state-${crypto.randomBytes(6).toString('hex')}.tar`);
+        scratch.push(file);
+        await pipeline(Readable.from(verified(state)), fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+        return file;
+      };
+    }
   } else {
     const store = new BackupStore(root);
     const b = store.find(container, snapshot);
     configJson = b.configJson;
     body = await store.send(b, 'tar');
+    if (b.state) stateFile = async () => store.stateFile(b);
   }
+  /** A stateful backup comes back running: its memory imported (signed by the host that made it, which this one trusts) and restored. */
+  const resume = stateFile ? async () => {
+    const { restoreImported } = await import('../ops/import');
+    const { archiveTrust } = await import('../daemon/signers');
+    // Privileged only where the container is (import refuses a checkpoint whose kind differs from its container's).
+    await restoreImported(root, name, await stateFile!(), { trust: archiveTrust(root), privileged: Container.open(root, name).config.idmap === undefined });
+  } : undefined;
   try {
     const config = parseConfig(configJson);
-    if (over) return { name, snapshot, bytes: await restoreOver(over.c, snapshot, config, body, over.wasRunning), from: opts.from ?? 'local', over: true };
+    if (over) return { name, snapshot, bytes: await restoreOver(over.c, snapshot, config, body, over.wasRunning, resume), from: opts.from ?? 'local', over: true, running: resume !== undefined || over.wasRunning };
     const { createContainer, specLike } = await import('../ops/create');
     const { unpackTree } = await import('../archive/tree-tar');
     let bytes = 0;
@@ -63,10 +97,12 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
       bytes = (await unpackTree(body, fs.realpathSync(rootfs))).bytes;
       return filesOwnerOf(config.idmap, "the backup's config");
     });
-    return { name, snapshot, bytes, from: opts.from ?? 'local', over: false };
+    await resume?.();
+    return { name, snapshot, bytes, from: opts.from ?? 'local', over: false, running: resume !== undefined };
   } finally {
     body.destroy();
     close();
+    for (const f of scratch) fs.rmSync(f, { force: true });
   }
 }
 
@@ -87,7 +123,7 @@ async function overWhat(c: Container, force: boolean): Promise<{ c: Container; w
  * backup is in. Its config (address, limits) stays; checkpoints dumped
  * against the old files are retired. Returns the bytes unpacked.
  */
-async function restoreOver(c: Container, snapshot: string, config: ContainerConfig, body: Readable, wasRunning: boolean): Promise<number> {
+async function restoreOver(c: Container, snapshot: string, config: ContainerConfig, body: Readable, wasRunning: boolean, resume?: () => Promise<void>): Promise<number> {
   const { lockContainer, withContainerIntent } = await import('../ops/recovery');
   const { reconcile } = await import('../runtime/release');
   const { forgetCheckpointsOf } = await import('../ops/snapshot');
@@ -116,7 +152,9 @@ async function restoreOver(c: Container, snapshot: string, config: ContainerConf
     await again().catch((startErr: Error) => addCleanupFailures(err, [`starting ${c.name} again: ${startErr.message}`]));
     throw err;
   });
-  await again();
+  // The backup's memory, where it has some, instead of a fresh start.
+  if (resume) await resume();
+  else await again();
   return bytes;
 }
 

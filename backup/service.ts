@@ -1,4 +1,8 @@
+import crypto = require('node:crypto');
+import fs = require('node:fs');
+import path = require('node:path');
 import { Readable } from 'node:stream';
+import { extractCheckpointArchive } from '../checkpoint/archive';
 import { InvalidArgumentError, LimitError, NotFoundError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { validateName } from '../lib/names';
@@ -25,6 +29,35 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
     return ctx.client;
   };
 
+  /** A Receive-like call's header, its chunks as a byte stream (bounded, counted), and the trailer once the last chunk is read. */
+  const incoming = async (input: AsyncIterable<BackupMessage>, ctx: CallContext) => {
+    const it = input[Symbol.asyncIterator]();
+    const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
+    const first = await next();
+    const h = first.done ? undefined : first.value.header;
+    if (!h) throw new InvalidArgumentError('a backup starts with its header');
+    let trailer: BackupTrailer | undefined;
+    let total = 0;
+    const body = Readable.from((async function* () {
+      for (;;) {
+        const r = await next();
+        if (r.done) return;
+        if (r.value.trailer) { trailer = r.value.trailer; continue; }
+        if (trailer) throw new InvalidArgumentError('nothing may follow a backup\'s trailer');
+        const data = r.value.chunk?.data;
+        if (!data) throw new InvalidArgumentError('a backup sends its header once, then chunks, then its trailer');
+        if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
+        total += data.length;
+        if (total > d.limits.maxUploadBytes) throw new LimitError(`the backup is over this host's limit of ${d.limits.maxUploadBytes} bytes`);
+        d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, data.length);
+        if (total > data.length) await faultPoint('backup:receiving'); // tests kill the daemon here, mid-stream
+        yield Buffer.from(data);
+      }
+    })(), { objectMode: false });
+    ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the sender went away during the transfer')), { once: true });
+    return { h, body, trailer: () => trailer };
+  };
+
   return [
     unary(Backups.Offer, async (req, ctx) => {
       const container = validateName(req.container ?? '');
@@ -34,32 +67,9 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
 
     clientStream(Backups.Receive, async (input, ctx) => {
       const me = caller(ctx);
-      const it = input[Symbol.asyncIterator]();
-      const next = () => withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
-      const first = await next();
-      const h = first.done ? undefined : first.value.header;
-      if (!h) throw new InvalidArgumentError('a backup starts with its header');
+      const { h, body, trailer } = await incoming(input, ctx);
       const format = h.format as SendFormat;
       if (!['btrfs', 'zfs', 'tar'].includes(format)) throw new InvalidArgumentError(`unknown stream format "${String(h.format).slice(0, 20)}"`);
-      let trailer: BackupTrailer | undefined;
-      let total = 0;
-      const body = Readable.from((async function* () {
-        for (;;) {
-          const r = await next();
-          if (r.done) return;
-          if (r.value.trailer) { trailer = r.value.trailer; continue; }
-          if (trailer) throw new InvalidArgumentError('nothing may follow a backup\'s trailer');
-          const data = r.value.chunk?.data;
-          if (!data) throw new InvalidArgumentError('a backup sends its header once, then chunks, then its trailer');
-          if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
-          total += data.length;
-          if (total > d.limits.maxUploadBytes) throw new LimitError(`the backup is over this host's limit of ${d.limits.maxUploadBytes} bytes`);
-          d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, data.length);
-          if (total > data.length) await faultPoint('backup:receiving'); // tests kill the daemon here, mid-stream
-          yield Buffer.from(data);
-        }
-      })(), { objectMode: false });
-      ctx.signal.addEventListener('abort', () => body.destroy(new InvalidArgumentError('the sender went away during the transfer')), { once: true });
       const r = await store.receive({
         source: me.fingerprint, sourceName: me.name,
         container: h.container ?? '', snapshot: h.snapshot ?? '', createdAt: h.createdAt ?? '', format,
@@ -67,8 +77,27 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
         ...(h.schedule ? { schedule: validateName(h.schedule, 'schedule') } : {}),
         ...(h.keep ? { keep: parseKeepPolicy(h.keep) } : {}),
         ...(h.timeZone ? { timeZone: h.timeZone } : {}),
-      }, body, () => trailer);
+      }, body, trailer);
       return { bytes: r.bytes, pruned: r.pruned };
+    }),
+
+    clientStream(Backups.ReceiveState, async (input, ctx) => {
+      const me = caller(ctx);
+      const { h, body, trailer } = await incoming(input, ctx);
+      if (h.format !== 'checkpoint') throw new InvalidArgumentError(`a backup's memory comes as a checkpoint archive, not "${String(h.format).slice(0, 20)}"`);
+      // Signed by the sender itself, every file against its manifest, before it is kept.
+      const trust = { signers: new Map([[me.fingerprint, { name: me.name, publicKey: new crypto.X509Certificate(me.certificatePem).publicKey }]]), acceptUnsigned: false };
+      const check = async (file: string) => {
+        await fs.promises.mkdir(d.root.cacheDir, { recursive: true, mode: 0o700 });
+        const scratch = await fs.promises.mkdtemp(path.join(d.root.cacheDir, 'state-check-'));
+        try {
+          await extractCheckpointArchive(file, scratch, { trust, maxBytes: d.limits.maxUploadBytes });
+        } finally {
+          await fs.promises.rm(scratch, { recursive: true, force: true });
+        }
+      };
+      const bytes = await store.receiveState(me.fingerprint, validateName(h.container ?? ''), validateSnapshotName(h.snapshot ?? ''), body, trailer, check);
+      return { bytes, pruned: [] };
     }),
 
     unary(Backups.List, async (req, ctx) => {
@@ -84,7 +113,19 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
       const b = store.list({ source: me.fingerprint, container }).find((x) => x.snapshot === snapshot);
       if (!b) throw new NotFoundError(`this host holds no backup ${snapshot} of ${container} from you`);
       // A restore takes a full stream: tar, which every pool receives.
-      for await (const m of framed({ ...b, keep: undefined }, await store.send(b, 'tar'), 'tar')) {
+      for await (const m of framed({ ...b, keep: undefined, stateful: b.state !== undefined }, await store.send(b, 'tar'), 'tar')) {
+        if (ctx.signal.aborted) return;
+        if (!out.write(m)) await new Promise<void>((r) => out.once('drain', r));
+      }
+    }),
+
+    serverStream(Backups.FetchState, async (req, out, ctx) => {
+      const me = caller(ctx);
+      const container = validateName(req.container ?? '');
+      const snapshot = validateSnapshotName(req.snapshot ?? '');
+      const b = store.list({ source: me.fingerprint, container }).find((x) => x.snapshot === snapshot);
+      if (!b?.state) throw new NotFoundError(`this host holds no memory of backup ${snapshot} of ${container} from you`);
+      for await (const m of framed({ ...b, keep: undefined }, fs.createReadStream(store.stateFile(b)), 'checkpoint')) {
         if (ctx.signal.aborted) return;
         if (!out.write(m)) await new Promise<void>((r) => out.once('drain', r));
       }
@@ -93,12 +134,12 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
 }
 
 export function entryOf(b: StoredBackup) {
-  return { container: b.container, snapshot: b.snapshot, createdAt: b.createdAt, format: b.format, parent: b.parent, bytes: b.bytes, sha256: b.sha256, schedule: b.schedule, receivedAt: b.receivedAt };
+  return { container: b.container, snapshot: b.snapshot, createdAt: b.createdAt, format: b.format, parent: b.parent, bytes: b.bytes, sha256: b.sha256, schedule: b.schedule, receivedAt: b.receivedAt, stateful: b.state !== undefined };
 }
 
 /** A stream as BackupMessages: its header, chunks of at most MAX_CHUNK, and the trailer with its sha256. */
-export async function* framed(b: Pick<StoredBackup, 'container' | 'snapshot' | 'createdAt' | 'parent' | 'configJson' | 'schedule' | 'timeZone'> & { keep?: string }, stream: Readable, format: SendFormat): AsyncGenerator<BackupMessage> {
-  yield { header: { container: b.container, snapshot: b.snapshot, createdAt: b.createdAt, format, parent: b.parent, configJson: b.configJson, schedule: b.schedule, keep: b.keep, timeZone: b.timeZone } };
+export async function* framed(b: Pick<StoredBackup, 'container' | 'snapshot' | 'createdAt' | 'parent' | 'configJson' | 'schedule' | 'timeZone'> & { keep?: string; stateful?: boolean }, stream: Readable, format: SendFormat | 'checkpoint'): AsyncGenerator<BackupMessage> {
+  yield { header: { container: b.container, snapshot: b.snapshot, createdAt: b.createdAt, format, parent: b.parent, configJson: b.configJson, schedule: b.schedule, keep: b.keep, timeZone: b.timeZone, ...(b.stateful ? { stateful: true } : {}) } };
   const h = hashing(stream);
   for await (const data of h.stream as AsyncIterable<Buffer>) {
     for (let at = 0; at < data.length; at += MAX_CHUNK) yield { chunk: { data: data.subarray(at, at + MAX_CHUNK) } };

@@ -24,8 +24,31 @@ export interface ShipResult {
   remote: string;
   format: SendFormat;
   parent?: string;
+  /** Everything shipped: the files, and the memory of a stateful snapshot. */
   bytes: number;
+  /** Of `bytes`, the memory's. */
+  stateBytes?: number;
   prunedThere: string[];
+}
+
+/** The memory of stateful snapshot `snap` (its CRIU images) to the store, as a checkpoint archive signed by this host. */
+async function shipState(c: Container, snap: string, createdAt: string, client: RemoteClient): Promise<number> {
+  const { CheckpointCatalog } = await import('../checkpoint/catalog');
+  const { checkpointManifest, packCheckpoint } = await import('../checkpoint/archive');
+  const { hostSigner } = await import('../daemon/signers');
+  const catalog = new CheckpointCatalog(c, 'snapshot-state');
+  const meta = catalog.get(snap);
+  const dir = catalog.dir(snap);
+  await (await import('../ops/export')).describeCpuIn(dir); // the importer checks its CPU against this one
+  const manifest = await checkpointManifest(dir, meta, c.config);
+  const stream = packCheckpoint(dir, manifest, await hostSigner(c.root));
+  try {
+    const answer = await client.clientStream(Backups.ReceiveState, framed({ container: c.name, snapshot: snap, createdAt, configJson: '' }, stream, 'checkpoint'));
+    trace('backup: memory received there');
+    return answer.bytes ?? 0;
+  } finally {
+    stream.destroy();
+  }
 }
 
 export async function connectRemote(root: Root, remote: string): Promise<RemoteClient> {
@@ -72,7 +95,9 @@ export async function shipSnapshot(c: Container, snap: string, remote: string, o
           sent.destroy();
         }
         await state.update(c.name, remote, (e) => ({ ...e, base: snap, baseAt: new Date().toISOString() }));
-        return { remote, format, ...(parent ? { parent } : {}), bytes: answer.bytes ?? 0, prunedThere: answer.pruned ?? [] };
+        // A stateful snapshot's memory follows its files: a signed checkpoint archive, which the store checks whole before it keeps it.
+        const stateBytes = rec.stateful ? await shipState(c, snap, rec.createdAt, client) : 0;
+        return { remote, format, ...(parent ? { parent } : {}), bytes: (answer.bytes ?? 0) + stateBytes, stateBytes, prunedThere: answer.pruned ?? [] };
       });
     } finally {
       await state.update(c.name, remote, ({ sending: _done, ...e }) => e);

@@ -2,6 +2,7 @@ import crypto = require('node:crypto');
 import fs = require('node:fs');
 import path = require('node:path');
 import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { readJsonIfExists, writeJsonAtomic } from '../lib/atomic-file';
 import { compareText } from '../lib/compare';
 import { CorruptDataError, InvalidArgumentError, NotFoundError } from '../lib/errors';
@@ -43,6 +44,8 @@ export interface StoredBackup {
   timeZone?: string;
   configJson: string;
   receivedAt: string;
+  /** A stateful backup's memory: the signed checkpoint archive, checked and kept as it came (ROOT/backups/state/). */
+  state?: { bytes: number; sha256: string };
 }
 
 interface StoreFile { version: 1; backups: StoredBackup[] }
@@ -134,6 +137,11 @@ export class BackupStore {
 
   private async sweep(p: Pool): Promise<void> {
     const known = this.list();
+    // Memory files the record does not name: a receive that was cut off, or a prune that was.
+    const states = new Set(known.filter((b) => b.state).map((b) => path.basename(this.stateFile(b))));
+    let files: string[] = [];
+    try { files = await fs.promises.readdir(path.join(this.dir, 'state')); } catch { /* none yet */ }
+    for (const f of files) if (!states.has(f)) await fs.promises.rm(path.join(this.dir, 'state', f), { force: true });
     const volumes = new Set(known.map((b) => b.volume));
     for (const vol of await p.listVolumes()) {
       // Only the store's own names: a pool shared with containers keeps theirs.
@@ -217,11 +225,58 @@ export class BackupStore {
       const b = mine.find((x) => x.snapshot === d.name)!;
       try {
         await this.locked(async () => this.save(this.list().filter((x) => !(x.source === b.source && x.container === b.container && x.snapshot === b.snapshot))));
+        await fs.promises.rm(this.stateFile(b), { force: true });
         await this.discard(p, b.volume, b.snapshot);
         removed.push(b.snapshot);
       } catch { /* kept; the next prune tries again, and the sweep removes what the record no longer names */ }
     }
     return removed;
+  }
+
+  /** Where a backup's memory is kept: named after the backup, whatever its names. */
+  stateFile(b: Pick<StoredBackup, 'source' | 'container' | 'snapshot'>): string {
+    const id = crypto.createHash('sha256').update(`${b.source}\0${b.container}\0${b.snapshot}`).digest('hex').slice(0, 32);
+    return path.join(this.dir, 'state', `${id}.tar`);
+  }
+
+  /**
+   * A registered backup's memory, from `input` (its bytes) and `trailer()`:
+   * written to a scratch file, its sha256 matched, then checked as a
+   * checkpoint archive signed by `trust` (the sender) with every file
+   * against its manifest, and only then kept and recorded. Any failure
+   * leaves nothing.
+   */
+  async receiveState(source: string, container: string, snapshot: string, input: Readable, trailer: () => { sha256?: Buffer; bytes?: number } | undefined, check: (file: string) => Promise<void>): Promise<number> {
+    validateName(container);
+    validateSnapshotName(snapshot);
+    const b = this.list({ source, container }).find((x) => x.snapshot === snapshot);
+    if (!b) throw new NotFoundError(`the store holds no backup ${snapshot} of ${container} from you`, 'its files go first');
+    if (b.state) throw new InvalidArgumentError(`the store holds the memory of ${snapshot} of ${container} already`);
+    const file = this.stateFile(b);
+    await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const scratch = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.part`;
+    const { stream, digest } = hashing(input);
+    try {
+      await pipeline(stream, fs.createWriteStream(scratch, { flags: 'wx', mode: 0o600 }));
+      const t = trailer();
+      const got = digest();
+      if (!t?.sha256 || t.bytes !== got.bytes || !crypto.timingSafeEqual(got.sha256.length === t.sha256.length ? t.sha256 : Buffer.alloc(got.sha256.length), got.sha256)) {
+        throw new CorruptDataError(`the memory of backup ${snapshot} of ${container} does not match its checksum`, 'nothing was registered');
+      }
+      await check(scratch);
+      await this.locked(async () => {
+        const all = this.list();
+        const rec = all.find((x) => x.source === source && x.container === container && x.snapshot === snapshot);
+        if (!rec) throw new NotFoundError(`backup ${snapshot} of ${container} was pruned meanwhile`);
+        if (rec.state) throw new InvalidArgumentError(`the store holds the memory of ${snapshot} of ${container} already`);
+        await fs.promises.rename(scratch, file);
+        rec.state = { bytes: got.bytes, sha256: got.sha256.toString('hex') };
+        await this.save(all);
+      });
+      return got.bytes;
+    } finally {
+      await fs.promises.rm(scratch, { force: true });
+    }
   }
 
   /** A backup's stream as stored, in a format the reader takes (the store's native one, else tar), with its sha256 computed on the way. */

@@ -55,14 +55,14 @@ export interface EnrolResponse { hostName?: string }
 export interface BackupOffer { container?: string }
 export interface BackupOfferResponse { formats?: string[]; snapshots?: string[] }
 export interface BackupHeader {
-  container?: string; snapshot?: string; createdAt?: string; format?: string; parent?: string; configJson?: string; schedule?: string; keep?: string; timeZone?: string;
+  container?: string; snapshot?: string; createdAt?: string; format?: string; parent?: string; configJson?: string; schedule?: string; keep?: string; timeZone?: string; stateful?: boolean;
 }
 export interface BackupTrailer { sha256?: Buffer; bytes?: number }
 export interface BackupMessage { header?: BackupHeader; chunk?: Chunk; trailer?: BackupTrailer; part?: 'header' | 'chunk' | 'trailer' }
 export interface BackupReceived { bytes?: number; pruned?: string[] }
 export interface BackupListRequest { container?: string }
 export interface BackupEntryMsg {
-  container?: string; snapshot?: string; createdAt?: string; format?: string; parent?: string; bytes?: number; sha256?: string; schedule?: string; receivedAt?: string;
+  container?: string; snapshot?: string; createdAt?: string; format?: string; parent?: string; bytes?: number; sha256?: string; schedule?: string; receivedAt?: string; stateful?: boolean;
 }
 export interface BackupListResponse { backups?: BackupEntryMsg[] }
 export interface BackupFetchRequest { container?: string; snapshot?: string }
@@ -195,6 +195,8 @@ export const Backups = {
   Receive: method<BackupMessage, BackupReceived>(B, 'Receive', codec(tsvz('BackupMessage'), { chunkField: 2 }), codec(tsvz('BackupReceived')), { request: true }),
   List: method<BackupListRequest, BackupListResponse>(B, 'List', codec(tsvz('BackupListRequest')), codec(tsvz('BackupListResponse'))),
   Fetch: method<BackupFetchRequest, BackupMessage>(B, 'Fetch', codec(tsvz('BackupFetchRequest')), codec(tsvz('BackupMessage'), { chunkField: 2 }), { response: true }),
+  ReceiveState: method<BackupMessage, BackupReceived>(B, 'ReceiveState', codec(tsvz('BackupMessage'), { chunkField: 2 }), codec(tsvz('BackupReceived')), { request: true }),
+  FetchState: method<BackupFetchRequest, BackupMessage>(B, 'FetchState', codec(tsvz('BackupFetchRequest')), codec(tsvz('BackupMessage'), { chunkField: 2 }), { response: true }),
 };
 
 export const Trust = {

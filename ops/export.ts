@@ -19,15 +19,19 @@ export async function exportCheckpoint(c: Container, id: string | undefined, fil
   const catalog = new CheckpointCatalog(c);
   const meta = catalog.get(id);
   const dir = catalog.dir(meta.id);
-  if (!fs.existsSync(path.join(dir, CPUINFO_IMAGE))) {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      await new CriuClient().cpuinfoDump(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    // Its log is this host's business, not the archive's.
-    fs.rmSync(path.join(dir, 'cpuinfo-dump.log'), { force: true });
-  }
+  await describeCpuIn(dir);
   return writeCheckpointArchive(file, dir, meta, c.config, signer);
+}
+
+/** This host's cpuinfo image in image directory `dir`, unless it has one (an imported checkpoint's is the CPU it came from). */
+export async function describeCpuIn(dir: string): Promise<void> {
+  if (fs.existsSync(path.join(dir, CPUINFO_IMAGE))) return;
+  const fd = fs.openSync(dir, 'r');
+  try {
+    await new CriuClient().cpuinfoDump(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  // Its log is this host's business, not the archive's.
+  fs.rmSync(path.join(dir, 'cpuinfo-dump.log'), { force: true });
 }

@@ -36,8 +36,9 @@ export function register(program: Command): void {
     .action(async (name: string, snap: string, o, cmd: Command) => {
       const { restoreBackup } = await import('../../backup/restore');
       const r = await restoreBackup(rootOf(cmd), name, snap, { from: o.from, as: o.as, pool: o.pool, force: o.force === true });
+      const running = r.running ? ', running' : '';
       print(r.over
-        ? `restored ${name}@${snap} over ${r.name}'s files (${r.bytes} bytes, from ${r.from}; its config and address kept)\n`
-        : `restored ${name}@${snap} as ${r.name} (${r.bytes} bytes, from ${r.from})\n`);
+        ? `restored ${name}@${snap} over ${r.name}'s files (${r.bytes} bytes, from ${r.from}; its config and address kept${running})\n`
+        : `restored ${name}@${snap} as ${r.name} (${r.bytes} bytes, from ${r.from}${running})\n`);
     });
 }

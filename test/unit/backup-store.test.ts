@@ -105,4 +105,26 @@ describe('the backup store', { skip }, () => {
     await assert.rejects(store.receive(incoming('s4', { timeZone: '../../etc/localtime' }), empty(), () => undefined), /unknown time zone/);
     assert.equal(volumes(root).length, 1);
   });
+
+  test("a backup's memory is kept only when its checksum matches and it passes the archive's checks; never for a backup the store lacks", async () => {
+    const store = new BackupStore(root);
+    const archive = Buffer.from('stands in for a signed checkpoint archive');
+    const sum = { sha256: crypto.createHash('sha256').update(archive).digest(), bytes: archive.length };
+    const stateDir = path.join(root.dir, 'backups', 'state');
+    const files = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : []);
+    await assert.rejects(store.receiveState('AA:BB', 'tsvz-p1', 'nope', Readable.from([archive]), () => sum, async () => undefined), /holds no backup nope/);
+    await assert.rejects(store.receiveState('AA:BB', 'tsvz-p1', 's1', Readable.from([archive]), () => ({ ...sum, sha256: Buffer.alloc(32) }), async () => undefined), /does not match its checksum/);
+    await assert.rejects(store.receiveState('AA:BB', 'tsvz-p1', 's1', Readable.from([archive]), () => sum, async () => { throw new Error('not signed by its sender'); }), /not signed by its sender/);
+    assert.deepEqual(files(), [], 'no scratch file left');
+    assert.equal(store.list()[0].state, undefined);
+    let checked = '';
+    assert.equal(await store.receiveState('AA:BB', 'tsvz-p1', 's1', Readable.from([archive]), () => sum, async (f) => { checked = fs.readFileSync(f, 'utf8'); }), archive.length);
+    assert.equal(checked, archive.toString(), 'the check saw the bytes before they were kept');
+    const b = store.list()[0];
+    assert.deepEqual(b.state, { bytes: archive.length, sha256: sum.sha256.toString('hex') });
+    assert.ok(fs.readFileSync(store.stateFile(b)).equals(archive));
+    await assert.rejects(store.receiveState('AA:BB', 'tsvz-p1', 's1', Readable.from([archive]), () => sum, async () => undefined), /already/);
+    // Another sender sees none of it.
+    await assert.rejects(store.receiveState('CC:DD', 'tsvz-p1', 's1', Readable.from([archive]), () => sum, async () => undefined), /holds no backup/);
+  });
 });
