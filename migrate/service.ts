@@ -51,8 +51,8 @@ export function migrationService(d: DaemonContext): Handler[] {
     // Read ahead of the receiver by up to READ_AHEAD: while it waits on a write to disk, the bytes keep coming.
     const body = socket.pipe(new PassThrough({ highWaterMark: READ_AHEAD }));
     const fail = (err: Error) => { body.destroy(err); socket.destroy(); };
+    // A connection cut short ends the body early: its receiver finds it truncated (tar, the archive's sizes, btrfs/zfs receive).
     socket.on('error', (err) => body.destroy(err));
-    socket.on('end', () => { if (!socket.readableEnded) body.destroy(new InvalidArgumentError('the data connection ended early')); });
     // A connection that sends nothing for the idle limit ends, and the receive undoes itself.
     socket.setTimeout(d.limits.idleMs, () => fail(new InvalidArgumentError(`the source sent nothing for ${d.limits.idleMs} ms`)));
     ctx.signal.addEventListener('abort', () => fail(new InvalidArgumentError('the source went away during the transfer')), { once: true });

@@ -107,7 +107,7 @@ describe('scheduled backups shipped to another host', { skip }, () => {
     assert.match(refused.stderr, /^tsvz: container tsvz-p1 exists and is running \(stop it first, or --force stops it, restores its files over it and starts it again\)\n$/);
     assert.equal(note(), 'third', 'nothing changed');
 
-    assert.match(a.ok(['backup', 'restore', 'tsvz-p1', snap, '--from', 'b', '--force']), new RegExp(`^restored tsvz-p1@${snap} over tsvz-p1's files \\(\\d+ bytes, from b; its config and address kept\\)\n$`));
+    assert.match(a.ok(['backup', 'restore', 'tsvz-p1', snap, '--from', 'b', '--force']), new RegExp(`^restored tsvz-p1@${snap} over tsvz-p1's files \\(\\d+ bytes, from b; its config and address kept, running\\)\n$`));
     assert.equal(JSON.parse(a.ok(['info', 'tsvz-p1', '--json'])).state, 'running', 'started again');
     assert.equal(note(), 'second', "the backup's files");
     assert.equal(a.run(['exec', 'tsvz-p1', '--', 'cat', '/root/extra']).status, 1, 'what came after the backup is gone');
