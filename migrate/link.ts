@@ -4,7 +4,7 @@ import { TsvzError } from '../lib/errors';
 import type { RemoteClient } from '../daemon/client';
 import { newTicket } from '../daemon/data-channel';
 import { tsvzVersion } from '../daemon/host-description';
-import { writeMessage } from '../daemon/bulk';
+import { drained } from '../daemon/bulk';
 import { ImportHeader, ImportMessage, Method, Migration, MigratePagesOut, MigrateRestored } from '../daemon/proto';
 import type { PageLink } from './page-pump';
 import type { TargetLink } from './source';
@@ -34,7 +34,7 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
     sendCheckpoint: (id, name, body, signal) => upload(Migration.ReceiveCheckpoint, id, name, body, signal),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },
-    pages: (id, onRestored) => pagesCall(client, id, onRestored),
+    pages: (id, onRestored) => pagesCall(client, dataPort, id, onRestored),
   };
 }
 
@@ -70,24 +70,53 @@ async function sendOverData<Res>(client: RemoteClient, port: number, m: Method<I
   }
 }
 
-/** The Pages call as a PageLink: the migration's id first, then CRIU's bytes both ways; `restored` said on the way. */
-function pagesCall(client: RemoteClient, id: string, onRestored: (r: MigrateRestored) => void): PageLink {
+/**
+ * Post-copy's pages as a PageLink: the Pages call names the migration and a
+ * ticket and carries `restored`; CRIU's bytes go both ways over a data
+ * connection with that ticket. The connection's end counts as the end of
+ * the transfer only once the call has ended well: a target that failed
+ * (and cut the connection) never looks finished to the page server here.
+ */
+function pagesCall(client: RemoteClient, port: number, id: string, onRestored: (r: MigrateRestored) => void): PageLink {
+  const ticket = newTicket();
   const { call, failure } = client.duplex(Migration.Pages);
-  call.write({ ref: { id } });
-  async function* incoming(): AsyncGenerator<Buffer> {
+  call.write({ ref: { id, dataTicket: ticket } });
+  const opened = client.openData(port, ticket, 30_000);
+  opened.catch(() => undefined);
+  let broken: Error | undefined;
+  const ended = (async () => {
     try {
-      for await (const m of call as AsyncIterable<MigratePagesOut>) {
-        if (m.restored) onRestored(m.restored);
-        else if (m.chunk?.data) yield m.chunk.data;
-      }
+      for await (const m of call as AsyncIterable<MigratePagesOut>) if (m.restored) onRestored(m.restored);
     } catch (err) {
-      throw failure(err);
+      broken = failure(err);
+      (await opened.catch(() => undefined))?.destroy(broken);
+      throw broken;
     }
+  })();
+  ended.catch(() => undefined);
+  async function* incoming(): AsyncGenerator<Buffer> {
+    const socket = await opened;
+    try {
+      for await (const data of socket as AsyncIterable<Buffer>) yield data;
+    } catch (err) {
+      throw broken ?? err;
+    }
+    await ended;
   }
   return {
     incoming: incoming(),
-    send: (data) => writeMessage(call, { chunk: { data } }),
-    end: () => call.end(),
-    close: () => call.cancel(),
+    send: async (data) => {
+      const socket = await opened;
+      if (broken) throw broken;
+      if (!socket.write(data)) await drained(socket);
+    },
+    end: () => {
+      void opened.then((s) => s.end(), () => undefined);
+      call.end();
+    },
+    close: () => {
+      void opened.then((s) => s.destroy(), () => undefined);
+      call.cancel();
+    },
   };
 }

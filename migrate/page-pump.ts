@@ -5,14 +5,14 @@ import { once } from 'node:events';
 
 /**
  * Post-copy's byte channel: on each host a socket of CRIU's (the source's
- * page server, the target's lazy-pages daemon) is joined to the Pages call
- * over the daemons' mutual TLS, so no port of CRIU's is ever open and every
- * page travels authenticated.
+ * page server, the target's lazy-pages daemon) is joined to a data
+ * connection between the daemons (mutual TLS, named by the Pages call), so
+ * no port of CRIU's is ever open and every page travels authenticated.
  */
 export interface PageLink {
   /** The other host's bytes, in order; ends when it ended its side. */
   incoming: AsyncIterable<Buffer>;
-  /** Resolves once the call takes `data` (backpressure). */
+  /** Resolves once the connection takes `data` (backpressure). */
   send(data: Buffer): Promise<void>;
   /** No more bytes from this side. */
   end(): void;

@@ -1,9 +1,8 @@
 import { PassThrough, Readable } from 'node:stream';
 import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
-import { MAX_CHUNK } from '../daemon/limits';
-import { writeMessage } from '../daemon/bulk';
-import { Chunk, ImportMessage, MigrateEvent, Migration } from '../daemon/proto';
+import { drained, writeMessage } from '../daemon/bulk';
+import { ImportMessage, MigrateEvent, Migration } from '../daemon/proto';
 import { bidiStream, CallContext, clientStream, DaemonContext, Handler, serverStream, unary } from '../daemon/server';
 import { validateName } from '../lib/names';
 import { archiveTrust } from '../daemon/signers';
@@ -100,19 +99,46 @@ export function migrationService(d: DaemonContext): Handler[] {
       const ref = first.done ? undefined : first.value.ref;
       if (!ref) throw new InvalidArgumentError('a Pages call starts with its migration');
       const r = own(ref.id, ctx);
+      // The pages go over the data channel; the call carries `restored`, and its end (or cancellation) says how the source ended.
+      if (!ref.dataTicket) throw new InvalidArgumentError('a Pages call names its data channel ticket', 'the source needs a tsvz that sends pages over the data channel');
+      const socket = await d.data.expect(validateTicket(ref.dataTicket), ctx.client!.fingerprint, d.limits.handshakeMs, ctx.signal);
+      socket.setNoDelay(true);
+      const halfClosed = Promise.race([
+        (async () => {
+          const more = await it.next();
+          if (!more.done) throw new InvalidArgumentError('a Pages call sends its migration, then nothing: the pages go over the data channel');
+        })(),
+        new Promise<never>((_resolve, reject) => {
+          const gone = () => reject(new InvalidArgumentError('the source went away during post-copy'));
+          if (ctx.signal.aborted) gone();
+          ctx.signal.addEventListener('abort', gone, { once: true });
+        }),
+      ]);
+      halfClosed.catch(() => undefined);
       const link: PageLink = {
-        // Bounded by the transfer itself, not by the uploads' idle limit: pages come as the copy asks for them.
-        incoming: chunks(() => it.next(), (n) => d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, n), 'a Pages call sends its migration'),
+        // A clean end of the connection counts only once the source ended its call too: a broken source never looks finished.
+        incoming: (async function* () {
+          for await (const data of socket as AsyncIterable<Buffer>) yield data;
+          await halfClosed;
+        })(),
         send: async (data) => {
-          await writeMessage(out, { chunk: { data } }, ctx.signal);
-          d.metrics.streamBytes.add({ method: ctx.method, direction: 'out' }, data.length);
+          if (!socket.write(data)) await drained(socket, ctx.signal);
         },
-        // This side ends with the call, once the last page is in.
+        // This side ends once the last page is in and `committed` is journaled: below.
         end: () => undefined,
-        close: () => undefined,
+        close: () => socket.destroy(),
       };
-      const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
-      d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
+      try {
+        const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
+        d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
+        socket.end();
+      } catch (err) {
+        socket.destroy();
+        throw err;
+      } finally {
+        d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, socket.bytesRead);
+        d.metrics.streamBytes.add({ method: ctx.method, direction: 'out' }, socket.bytesWritten);
+      }
     }),
 
     serverStream(Migration.Run, async (req, out, ctx) => {
@@ -149,17 +175,3 @@ export function migrationService(d: DaemonContext): Handler[] {
 
 /** How far the data connection is read ahead of the receiver. */
 const READ_AHEAD = 8 * 1024 * 1024;
-
-/** A call's chunks after its first message, each bounded; anything else is `what` sent again. */
-async function* chunks(next: () => Promise<IteratorResult<{ chunk?: Chunk }>>, count: (n: number) => void, what = 'an upload sends its header'): AsyncGenerator<Buffer> {
-  for (;;) {
-    const r = await next();
-    if (r.done) return;
-    const data = r.value.chunk?.data;
-    if (!data) throw new InvalidArgumentError(`${what} once, then chunks`);
-    if (data.length > MAX_CHUNK) throw new LimitError(`a chunk of ${data.length} bytes is over ${MAX_CHUNK}`);
-    count(data.length);
-    // The decoder's view of the message, which nothing else holds: passed on, not copied.
-    yield data;
-  }
-}
