@@ -127,32 +127,6 @@ describe('scheduled backups shipped to another host', { skip }, () => {
     assert.deepEqual(safetySnapshots(), []);
   });
 
-  test('a --stateful schedule ships the memory too, checked by b; restored from b under a new name it comes back running, its counter going on', async () => {
-    // The counter lives in /tmp, a tmpfs: only the memory brings it back.
-    a.ok(['create', 'tsvz-p4', '--init', `/bin/sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done'`]);
-    a.ok(['start', 'tsvz-p4']);
-    const count = (name: string) => Number(a.ok(['exec', name, '--', 'cat', '/tmp/count']).trim());
-    assert.ok(await eventually(() => count('tsvz-p4') > 3, 10_000));
-    a.ok(['schedule', 'add', 'tsvz-p4', 'st', '--cron', '0 3 1 1 *', '--keep', 'last=2', '--to', 'b', '--tz', 'UTC', '--stateful']);
-    const before = count('tsvz-p4');
-    const m = /^(st-\S+) \((\d+) bytes shipped\)\n$/.exec(a.ok(['schedule', 'run', 'tsvz-p4', 'st']));
-    assert.ok(m);
-    const there = rows(a, 'tsvz-p4', '--on', 'b');
-    assert.deepEqual(there.map((r) => r.notes), [['full', 'with memory']]);
-    assert.ok(Number(m[2]) > there[0].bytes!, 'the memory counted in what was shipped');
-    try {
-      assert.match(a.ok(['backup', 'restore', 'tsvz-p4', m[1], '--from', 'b', '--as', 'tsvz-p4-r']), /^restored tsvz-p4@st-\S+ as tsvz-p4-r \(\d+ bytes, from b, running\)\n$/);
-      assert.equal(JSON.parse(a.ok(['info', 'tsvz-p4-r', '--json'])).state, 'running');
-      const restored = count('tsvz-p4-r');
-      assert.ok(restored >= before, `the counter came back from its memory (${before} → ${restored}), not from zero`);
-      assert.ok(await eventually(() => count('tsvz-p4-r') > restored, 10_000), 'and goes on');
-    } finally {
-      a.run(['destroy', '--force', 'tsvz-p4-r']);
-      a.run(['schedule', 'rm', 'tsvz-p4', 'st']);
-      a.run(['destroy', '--force', 'tsvz-p4']);
-    }
-  });
-
   test('b killed mid-send: the snapshot stays on a, nothing partial is registered or left on b, the next run succeeds', async () => {
     const before = stored(b, 'tsvz-p1');
     await b.stopDaemon();
@@ -210,6 +184,33 @@ describe('scheduled backups shipped to another host', { skip }, () => {
       assert.notEqual(r.status, 0, args.join(' '));
       assert.match(r.stderr, re);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+
+  // Last in this suite: its backup stays in b's store, which the tests above count.
+  test('a --stateful schedule ships the memory too, checked by b; restored from b under a new name it comes back running, its counter going on', async () => {
+    // The counter lives in /tmp, a tmpfs: only the memory brings it back.
+    a.ok(['create', 'tsvz-p4', '--init', `/bin/sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done'`]);
+    a.ok(['start', 'tsvz-p4']);
+    const count = (name: string) => Number(a.ok(['exec', name, '--', 'cat', '/tmp/count']).trim());
+    assert.ok(await eventually(() => count('tsvz-p4') > 3, 10_000));
+    a.ok(['schedule', 'add', 'tsvz-p4', 'st', '--cron', '0 3 1 1 *', '--keep', 'last=2', '--to', 'b', '--tz', 'UTC', '--stateful']);
+    const before = count('tsvz-p4');
+    const m = /^(st-\S+) \((\d+) bytes shipped\)\n$/.exec(a.ok(['schedule', 'run', 'tsvz-p4', 'st']));
+    assert.ok(m);
+    const there = rows(a, 'tsvz-p4', '--on', 'b');
+    assert.deepEqual(there.map((r) => r.notes), [['full', 'with memory']]);
+    assert.ok(Number(m[2]) > there[0].bytes!, 'the memory counted in what was shipped');
+    try {
+      assert.match(a.ok(['backup', 'restore', 'tsvz-p4', m[1], '--from', 'b', '--as', 'tsvz-p4-r']), /^restored tsvz-p4@st-\S+ as tsvz-p4-r \(\d+ bytes, from b, running\)\n$/);
+      assert.equal(JSON.parse(a.ok(['info', 'tsvz-p4-r', '--json'])).state, 'running');
+      const restored = count('tsvz-p4-r');
+      assert.ok(restored >= before, `the counter came back from its memory (${before} → ${restored}), not from zero`);
+      assert.ok(await eventually(() => count('tsvz-p4-r') > restored, 10_000), 'and goes on');
+    } finally {
+      a.run(['destroy', '--force', 'tsvz-p4-r']);
+      a.run(['schedule', 'rm', 'tsvz-p4', 'st']);
+      a.run(['destroy', '--force', 'tsvz-p4']);
     }
   });
 });
