@@ -61,9 +61,8 @@ export async function restoreBackup(root: Root, container: string, snapshot: str
     configJson = h.configJson ?? '';
     body = Readable.from(verified(it));
     if (h.stateful) {
-      const client2 = client;
       stateFile = async () => {
-        const state = client2.serverStream(Backups.FetchState, { container, snapshot })[Symbol.asyncIterator]();
+        const state = client.serverStream(Backups.FetchState, { container, snapshot })[Symbol.asyncIterator]();
         const head = await state.next();
         if (head.done || head.value.header?.format !== 'checkpoint') throw new CorruptDataError(`${opts.from} sent no header for the backup's memory`);
         fs.mkdirSync(root.cacheDir, { recursive: true, mode: 0o700 });

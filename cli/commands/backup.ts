@@ -26,7 +26,7 @@ export function register(program: Command): void {
 
   backup
     .command('restore')
-    .description('make a container from a backup: from this host\'s store, or fetched from --from REMOTE\'s')
+    .description('make a container from a backup (or replace an existing one\'s files with it): from this host\'s store, or fetched from --from REMOTE\'s')
     .argument('<name>', 'the backed-up container')
     .argument('<snapshot>', 'the backup (snapshot name)')
     .option('--from <remote>', "fetch it from that remote's backup store")
