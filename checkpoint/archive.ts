@@ -98,15 +98,23 @@ export async function writeCheckpointArchive(file: string, dir: string, meta: Ch
   return manifest;
 }
 
-/** The manifest of checkpoint directory `dir`: its meta, the config, and every file to send with its size and sha256. */
-export async function checkpointManifest(dir: string, meta: CheckpointMeta, config: ContainerConfig): Promise<ArchiveManifest> {
+/**
+ * The manifest of checkpoint directory `dir`: its meta, the config, and
+ * every file to send with its size and sha256. `known`: digests already
+ * taken (followDigests), used for files still of that size.
+ */
+export async function checkpointManifest(dir: string, meta: CheckpointMeta, config: ContainerConfig, known?: ReadonlyMap<string, { size: number; sha256: string }>): Promise<ArchiveManifest> {
   const names = (await fs.promises.readdir(dir, { withFileTypes: true }))
     .filter((e) => e.isFile() && !HOST_LOCAL.has(e.name) && FILE_PATTERN.test(`images/${e.name}`))
     .map((e) => e.name)
     .sort();
   const configJson = configBytes(config);
   const files: ArchiveFile[] = [{ path: CONFIG, size: configJson.length, sha256: sha256(configJson) }];
-  for (const name of names) files.push({ path: `images/${name}`, ...(await hashFile(path.join(dir, name))) });
+  for (const name of names) {
+    const k = known?.get(name);
+    const fresh = k && (await fs.promises.lstat(path.join(dir, name))).size === k.size ? k : undefined;
+    files.push({ path: `images/${name}`, ...(fresh ?? await hashFile(path.join(dir, name))) });
+  }
   return { format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, container: meta.container, exportedAt: new Date().toISOString(), checkpoint: meta, config, files };
 }
 

@@ -25,6 +25,7 @@ import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
 import { streamSocketpair } from '../lib/seqpacket';
 import { meter, metered, TransferProgress } from './progress';
 import { lazyBytes } from '../checkpoint/images';
+import { FileDigest, followDigests } from '../checkpoint/digest-follower';
 import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
 
 /** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
@@ -207,6 +208,8 @@ async function transfer(
   };
   let pageMeter: ReturnType<typeof meter> | undefined;
   let lazyTotal = 0;
+  // Stop-and-copy: the memory's images hashed as CRIU writes them, not read again inside the freeze for the manifest.
+  let digests: ReturnType<typeof followDigests> | undefined;
   const step = <T>(p: Promise<T>): Promise<T> => unlessCancelled(signal, p);
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
@@ -235,7 +238,10 @@ async function transfer(
       name: ckId,
       intent,
       tcpEstablished: bridged,
-      onFreezing: () => { freezeStart = performance.now(); },
+      onFreezing: () => {
+        freezeStart = performance.now();
+        if (!post) digests = followDigests(catalog.dir(ckId));
+      },
       lazy: post ? {
         socket: criuEnd!,
         configDir: c.root.cacheDir,
@@ -267,7 +273,7 @@ async function transfer(
           trace(`migrate: file changes sent (${changesBytes} bytes, ${changes.removed.length} removed)`);
           if (post) lazyTotal = lazyBytes(dir);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
-          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer);
+          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, await digests?.finish());
           trace('migrate: images hashed');
           const restored = await step(link.sendCheckpoint(rec.id, c.name, post ? stream : metered(stream, 'memory', bytes, report), signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
@@ -304,6 +310,7 @@ async function transfer(
     throw why;
   } finally {
     if (ours !== undefined && !pages) closeQuietly(ours);
+    await digests?.stop();
   }
   const frozenMs = (restoredAt ?? performance.now()) - freezeStart;
   const lastPageMs = post ? performance.now() - freezeStart : undefined;
@@ -321,7 +328,7 @@ async function transfer(
 }
 
 /** The images of `dir` as a stream of a signed archive, with this host's cpuinfo image for the target's CPU check; `bytes`: what its files hold. */
-async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner): Promise<{ stream: Readable; bytes: number }> {
+async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner, known?: Map<string, FileDigest>): Promise<{ stream: Readable; bytes: number }> {
   fs.writeFileSync(path.join(dir, CPUINFO_IMAGE), cpuinfo, { mode: 0o600 });
   const meta: CheckpointMeta = {
     id,
@@ -335,7 +342,7 @@ async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer,
     sizeBytes: 0,
   };
   // The manifest (every file's sha256) goes first, signed; the target checks each file against it as it arrives.
-  const manifest = await checkpointManifest(dir, meta, c.config);
+  const manifest = await checkpointManifest(dir, meta, c.config, known);
   return { stream: packCheckpoint(dir, manifest, signer, { frozen: true }), bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
 }
 
