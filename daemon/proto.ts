@@ -43,7 +43,7 @@ export interface MigratePagesOut { chunk?: Chunk; restored?: MigrateRestored; pa
 export interface MigrateOutcome { phase?: string; name?: string }
 export interface MigrateRun { name?: string; to?: string; mode?: string; pool?: string; keepSource?: boolean; checkOnly?: boolean }
 export interface MigrateProgress { what?: string; bytes?: number; total?: number; seconds?: number; bytesPerSec?: number; etaSec?: number; done?: boolean }
-export interface MigrateEvent { phase?: string; progress?: MigrateProgress; resultJson?: string; part?: 'phase' | 'progress' | 'resultJson' }
+export interface MigrateEvent { phase?: string; progress?: MigrateProgress; resultJson?: string; migration?: string; part?: 'phase' | 'progress' | 'resultJson' | 'migration' }
 export type DescribeRequest = Record<string, never>;
 export interface PoolDescription { name?: string; driver?: string; transferFormats?: string[]; incrementalSend?: boolean; error?: string }
 export interface HostDescription {

@@ -12,6 +12,7 @@ export interface DriveOptions {
   onProgress?: (p: TransferProgress) => void;
   /** The host's daemon drives it for a remote client (`migrate cancel` here then points there). */
   byDaemon?: boolean;
+  onJournaled?: (id: string) => void;
 }
 
 /**

@@ -158,6 +158,7 @@ export function migrationService(d: DaemonContext): Handler[] {
         ? await driveCheck(d.root, name, to, { pool, mode })
         : await driveMigration(d.root, name, to, {
           mode, pool, keepSource: req.keepSource === true, signal: cancel.signal, byDaemon: true,
+          onJournaled: (migration) => send({ migration }),
           onPhase: (phase) => send({ phase }),
           onProgress: (p) => send({ progress: { what: p.what, bytes: p.bytes, total: p.total, seconds: p.seconds, bytesPerSec: p.bytesPerSec, etaSec: p.etaSec, done: p.done } }),
         });

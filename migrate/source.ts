@@ -71,6 +71,8 @@ export interface MigrateOptions {
   signal?: AbortSignal;
   /** This host's daemon drives it for a remote client: `migrate cancel` here points to that client. */
   byDaemon?: boolean;
+  /** Its id, once journaled (a remote caller follows its phase with it). */
+  onJournaled?: (id: string) => void;
 }
 
 export interface MigrationResult {
@@ -116,6 +118,7 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const filesBytes = await treeBytes(rootfs);
     const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0, ...(opts.byDaemon ? { daemon: true } : {}) };
     const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint, driver });
+    opts.onJournaled?.(id);
     phase('checking the target');
     let format: SendFormat;
     try {

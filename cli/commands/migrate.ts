@@ -39,9 +39,11 @@ async function remoteRun(
   opts: { onPhase?: (p: string) => void; onProgress?: (p: TransferProgress) => void; signal: AbortSignal },
 ): Promise<MigrationResult | CheckResult> {
   const { parseRunResult } = await import('../../migrate/run-result');
+  let id: string | undefined;
   try {
     for await (const ev of client.serverStream(api.Migration.Run, req, { signal: opts.signal })) {
-      if (ev.phase !== undefined) opts.onPhase?.(ev.phase.slice(0, 200));
+      if (ev.migration !== undefined) id = ev.migration;
+      else if (ev.phase !== undefined) opts.onPhase?.(ev.phase.slice(0, 200));
       else if (ev.progress) {
         const p = ev.progress;
         opts.onProgress?.({ what: p.what === 'files' || p.what === 'pages' ? p.what : 'memory', bytes: p.bytes ?? 0, total: p.total ?? 0, seconds: p.seconds ?? 0, bytesPerSec: p.bytesPerSec ?? 0, etaSec: p.etaSec, done: p.done === true });
@@ -50,9 +52,25 @@ async function remoteRun(
       }
     }
   } catch (err) {
-    throw opts.signal.aborted ? opts.signal.reason : err;
+    if (!opts.signal.aborted) throw err;
+    // Cancelled here: the host rolls it back; wait until its journal says so (or the switch-over won).
+    if (id) await rolledBack(client, api, id, opts.onPhase);
+    throw opts.signal.reason;
   }
   throw new TsvzError('ECORRUPT', `${client.peer.name} ended the migration's call without its result`);
+}
+
+/** A remote's migration `id` followed (Status) until it is settled there, for up to two minutes. */
+async function rolledBack(client: RemoteClient, api: typeof import('../../daemon/proto'), id: string, onPhase?: (p: string) => void): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  onPhase?.(`waiting for ${client.peer.name} to roll it back`);
+  while (Date.now() < deadline) {
+    const s = await client.unary(api.Migration.Status, { id }, { timeoutMs: 10_000 }).catch(() => undefined);
+    if (s?.phase === 'aborted') return;
+    if (s?.phase === 'committed') throw new TsvzError('ESTATE', `the migration had passed the switch-over on ${client.peer.name}: it finished there`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new TsvzError('ETIMEDOUT', `${client.peer.name} did not roll the migration back within 120 s`, { hint: `\`tsvz migrate list\` on ${client.peer.name} shows where it is` });
 }
 
 export function register(program: Command): void {

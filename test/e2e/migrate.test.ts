@@ -417,6 +417,32 @@ describe('live migration between two hosts', { skip }, () => {
     b.ok(['destroy', '--force', 'p7']);
   });
 
+  test('driven from a third place and cancelled with Ctrl-C while frozen there: the CLI returns once b runs it on; a holds nothing', async () => {
+    await b.stopDaemon();
+    await b.startDaemon([], { TSVZ_FAULT: 'migrate:dumped', TSVZ_FAULT_MS: '120000' });
+    try {
+      b.ok(['create', 'p8', '--init', COUNTER]);
+      b.ok(['start', 'p8']);
+      const m = a.spawn(['--remote', 'b', 'migrate', 'p8', '--to', 'a']);
+      let err = '';
+      m.stderr!.on('data', (d) => { err += d; });
+      assert.ok(await eventually(() => b.daemonLog.includes('fault point migrate:dumped'), 60_000), b.daemonLog);
+      m.kill('SIGINT');
+      assert.equal(await exitOf(m), 130, err);
+      assert.match(err, /^tsvz: migration of p8 to a cancelled \(b rolls it back: p8 runs on there\)$/m);
+      assert.equal(journal(b).find((r) => r.name === 'p8')?.phase, 'aborted', 'rolled back before the CLI returned');
+      assert.equal(state(b, 'p8'), 'running');
+      const c = count(b, 'p8');
+      assert.ok(await eventually(() => count(b, 'p8') > c), 'and it counts on');
+      assert.ok(await eventually(() => journal(a).find((r) => r.name === 'p8')?.phase === 'aborted', 20_000), JSON.stringify(journal(a)));
+      clean(a, 'p8');
+    } finally {
+      await b.stopDaemon();
+      await b.startDaemon();
+      b.run(['destroy', '--force', 'p8']);
+    }
+  });
+
   test('two migrations of one container at once: the second is busy', async () => {
     a.ok(['create', 'p4', '--init', COUNTER]);
     a.ok(['start', 'p4']);
