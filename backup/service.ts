@@ -7,6 +7,7 @@ import { InvalidArgumentError, LimitError, NotFoundError } from '../lib/errors';
 import { faultPoint } from '../lib/fault';
 import { validateName } from '../lib/names';
 import { MAX_CHUNK } from '../daemon/limits';
+import { writeMessage } from '../daemon/bulk';
 import { BackupMessage, Backups, BackupTrailer } from '../daemon/proto';
 import { CallContext, clientStream, DaemonContext, Handler, serverStream, unary } from '../daemon/server';
 import { withIdleLimit } from '../daemon/upload';
@@ -113,10 +114,7 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
       const b = store.list({ source: me.fingerprint, container }).find((x) => x.snapshot === snapshot);
       if (!b) throw new NotFoundError(`this host holds no backup ${snapshot} of ${container} from you`);
       // A restore takes a full stream: tar, which every pool receives.
-      for await (const m of framed({ ...b, keep: undefined, stateful: b.state !== undefined }, await store.send(b, 'tar'), 'tar')) {
-        if (ctx.signal.aborted) return;
-        if (!out.write(m)) await new Promise<void>((r) => out.once('drain', r));
-      }
+      for await (const m of framed({ ...b, keep: undefined, stateful: b.state !== undefined }, await store.send(b, 'tar'), 'tar')) await writeMessage(out, m, ctx.signal);
     }),
 
     serverStream(Backups.FetchState, async (req, out, ctx) => {
@@ -125,10 +123,7 @@ export function backupService(d: DaemonContext, opts: { pool?: string; keep?: Ke
       const snapshot = validateSnapshotName(req.snapshot ?? '');
       const b = store.list({ source: me.fingerprint, container }).find((x) => x.snapshot === snapshot);
       if (!b?.state) throw new NotFoundError(`this host holds no memory of backup ${snapshot} of ${container} from you`);
-      for await (const m of framed({ ...b, keep: undefined }, fs.createReadStream(store.stateFile(b)), 'checkpoint')) {
-        if (ctx.signal.aborted) return;
-        if (!out.write(m)) await new Promise<void>((r) => out.once('drain', r));
-      }
+      for await (const m of framed({ ...b, keep: undefined }, fs.createReadStream(store.stateFile(b)), 'checkpoint')) await writeMessage(out, m, ctx.signal);
     }),
   ];
 }

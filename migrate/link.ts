@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { TsvzError } from '../lib/errors';
 import type { RemoteClient } from '../daemon/client';
 import { newTicket } from '../daemon/data-channel';
@@ -60,7 +61,9 @@ async function sendOverData<Res>(client: RemoteClient, port: number, m: Method<I
       await pipeline(body, socket, { signal: call.signal });
     } catch (err) {
       body.destroy();
-      const theirs = await Promise.race([answer.then(() => undefined, (e: unknown) => e), new Promise<undefined>((r) => { globalThis.setTimeout(r, ANSWER_GRACE_MS); })]);
+      const grace = new AbortController();
+      const theirs = await Promise.race([answer.then(() => undefined, (e: unknown) => e), delay(ANSWER_GRACE_MS, undefined, { signal: grace.signal }).catch(() => undefined)]);
+      grace.abort();
       call.abort();
       throw theirs ?? err;
     }

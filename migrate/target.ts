@@ -286,6 +286,7 @@ export class MigrationTarget {
     if (r.phase !== 'restored' || r.mode === 'post') throw new InvalidStateError(`migration ${id} of ${r.name} is ${r.phase}: only a restored copy can be committed`);
     return this.exclusive(r.name, async () => {
       await this.journal.advance(r, 'committed');
+      this.prepared.delete(r.id);
       const c = Container.open(this.root, r.name);
       await unfreezeContainer(c);
       await announce(c, c.state().initPid);
