@@ -59,6 +59,13 @@ export interface ArchiveManifest {
   checkpoint: CheckpointMeta;
   config: ContainerConfig;
   files: ArchiveFile[];
+  /** A migration's memory, which went beside the archive to the receiver's CRIU page server: that stream's bytes and sha256. */
+  pageStream?: PageStreamDigest;
+}
+
+export interface PageStreamDigest {
+  bytes: number;
+  sha256: string;
 }
 
 export interface ArchiveLimits {
@@ -100,21 +107,16 @@ export async function writeCheckpointArchive(file: string, dir: string, meta: Ch
 
 /**
  * The manifest of checkpoint directory `dir`: its meta, the config, and
- * every file to send with its size and sha256. `known`: digests already
- * taken (followDigests), used for files still of that size.
+ * every file to send with its size and sha256.
  */
-export async function checkpointManifest(dir: string, meta: CheckpointMeta, config: ContainerConfig, known?: ReadonlyMap<string, { size: number; sha256: string }>): Promise<ArchiveManifest> {
+export async function checkpointManifest(dir: string, meta: CheckpointMeta, config: ContainerConfig): Promise<ArchiveManifest> {
   const names = (await fs.promises.readdir(dir, { withFileTypes: true }))
     .filter((e) => e.isFile() && !HOST_LOCAL.has(e.name) && FILE_PATTERN.test(`images/${e.name}`))
     .map((e) => e.name)
     .sort();
   const configJson = configBytes(config);
   const files: ArchiveFile[] = [{ path: CONFIG, size: configJson.length, sha256: sha256(configJson) }];
-  for (const name of names) {
-    const k = known?.get(name);
-    const fresh = k && (await fs.promises.lstat(path.join(dir, name))).size === k.size ? k : undefined;
-    files.push({ path: `images/${name}`, ...(fresh ?? await hashFile(path.join(dir, name))) });
-  }
+  for (const name of names) files.push({ path: `images/${name}`, ...await hashFile(path.join(dir, name)) });
   return { format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, container: meta.container, exportedAt: new Date().toISOString(), checkpoint: meta, config, files };
 }
 
@@ -347,6 +349,10 @@ function checkManifest(data: Buffer, subject: string, limits: ArchiveLimits): Ar
   const paths = new Set(files.map((f) => f.path));
   if (!paths.has(CONFIG)) throw invalid(`${CONFIG} is not listed`);
   if (!paths.has('images/pstree.img')) throw invalid('images/pstree.img is not listed');
+  const ps = m.pageStream;
+  if (ps !== undefined && (typeof ps !== 'object' || ps === null || !Number.isSafeInteger(ps.bytes) || ps.bytes < 0 || typeof ps.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(ps.sha256))) {
+    throw invalid('bad pageStream');
+  }
   return m as ArchiveManifest;
 }
 

@@ -13,6 +13,7 @@ import { CheckpointCatalog, CheckpointMeta, directorySize, newCheckpointId } fro
 import { cgroupYard } from './cgroup-yard';
 import { CriuClient } from './criu/client';
 import { lazyDumpSetup } from './criu/lazy-pages';
+import { DUMP_PS_FD, pageServerDumpLauncher } from './criu/page-server';
 import { CriuError } from './criu/errors';
 import { CriuLogs } from './criu-logs';
 import { DEV_EXTERNAL_DUMP, devMountOf, saveDev } from './dev-tmpfs';
@@ -52,6 +53,12 @@ export interface CheckpointOptions {
    * it, or when the dump fails before.
    */
   lazy?: { socket: number; configDir: string; onServing: () => void };
+  /**
+   * The memory goes to a page server elsewhere through `socket` (a
+   * connected stream socket), not into `dir`: by CRIU's post-dump every
+   * page is there. dumpContainer closes the socket, as lazy's.
+   */
+  pageServer?: { socket: number };
 }
 
 /**
@@ -65,7 +72,7 @@ export interface CheckpointOptions {
  */
 export async function dumpContainer(c: Container, state: ContainerState, catalog: CheckpointCatalog, opts: CheckpointOptions = {}): Promise<CheckpointMeta> {
   // The page server's socket is closed here on every path, at the latest when the dump ends.
-  let socket = opts.lazy?.socket;
+  let socket = opts.lazy?.socket ?? opts.pageServer?.socket;
   const releaseSocket = () => {
     if (socket !== undefined) fs.closeSync(socket);
     socket = undefined;
@@ -109,6 +116,7 @@ async function dump(c: Container, state: ContainerState, catalog: CheckpointCata
     const logsFd = logs.open();
     const started = process.hrtime.bigint();
     const lazy = opts.lazy && lazyDumpSetup(criu, opts.lazy.socket, opts.lazy.configDir);
+    const launcher = lazy ? lazy.launcher : opts.pageServer && pageServerDumpLauncher(criu, opts.pageServer.socket);
     try {
       await criu.dump({
         imagesDirFd: imagesFd,
@@ -129,6 +137,7 @@ async function dump(c: Container, state: ContainerState, catalog: CheckpointCata
         // addresses, routes or rules in it, and nothing cheap proves it did not.
         networkLock: loopbackOnly || lazy ? 'SKIP' : undefined,
         ...(lazy ? { lazyPages: true, configFile: lazy.configFile } : {}),
+        ...(opts.pageServer ? { ps: { fd: DUMP_PS_FD } } : {}),
         // /dev is saved by tsvz (dev-tmpfs.ts), not by CRIU's tar.
         external: dev ? [DEV_EXTERNAL_DUMP] : undefined,
         // post-dump: the images are written; CRIU is about to kill (or resume) the tree.
@@ -152,8 +161,8 @@ async function dump(c: Container, state: ContainerState, catalog: CheckpointCata
           if (script === 'status-ready') opts.lazy?.onServing();
           return undefined;
         },
-      }, lazy && ((criuEnd, inherited) => {
-        const swrk = lazy.launcher(criuEnd, inherited);
+      }, launcher && ((criuEnd, inherited) => {
+        const swrk = launcher(criuEnd, inherited);
         releaseSocket(); // swrk holds it now: its end is the page server's alone
         return swrk;
       }));

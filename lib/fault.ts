@@ -19,6 +19,22 @@ export async function faultPause(name: string): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, Number(process.env.TSVZ_FAULT_MS ?? 3000)));
 }
 
+let tampered = false;
+
+/**
+ * When TSVZ_FAULT names this point: the first chunk of 32 KiB or more
+ * passes with its middle byte flipped (what a link that corrupts data, or
+ * a lying peer, delivers); every other chunk passes as it is.
+ */
+export function faultTamper(name: string, data: Buffer): Buffer {
+  if (tampered || data.length < 32 * 1024 || !faultArmed(name)) return data;
+  tampered = true;
+  process.stderr.write(`tsvz: fault point ${name} reached\n`);
+  const copy = Buffer.from(data);
+  copy[copy.length >> 1] ^= 0xff;
+  return copy;
+}
+
 function faultArmed(name: string): boolean {
   return process.env.TSVZ_FAULT === name;
 }

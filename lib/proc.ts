@@ -45,3 +45,21 @@ export function processAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * The anonymous and shared memory resident in `pids` (RssAnon + RssShmem):
+ * about what a dump of them writes. A process gone meanwhile counts nothing.
+ */
+export function residentMemoryBytes(pids: Iterable<number>): number {
+  let kib = 0;
+  for (const pid of pids) {
+    let status: string;
+    try {
+      status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const m of status.matchAll(/^Rss(?:Anon|Shmem):\s+(\d+) kB$/gm)) kib += Number(m[1]);
+  }
+  return kib * 1024;
+}

@@ -5,7 +5,7 @@ export interface TransferProgress {
   /** pages: post-copy's memory, pulled by the copy on the target. */
   what: 'files' | 'memory' | 'pages';
   bytes: number;
-  /** What the transfer is expected to carry (the stream's framing can take it a little over). */
+  /** What the transfer is expected to carry; an estimate it outgrew reads as what it carried so far. */
   total: number;
   /** Since the transfer began. */
   seconds: number;
@@ -25,7 +25,8 @@ export function meter(what: TransferProgress['what'], total: number, report: (p:
   const tell = (done: boolean) => {
     const seconds = (performance.now() - t0) / 1000;
     const bytesPerSec = seconds > 0 ? bytes / seconds : 0;
-    report({ what, bytes, total, seconds, bytesPerSec, etaSec: bytesPerSec > 0 ? Math.max(0, total - bytes) / bytesPerSec : undefined, done });
+    const expected = Math.max(total, bytes);
+    report({ what, bytes, total: expected, seconds, bytesPerSec, etaSec: bytesPerSec > 0 ? (expected - bytes) / bytesPerSec : undefined, done });
   };
   return {
     add(n) {

@@ -109,7 +109,7 @@ export function migrationService(d: DaemonContext): Handler[] {
           if (!more.done) throw new InvalidArgumentError('a Pages call sends its migration, then nothing: the pages go over the data channel');
         })(),
         new Promise<never>((_resolve, reject) => {
-          const gone = () => reject(new InvalidArgumentError('the source went away during post-copy'));
+          const gone = () => reject(new InvalidArgumentError('the source went away while its memory was moving'));
           if (ctx.signal.aborted) gone();
           ctx.signal.addEventListener('abort', gone, { once: true });
         }),
@@ -129,8 +129,14 @@ export function migrationService(d: DaemonContext): Handler[] {
         close: () => socket.destroy(),
       };
       try {
-        const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
-        d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
+        if (r.mode === 'post') {
+          const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
+          d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
+        } else {
+          // Stop-and-copy: the source's dump writes its memory to a page server here.
+          const got = await target.receivePages(r.id, link, d.limits.maxUploadBytes);
+          d.log.info('memory received', { id: r.id, name: r.name, bytes: got.bytes });
+        }
         socket.end();
       } catch (err) {
         socket.destroy();

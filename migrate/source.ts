@@ -3,14 +3,14 @@ import os = require('node:os');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { BusyError, InvalidStateError, TsvzError } from '../lib/errors';
-import { faultPause, faultPoint } from '../lib/fault';
-import { processStartTime } from '../lib/proc';
+import { faultPause, faultPoint, faultTamper } from '../lib/fault';
+import { processStartTime, residentMemoryBytes } from '../lib/proc';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
 import { readState, writeState } from '../runtime/state';
-import { checkpointManifest, packCheckpoint } from '../checkpoint/archive';
+import { checkpointManifest, packCheckpoint, PageStreamDigest } from '../checkpoint/archive';
 import type { ArchiveSigner } from '../checkpoint/archive-signature';
 import { CheckpointCatalog, CheckpointMeta } from '../checkpoint/catalog';
 import { CriuClient } from '../checkpoint/criu/client';
@@ -22,10 +22,11 @@ import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, newMigrati
 import { FilePasses, filePasses, offeredFormats } from './files';
 import type { SendFormat } from '../storage';
 import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
+import { streamDigest } from './page-stream';
+import { Sha256 } from '../archive/digest';
 import { streamSocketpair } from '../lib/seqpacket';
 import { meter, metered, TransferProgress } from './progress';
 import { lazyBytes } from '../checkpoint/images';
-import { FileDigest, followDigests } from '../checkpoint/digest-follower';
 import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
 
 /** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
@@ -40,7 +41,11 @@ export interface TargetLink {
   /** After the freeze: `removed` (relative paths), then what changed since sendFiles (a tree stream, or the native difference). */
   sendFileChanges(id: string, name: string, removed: string[], body: Readable, signal?: AbortSignal): Promise<number>;
   sendCheckpoint(id: string, name: string, body: Readable, signal?: AbortSignal): Promise<{ initPid?: number; restoreMs?: number }>;
-  /** Post-copy: the channel to the target's lazy-pages daemon; `onRestored` once the copy runs there. */
+  /**
+   * The memory's channel: post-copy's to the target's lazy-pages daemon
+   * (`onRestored` once the copy runs there), stop-and-copy's to its page
+   * server (it ends once that has every page).
+   */
   pages(id: string, onRestored: (r: { initPid?: number; restoreMs?: number }) => void): PageLink;
   commit(id: string): Promise<void>;
   abort(id: string, reason: string): Promise<void>;
@@ -211,8 +216,6 @@ async function transfer(
   };
   let pageMeter: ReturnType<typeof meter> | undefined;
   let lazyTotal = 0;
-  // Stop-and-copy: the memory's images hashed as CRIU writes them, not read again inside the freeze for the manifest.
-  let digests: ReturnType<typeof followDigests> | undefined;
   const step = <T>(p: Promise<T>): Promise<T> => unlessCancelled(signal, p);
   const catalog = new CheckpointCatalog(c);
   const ckId = `migrate-${rec.id.slice(0, 12)}`;
@@ -222,8 +225,11 @@ async function transfer(
   let hookError: unknown;
   let restoredAt: number | undefined;
   let pages: Promise<void> | undefined;
+  /** Stop-and-copy: the memory's channel, and its failure once it failed (which then is what failed the dump). */
+  let memoryLink: PageLink | undefined;
+  let memoryFailure: unknown;
   let ours: number | undefined;
-  let criuEnd: number | undefined;
+  const sent = new Sha256();
   // Until CRIU says it freezes the tree next (pre-dump), the time spent is CRIU's start, not the freeze.
   let freezeStart = performance.now();
   try {
@@ -234,19 +240,32 @@ async function transfer(
     trace('migrate: files sent');
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
-    // Post-copy: CRIU's page server speaks through `criuEnd` (dumpContainer closes it); `ours` goes to the target over the Pages call.
-    [ours, criuEnd] = post ? streamSocketpair() : [undefined, undefined];
-    phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping');
+    // The dump's page server socket is `criuEnd` (dumpContainer closes it); `ours` goes to the target over the Pages call.
+    // Post-copy: the dump serves the pages from here. Stop-and-copy: it writes them to a page server there, never to a file here.
+    let criuEnd: number;
+    [ours, criuEnd] = streamSocketpair();
+    if (!post) {
+      const channel = (memoryLink = link.pages(rec.id, () => undefined));
+      const memory = meter('memory', residentMemoryBytes(c.cgroups().pids()), report);
+      const send = (data: Buffer) => {
+        sent.update(data);
+        memory.add(data.length);
+        return channel.send(faultTamper('migrate:tamper-pages', data));
+      };
+      pages = pump(ours, { ...channel, send }).then(() => memory.end());
+      pages.catch((e: unknown) => { memoryFailure = e; });
+    }
+    phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping, memory to the target');
     await withContainerIntent(c, 'checkpoint', { id: ckId, leaveRunning: false }, (intent) => dumpContainer(c, state, catalog, {
       name: ckId,
       intent,
       tcpEstablished: bridged,
       onFreezing: () => {
         freezeStart = performance.now();
-        if (!post) digests = followDigests(catalog.dir(ckId));
       },
+      pageServer: post ? undefined : { socket: criuEnd },
       lazy: post ? {
-        socket: criuEnd!,
+        socket: criuEnd,
         configDir: c.root.cacheDir,
         onServing: () => {
           phase('starting there, memory following');
@@ -269,22 +288,24 @@ async function transfer(
       } : undefined,
       onDumped: async (dir) => {
         try {
+          // Stop-and-copy: every page is in the target's page server by now; its call ends once it has written them.
+          if (!post) await step(pages!);
           await step(faultPause('migrate:dumped'));
           phase('sending the files changed since');
           const changes = await files.passes.frozen();
           const changesBytes = await step(link.sendFileChanges(rec.id, c.name, changes.removed, changes.stream, signal));
           trace(`migrate: file changes sent (${changesBytes} bytes, ${changes.removed.length} removed)`);
           if (post) lazyTotal = lazyBytes(dir);
-          phase(post ? 'sending the checkpoint (no memory)' : 'sending memory');
-          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, await digests?.finish());
+          phase(post ? 'sending the checkpoint (no memory)' : 'sending the checkpoint, restoring there');
+          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, post ? undefined : streamDigest(sent));
           trace('migrate: images hashed');
-          const restored = await step(link.sendCheckpoint(rec.id, c.name, post ? stream : metered(stream, 'memory', bytes, report), signal));
+          const restored = await step(link.sendCheckpoint(rec.id, c.name, stream, signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
           // The point of no return: the target holds the restored copy frozen (post-copy: the images, and it starts once pages flow).
           signal?.throwIfAborted();
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
-          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes, restoreMs: restored.restoreMs ?? 0 };
+          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes + (post ? 0 : streamDigest(sent).bytes), restoreMs: restored.restoreMs ?? 0 };
           if (!post) restoredAt = performance.now();
         } catch (err) {
           hookError = err;
@@ -292,12 +313,15 @@ async function transfer(
         }
       },
     }));
-    if (pages) {
+    if (pages && post) {
       await pages;
       pageMeter?.end();
     }
   } catch (err) {
-    const why = hookError ?? (pages ? await pages.then(() => err, (e: unknown) => e) : err);
+    // A broken memory channel fails the dump (CRIU loses its page server): its failure is the cause. A dump
+    // that failed by itself ends the channel after the fact: CRIU's reason is the cause.
+    memoryLink?.close();
+    const why = hookError ?? (post && pages ? await pages.then(() => err, (e: unknown) => e) : memoryFailure ?? err);
     // Post-copy: CRIU resumes the tree when its page server loses the link, before or after the target ran.
     const resumed = rec.phase !== 'switching' || (post && (await reconcile(c)).status === 'running');
     if (!resumed) throw err; // CRIU failed after the switch: resolve settles it
@@ -313,7 +337,6 @@ async function transfer(
     throw why;
   } finally {
     if (ours !== undefined && !pages) closeQuietly(ours);
-    await digests?.stop();
   }
   const frozenMs = (restoredAt ?? performance.now()) - freezeStart;
   const lastPageMs = post ? performance.now() - freezeStart : undefined;
@@ -330,8 +353,12 @@ async function transfer(
   return { id: rec.id, name: c.name, to: link.peer, mode: post ? 'post-copy' : 'stop-and-copy', filesFormat: files.passes.format, ...shipped!, frozenMs, lastPageMs };
 }
 
-/** The images of `dir` as a stream of a signed archive, with this host's cpuinfo image for the target's CPU check; `bytes`: what its files hold. */
-async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner, known?: Map<string, FileDigest>): Promise<{ stream: Readable; bytes: number }> {
+/**
+ * The images of `dir` as a stream of a signed archive, with this host's
+ * cpuinfo image for the target's CPU check and the digest of the memory
+ * that went to its page server; `bytes`: what its files hold.
+ */
+async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner, pageStream?: PageStreamDigest): Promise<{ stream: Readable; bytes: number }> {
   fs.writeFileSync(path.join(dir, CPUINFO_IMAGE), cpuinfo, { mode: 0o600 });
   const meta: CheckpointMeta = {
     id,
@@ -345,7 +372,7 @@ async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer,
     sizeBytes: 0,
   };
   // The manifest (every file's sha256) goes first, signed; the target checks each file against it as it arrives.
-  const manifest = await checkpointManifest(dir, meta, c.config, known);
+  const manifest = { ...await checkpointManifest(dir, meta, c.config), ...(pageStream ? { pageStream } : {}) };
   return { stream: packCheckpoint(dir, manifest, signer, { frozen: true }), bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
 }
 

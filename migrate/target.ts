@@ -15,6 +15,8 @@ import { CriuClient } from '../checkpoint/criu/client';
 import { CriuError } from '../checkpoint/criu/errors';
 import { criuBinary } from '../checkpoint/criu/binary';
 import { startLazyPagesDaemon, transferredPages } from '../checkpoint/criu/lazy-pages';
+import { startPageServer } from '../checkpoint/criu/page-server';
+import type { ArchiveManifest, PageStreamDigest } from '../checkpoint/archive';
 import { probeLazyPages } from '../checkpoint/criu/lazy-pages-probe';
 import { CheckpointCatalog } from '../checkpoint/catalog';
 import { CriuLogs } from '../checkpoint/criu-logs';
@@ -33,6 +35,8 @@ import { migrationSnapshots, releaseMigrationSnapshots } from './files';
 import { announceAddress } from '../runtime/network';
 import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
 import { closeQuietly, killTree, LazyGuard, PageLink, pump, startGuard } from './page-pump';
+import { completeWithPages, streamDigest } from './page-stream';
+import { Sha256 } from '../archive/digest';
 
 export interface PrepareRequest {
   id: string;
@@ -166,6 +170,51 @@ export class MigrationTarget {
     });
   }
 
+  /**
+   * Stop-and-copy's memory, during the source's dump: `criu page-server`
+   * here writes what the dump sends through `link` into a staging
+   * directory beside the container, and the stream is counted and hashed
+   * as it comes. receiveCheckpoint moves the images into the checkpoint
+   * once the signed manifest says the same of the stream.
+   */
+  async receivePages(id: string, link: PageLink, maxBytes: number): Promise<PageStreamDigest> {
+    const r = this.step(id, 'receiving');
+    if (r.mode === 'post') throw new InvalidStateError(`migration ${id} is post-copy: its memory follows the restore`);
+    return this.exclusive(r.name, async () => {
+      const c = Container.open(this.root, r.name);
+      const logs = new CriuLogs(c.paths.dir);
+      fs.closeSync(logs.open());
+      const staging = pageStaging(c, id);
+      fs.rmSync(staging, { recursive: true, force: true });
+      fs.mkdirSync(staging, { mode: 0o700 });
+      const [ours, theirs] = streamSocketpair();
+      let server: ReturnType<typeof startPageServer> | undefined;
+      try {
+        server = startPageServer({ criuPath: criuBinary(), imagesDir: staging, workDir: logs.dir, socket: theirs, logFile: PAGE_SERVER_LOG });
+      } catch (err) {
+        closeQuietly(ours);
+        throw await this.undone(r, err);
+      } finally {
+        closeQuietly(theirs);
+      }
+      const digest = new Sha256();
+      try {
+        await Promise.all([pump(ours, { ...link, incoming: limitedStream(digest.through(link.incoming), digest, maxBytes) }), server.done]);
+        const got = streamDigest(digest);
+        this.pagesIn.set(id, got);
+        trace(`migrate target: memory received (${got.bytes} bytes)`);
+        return got;
+      } catch (err) {
+        killTree(server.server.pid);
+        link.close();
+        throw await this.undone(r, err);
+      }
+    });
+  }
+
+  /** Stop-and-copy: the page stream each migration's page server took in (its images in pageStaging). */
+  private readonly pagesIn = new Map<string, PageStreamDigest>();
+
   /** The signed checkpoint archive as it streams in (checked as it comes): imported, restored and frozen at once. */
   async receiveCheckpoint(id: string, body: Readable, maxBytes: number): Promise<{ initPid: number; restoreMs: number }> {
     const r = this.step(id, 'receiving');
@@ -174,7 +223,17 @@ export class MigrationTarget {
         const c = Container.open(this.root, r.name);
         trace('migrate target: importing');
         const source = { stream: body, label: `the checkpoint ${r.peer} sent` };
-        const imported = await importCheckpoint(this.root, r.name, source, { trust: this.trust(), privileged: c.config.idmap === undefined, maxBytes });
+        const staging = pageStaging(c, id);
+        const completeImages = (images: string, m: ArchiveManifest) => {
+          completeWithPages(staging, images, m.pageStream, this.pagesIn.get(id), source.label);
+        };
+        let imported: Awaited<ReturnType<typeof importCheckpoint>>;
+        try {
+          imported = await importCheckpoint(this.root, r.name, source, { trust: this.trust(), privileged: c.config.idmap === undefined, maxBytes, completeImages });
+        } finally {
+          this.pagesIn.delete(id);
+          fs.rmSync(staging, { recursive: true, force: true });
+        }
         if (r.mode === 'post') {
           // The memory comes with Pages, once the source's page server serves.
           this.received.set(id, imported.meta.id);
@@ -332,6 +391,7 @@ export class MigrationTarget {
   private async abortRecord(r: MigrationRecord, reason: string): Promise<MigrationRecord> {
     this.prepared.delete(r.id);
     this.received.delete(r.id);
+    this.pagesIn.delete(r.id);
     if (new Container(this.root, r.name).exists() || r.phase !== 'prepared') {
       try {
         await destroyContainer(this.root, r.name, true);
@@ -364,7 +424,21 @@ export class MigrationTarget {
   }
 }
 
+/** `source` (hashed into `sha` on its way) until it passes `maxBytes`: the disk a source may fill here is bounded. */
+async function* limitedStream(source: AsyncIterable<Buffer>, sha: Sha256, maxBytes: number): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    if (sha.size > maxBytes) throw new LimitError(`the memory sent is over this host's upload limit of ${maxBytes} bytes`, 'the stream was stopped');
+    yield chunk;
+  }
+}
+
 const LAZY_LOG = 'lazy-pages.log';
+const PAGE_SERVER_LOG = 'page-server.log';
+
+/** Where stop-and-copy's page server writes: inside the container's directory, so its removal takes it too. */
+function pageStaging(c: Container, id: string): string {
+  return path.join(c.paths.dir, `migrate-pages-${id.slice(0, 12)}`);
+}
 
 /**
  * A bridged copy that runs here says so on its segment (gratuitous ARP).

@@ -48,6 +48,13 @@ export interface ImportOptions {
    * is refused before anything is created.
    */
   privileged?: boolean;
+  /**
+   * Runs on the received images (checked against the signed manifest)
+   * before anything else looks at them: a migration adds the memory its
+   * page server received beside the archive, after checking it against
+   * the manifest's pageStream.
+   */
+  completeImages?: (images: string, manifest: ArchiveManifest) => void | Promise<void>;
 }
 
 /**
@@ -90,6 +97,8 @@ export async function importCheckpoint(root: Root, name: string, source: string 
     : await receiveCheckpoint(source.stream, root.cacheDir, { ...receive, voice: archiveVoice(source.label, 'peer') });
   try {
     const images = path.join(scratch.dir, 'images');
+    if (scratch.manifest.pageStream && !opts.completeImages) throw new CorruptDataError(`${file} names memory sent to a page server, and none was`);
+    await opts.completeImages?.(images, scratch.manifest);
     checkForeignDev(images);
     await checkCpu(images, file);
     return await withUndo(async (undo) => {

@@ -107,6 +107,28 @@ describe('live migration between two hosts', { skip }, () => {
     b.ok(['destroy', '--force', 'm1']);
   });
 
+  test('memory altered on its way to the page server there is refused before CRIU restores anything: the source runs on, the target holds nothing', async () => {
+    const rootfs = path.join(a.dir, 'containers', 'm2', 'rootfs');
+    a.ok(['create', 'm2', '--init', '/usr/bin/memhog 16']);
+    installMemhog(rootfs);
+    a.ok(['start', 'm2']);
+    const memCount = () => parseInt(readHex(path.join(rootfs, 'memhog.count')) ?? '-1', 16);
+    assert.ok(await eventually(() => memCount() >= 2, 30_000), 'memhog is counting');
+    const r = a.run(['migrate', 'm2', '--to', 'b'], { env: { TSVZ_FAULT: 'migrate:tamper-pages' } });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /fault point migrate:tamper-pages reached/);
+    assert.match(r.stderr, /^tsvz: .*the memory of the checkpoint .* sent is not what the source sent \(its sha256 differs\)$/m);
+    assert.equal(state(a, 'm2'), 'running', 'CRIU resumed the source');
+    const c = memCount();
+    assert.ok(await eventually(() => memCount() > c, 20_000), 'and it counts');
+    assert.equal(journal(a).find((j) => j.name === 'm2')?.phase, 'aborted');
+    assert.ok(await eventually(() => journal(b).find((j) => j.name === 'm2')?.phase === 'aborted', 20_000), JSON.stringify(journal(b)));
+    // The target refused the checkpoint itself (its import checks the stream before a restore can start).
+    assert.match(b.daemonLog, /"method":"\/tsvz\.v1\.Migration\/ReceiveCheckpoint".*"code":"DATA_LOSS"/);
+    clean(b, 'm2');
+    a.ok(['destroy', '--force', 'm2']);
+  });
+
   test('post-copy: 200 MiB run on the target at once and arrive bit-identical, there and back', async () => {
     const rootfs = (h: TestHost) => path.join(h.dir, 'containers', 'l1', 'rootfs');
     const memCount = (h: TestHost) => parseInt(readHex(path.join(rootfs(h), 'memhog.count')) ?? '-1', 16);
@@ -346,11 +368,11 @@ describe('live migration between two hosts', { skip }, () => {
     let err = '';
     m.stderr!.on('data', (d) => { err += d; });
     assert.ok(await eventually(() => err.includes('fault point migrate:dumped'), 60_000), err);
-    // Frozen after the files' first pass: `migrate list` shows how that transfer ended.
+    // Dumped and frozen, the memory in b's page server: `migrate list` shows how that transfer ended.
     const inFlight = (JSON.parse(a.ok(['migrate', 'list', '--json'])) as { name: string; progress?: { what: string; bytes: number; done: boolean } }[]).find((r) => r.name === 'p5');
-    assert.equal(inFlight?.progress?.what, 'files', JSON.stringify(inFlight));
+    assert.equal(inFlight?.progress?.what, 'memory', JSON.stringify(inFlight));
     assert.ok(inFlight.progress.done && inFlight.progress.bytes > 0);
-    assert.match(a.ok(['migrate', 'list']), /^\S{12}\s+p5\s+source\s+b\s+transferring\s+files 100% /m);
+    assert.match(a.ok(['migrate', 'list']), /^\S{12}\s+p5\s+source\s+b\s+transferring\s+memory 100% /m);
     assert.match(a.ok(['migrate', 'cancel', 'p5']), /^cancelled migration [0-9a-f]{12} of p5 to b: p5 runs on here$/m);
     assert.equal(await exitOf(m), 130, err);
     assert.match(err, /^tsvz: migration of p5 to b cancelled \(p5 runs on here\)$/m);
@@ -400,7 +422,7 @@ describe('live migration between two hosts', { skip }, () => {
     const r = a.run(['--remote', 'b', 'migrate', 'p7', '--to', 'a']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^migrated p7 to a: frozen \d+ ms, total \d+\.\d s \(.* stop-and-copy\)\n$/);
-    assert.match(r.stderr, /^migrate p7: freezing and dumping$/m, 'the phases came from b');
+    assert.match(r.stderr, /^migrate p7: freezing and dumping, memory to the target$/m, 'the phases came from b');
     assert.match(r.stderr, /^migrate p7: memory \S+ \S+ in \d+\.\d s/m, 'and the progress');
     assert.equal(state(a, 'p7'), 'running');
     clean(b, 'p7');

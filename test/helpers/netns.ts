@@ -99,11 +99,16 @@ export class TestHost {
     return r.stdout;
   }
 
-  /** The CLI in the background (streams, concurrency, kills). */
+  /** The CLI in the background (streams, concurrency, kills); cleanup kills what still runs. */
   spawn(args: string[], env: NodeJS.ProcessEnv = {}, stderr: 'pipe' | number = 'pipe'): ChildProcess {
     const [cmd, ...rest] = this.inside([process.execPath, TSVZ, '--root', this.dir, ...args]);
-    return spawn(cmd, rest, { stdio: ['ignore', 'pipe', stderr], env: { ...process.env, ...env } });
+    const p = spawn(cmd, rest, { stdio: ['ignore', 'pipe', stderr], env: { ...process.env, ...env } });
+    this.spawned.add(p);
+    p.on('exit', () => this.spawned.delete(p));
+    return p;
   }
+
+  private readonly spawned = new Set<ChildProcess>();
 
   /** Any program inside the namespace, to completion. */
   exec(cmd: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; replaceEnv?: boolean } = {}): Result {
@@ -142,6 +147,8 @@ export class TestHost {
 
   /** Destroy what the root holds and remove it. */
   cleanup(): void {
+    // A test that failed midway may leave a CLI paused at a fault point, holding its container's lock.
+    for (const p of this.spawned) p.kill('SIGKILL');
     if (this.daemon) this.daemon.kill('SIGKILL');
     if (this.mountNs) {
       // Its containers are destroyed from inside: their networks are this host's.
