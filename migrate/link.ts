@@ -39,6 +39,9 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
   };
 }
 
+/** How much of the memory may wait on the data connection (sent, not yet taken by the kernel). */
+const SEND_AHEAD = 4 * 1024 * 1024;
+
 /** How long the target's answer may take to say why, once the connection carrying its bytes broke. */
 const ANSWER_GRACE_MS = 5_000;
 
@@ -111,7 +114,9 @@ function pagesCall(client: RemoteClient, port: number, id: string, onRestored: (
     send: async (data) => {
       const socket = await opened;
       if (broken) throw broken;
-      if (!socket.write(data)) await drained(socket);
+      // Up to SEND_AHEAD queued on the connection before CRIU's socket is read again: the dump keeps writing while TLS catches up.
+      socket.write(data);
+      if (socket.writableLength > SEND_AHEAD) await drained(socket);
     },
     end: () => {
       void opened.then((s) => s.end(), () => undefined);

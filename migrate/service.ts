@@ -1,4 +1,4 @@
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, pipeline, Readable } from 'node:stream';
 import { InvalidArgumentError, LimitError, TsvzError } from '../lib/errors';
 import { tsvzVersion } from '../daemon/host-description';
 import { drained, writeMessage } from '../daemon/bulk';
@@ -118,7 +118,10 @@ export function migrationService(d: DaemonContext): Handler[] {
       const link: PageLink = {
         // A clean end of the connection counts only once the source ended its call too: a broken source never looks finished.
         incoming: (async function* () {
-          for await (const data of socket as AsyncIterable<Buffer>) yield data;
+          // Read ahead of CRIU by up to READ_AHEAD: while its socket is full, the bytes keep coming, and the next write takes them all.
+          const ahead = new PassThrough({ highWaterMark: READ_AHEAD });
+          pipeline(socket, ahead, () => undefined); // the socket's failure fails `ahead`, and so this loop
+          for await (const data of ahead as AsyncIterable<Buffer>) yield data;
           await halfClosed;
         })(),
         send: async (data) => {
