@@ -77,7 +77,7 @@ async function sendOverData<Res>(client: RemoteClient, port: number, m: Method<I
 }
 
 /**
- * Post-copy's pages as a PageLink: the Pages call names the migration and a
+ * The memory's channel as a PageLink: the Pages call names the migration and a
  * ticket and carries `restored`; CRIU's bytes go both ways over a data
  * connection with that ticket. The connection's end counts as the end of
  * the transfer only once the call has ended well: a target that failed

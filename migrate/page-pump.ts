@@ -4,8 +4,9 @@ import net = require('node:net');
 import { once } from 'node:events';
 
 /**
- * Post-copy's byte channel: on each host a socket of CRIU's (the source's
- * page server, the target's lazy-pages daemon) is joined to a data
+ * The memory's byte channel: on each host a socket of CRIU's (post-copy:
+ * the source's page server and the target's lazy-pages daemon;
+ * stop-and-copy: the source's dump and the target's page server) is joined to a data
  * connection between the daemons (mutual TLS, named by the Pages call), so
  * no port of CRIU's is ever open and every page travels authenticated.
  */
