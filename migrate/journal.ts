@@ -80,12 +80,23 @@ export class MigrationJournal {
    * so that writing it never races the phase's writes.
    */
   async noteProgress(id: string, p: MigrationProgress): Promise<void> {
-    await writeJsonAtomic(path.join(this.dir, `${validateMigrationId(id)}.progress.json`), p);
+    // One write at a time per migration, so that settling it (advance) can wait for the last and remove the file.
+    const write = (this.progressWrites.get(id) ?? Promise.resolve()).then(() => writeJsonAtomic(this.progressFile(id), p));
+    const settled = write.catch(() => undefined);
+    this.progressWrites.set(id, settled);
+    void settled.then(() => { if (this.progressWrites.get(id) === settled) this.progressWrites.delete(id); });
+    await write;
   }
 
   progress(id: string): MigrationProgress | undefined {
-    return readJsonIfExists<MigrationProgress>(path.join(this.dir, `${validateMigrationId(id)}.progress.json`));
+    return readJsonIfExists<MigrationProgress>(this.progressFile(id));
   }
+
+  private progressFile(id: string): string {
+    return path.join(this.dir, `${validateMigrationId(id)}.progress.json`);
+  }
+
+  private readonly progressWrites = new Map<string, Promise<unknown>>();
 
   get(id: string): MigrationRecord {
     const r = this.find(id);
@@ -105,6 +116,11 @@ export class MigrationJournal {
     const next = { ...r, phase, updatedAt: new Date().toISOString(), ...(reason ? { reason } : {}) };
     await writeJsonAtomic(this.file(r.id), next);
     Object.assign(r, next);
+    // A settled migration has no transfer under way: its progress file goes (once its last write is done).
+    if (isSettled(r)) {
+      await this.progressWrites.get(r.id);
+      fs.rmSync(this.progressFile(r.id), { force: true });
+    }
     return r;
   }
 
