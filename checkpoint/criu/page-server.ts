@@ -31,9 +31,8 @@ export function pageServerDumpLauncher(client: CriuClient, socket: number): Swrk
 
 /**
  * `criu page-server` on `socket` (a connected stream socket), writing what a
- * dump sends into `imagesDir`; a `parent` link there (to the previous
- * round's images) lets it take pages the parent holds as such. It exits 0
- * once the dump closed the session, having written everything.
+ * dump sends into `imagesDir`. It exits 0 once the dump closed the
+ * session, having written everything.
  */
 export function startPageServer(o: { criuPath: string; imagesDir: string; workDir: string; socket: number; logFile: string }): { server: Spawned; done: Promise<void> } {
   const server = spawnWithFds(
