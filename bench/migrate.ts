@@ -22,9 +22,10 @@
  *
  * Targets (issue 13): stop-and-copy freeze at 2 GiB at most 0.7x the runc
  * path's; post-copy freeze at 2 GiB at most 300 ms and at most 1.5x its
- * freeze at 64 MiB. Both move the rootfs and the images over the same veth and write
- * the images to disk on both sides (tsvz: the checkpoint directory there and
- * the imported one here; runc: DIR and its copy). After the last migration of each size
+ * freeze at 64 MiB. Both move the rootfs and the images over the same veth. runc
+ * writes the images to disk on both sides (DIR and its copy); tsvz writes the
+ * memory only on the target (its page server's images) and the rest of the
+ * checkpoint on both. After the last migration of each size
  * memhog recomputes its checksum on the host it ended on and it must match.
  *
  * Writes bench/results/migrate-<ISO date>.json and prints a markdown table.

@@ -297,7 +297,8 @@ async function transfer(
           trace(`migrate: file changes sent (${changesBytes} bytes, ${changes.removed.length} removed)`);
           if (post) lazyTotal = lazyBytes(dir);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending the checkpoint, restoring there');
-          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, post ? undefined : streamDigest(sent));
+          const pageStream = post ? undefined : streamDigest(sent);
+          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, pageStream);
           trace('migrate: images hashed');
           const restored = await step(link.sendCheckpoint(rec.id, c.name, stream, signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
@@ -305,7 +306,7 @@ async function transfer(
           signal?.throwIfAborted();
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
-          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes + (post ? 0 : streamDigest(sent).bytes), restoreMs: restored.restoreMs ?? 0 };
+          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes + (pageStream?.bytes ?? 0), restoreMs: restored.restoreMs ?? 0 };
           if (!post) restoredAt = performance.now();
         } catch (err) {
           hookError = err;

@@ -199,7 +199,7 @@ export class MigrationTarget {
       }
       const digest = new Sha256();
       try {
-        await Promise.all([pump(ours, { ...link, incoming: limitedStream(digest.through(link.incoming), digest, maxBytes) }), server.done]);
+        await Promise.all([pump(ours, { ...link, incoming: hashedWithin(link.incoming, digest, maxBytes) }), server.done]);
         const got = streamDigest(digest);
         this.pagesIn.set(id, got);
         trace(`migrate target: memory received (${got.bytes} bytes)`);
@@ -424,9 +424,10 @@ export class MigrationTarget {
   }
 }
 
-/** `source` (hashed into `sha` on its way) until it passes `maxBytes`: the disk a source may fill here is bounded. */
-async function* limitedStream(source: AsyncIterable<Buffer>, sha: Sha256, maxBytes: number): AsyncGenerator<Buffer> {
+/** `source`, hashed into `sha` on its way, until it passes `maxBytes`: the disk a source may fill here is bounded. */
+async function* hashedWithin(source: AsyncIterable<Buffer>, sha: Sha256, maxBytes: number): AsyncGenerator<Buffer> {
   for await (const chunk of source) {
+    sha.update(chunk);
     if (sha.size > maxBytes) throw new LimitError(`the memory sent is over this host's upload limit of ${maxBytes} bytes`, 'the stream was stopped');
     yield chunk;
   }
