@@ -20,6 +20,12 @@
  *            until the copy runs on the target (its memory still on the
  *            source), and the time until the last page arrived.
  *
+ *   --pre  : pre-copy against stop-and-copy instead (`--mode pre` and
+ *            `--mode stop`, each leg a sample; the rounds of the median
+ *            pre-copy leg shown). Needs soft-dirty tracking, so it runs in
+ *            the VM lane (docs/benchmarks.md has the command), where qemu
+ *            emulates the CPU: ratios only.
+ *
  * Targets (issue 13): stop-and-copy freeze at 2 GiB at most 0.7x the runc
  * path's; post-copy freeze at 2 GiB at most 300 ms and at most 1.5x its
  * freeze at 64 MiB. Both move the rootfs and the images over the same veth. runc
@@ -31,7 +37,7 @@
  * Writes bench/results/migrate-<ISO date>.json and prints a markdown table.
  * Needs root, runc, cc and CRIU; uses only local resources.
  *
- * Usage: node dist/bench/migrate.js [--iterations N] [--warmup N] [--sizes 64,512,2048] [--keep] [--inherit-env]
+ * Usage: node dist/bench/migrate.js [--iterations N] [--warmup N] [--sizes 64,512,2048] [--pre] [--keep] [--inherit-env]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -40,7 +46,7 @@ import * as path from 'node:path';
 import { buildBundle, configureChildEnv, hostInfo, intArg, must, NODE, parseCommonArgs, REPO, round, RuncCli, stats, Stats, writeResult, runAsScript, waitUntil } from './common';
 import { TestHost, TestNetwork } from '../test/helpers/netns';
 
-const USAGE = 'usage: migrate [--iterations N] [--warmup N] [--sizes 64,512,2048] [--keep] [--inherit-env]';
+const USAGE = 'usage: migrate [--iterations N] [--warmup N] [--sizes 64,512,2048] [--pre] [--keep] [--inherit-env]';
 const TARGET = 0.7;
 const PORT = 7199;
 
@@ -74,7 +80,9 @@ function readHex(file: string): string | undefined {
 
 async function main(): Promise<number> {
   let sizes = [64, 512, 2048];
+  let pre = false;
   const o = parseCommonArgs(process.argv.slice(2), { iterations: 3, warmup: 1, check: false, keep: false, inheritEnv: false }, USAGE, (_o, a, next) => {
+    if (a === '--pre') return (pre = true);
     if (a !== '--sizes') return false;
     sizes = next().split(',').map((s) => intArg('--sizes', s));
     return true;
@@ -87,6 +95,7 @@ async function main(): Promise<number> {
   must(spawnSync('cc', ['-O2', '-static', '-o', memhog, path.join(REPO, 'test', 'fixtures', 'memhog.c')], { encoding: 'utf8' }), 'cc memhog.c');
   const net = new TestNetwork();
   const rows: Row[] = [];
+  const preRows: PreRow[] = [];
   try {
     const a = net.host('a', { ownMounts: true });
     const b = net.host('b', { ownMounts: true });
@@ -97,7 +106,8 @@ async function main(): Promise<number> {
       client.ok(['remote', 'add', server.name, server.daemonAddress, '--token', token, '--as', client.name]);
     }
     for (const mib of sizes) {
-      rows.push(await measure(a, b, mib, memhog, tmp, o.iterations, o.warmup));
+      if (pre) preRows.push(await measurePre(a, b, mib, memhog, o.iterations, o.warmup));
+      else rows.push(await measure(a, b, mib, memhog, tmp, o.iterations, o.warmup));
       process.stderr.write(`migrate: ${mib} MiB done\n`);
     }
   } finally {
@@ -107,6 +117,7 @@ async function main(): Promise<number> {
     }
   }
   const ms = (x: Stats) => `${x.median.toFixed(0)} ms`;
+  if (pre) return reportPre(preRows, o.iterations, o.warmup);
   const table = [
     `| memory | stop-and-copy frozen | stop-and-copy total | post-copy frozen | post-copy last page | post-copy total | runc checkpoint + copy + restore | stop / runc | post / runc |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -147,7 +158,7 @@ async function measure(a: TestHost, b: TestHost, mib: number, memhog: string, tm
   for (let i = 0; i < warmup + iterations; i++) {
     for (let leg = 0; leg < 2; leg++) {
       const t0 = performance.now();
-      const r = JSON.parse(here.ok(['migrate', name, '--to', there.name, '--json'], { timeoutMs: 600_000 })) as { frozenMs: number };
+      const r = JSON.parse(here.ok(['migrate', name, '--to', there.name, '--mode', 'stop', '--json'], { timeoutMs: 600_000 })) as { frozenMs: number };
       const wall = performance.now() - t0;
       if (i >= warmup) { frozen.push(r.frozenMs); total.push(wall); }
       [here, there] = [there, here];
@@ -175,6 +186,63 @@ async function measure(a: TestHost, b: TestHost, mib: number, memhog: string, tm
   row.ratio = round(row.tsvzFrozen.median / row.runc.median);
   row.postRatio = round(row.postFrozen.median / row.runc.median);
   return row;
+}
+
+interface PreRow {
+  mib: number;
+  stopFrozen: Stats;
+  preFrozen: Stats;
+  preTotal: Stats;
+  /** Of the pre-copy leg with the median freeze: each round's pages written. */
+  rounds: number[];
+}
+
+/** `m<mib>` filled on a, then migrated back and forth by stop-and-copy and by pre-copy. */
+async function measurePre(a: TestHost, b: TestHost, mib: number, memhog: string, iterations: number, warmup: number): Promise<PreRow> {
+  const name = `m${mib}`;
+  const rootfsOf = (h: TestHost) => path.join(h.dir, 'containers', name, 'rootfs');
+  a.ok(['create', name, '--init', `/usr/bin/memhog ${mib}`]);
+  fs.copyFileSync(memhog, path.join(rootfsOf(a), 'usr', 'bin', 'memhog'));
+  fs.chmodSync(path.join(rootfsOf(a), 'usr', 'bin', 'memhog'), 0o755);
+  a.ok(['start', name]);
+  waitUntil(() => readHex(path.join(rootfsOf(a), 'memhog.sum')) !== undefined, 60_000 + mib * 200, 'memhog to fill its memory');
+  const sum = readHex(path.join(rootfsOf(a), 'memhog.sum'));
+  const stop: number[] = [];
+  const legs: { frozen: number; total: number; rounds: number[] }[] = [];
+  let here = a;
+  let there = b;
+  for (let i = 0; i < warmup + iterations; i++) {
+    for (const mode of ['stop', 'pre'] as const) {
+      const t0 = performance.now();
+      const r = JSON.parse(here.ok(['migrate', name, '--to', there.name, '--mode', mode, '--json'], { timeoutMs: 1_800_000 })) as { frozenMs: number; preCopyRounds?: { pagesWritten: number }[] };
+      const total = performance.now() - t0;
+      if (i >= warmup && mode === 'stop') stop.push(r.frozenMs);
+      if (i >= warmup && mode === 'pre') legs.push({ frozen: r.frozenMs, total, rounds: (r.preCopyRounds ?? []).map((x) => x.pagesWritten) });
+      [here, there] = [there, here];
+    }
+  }
+  const rootfs = rootfsOf(here);
+  fs.writeFileSync(path.join(rootfs, 'memhog.ask'), '');
+  waitUntil(() => readHex(path.join(rootfs, 'memhog.now')) !== undefined, 60_000 + mib * 200, 'memhog to recompute its checksum');
+  if (readHex(path.join(rootfs, 'memhog.now')) !== sum) throw new Error(`${name}: memory checksum differs after the migrations`);
+  here.ok(['destroy', '--force', name]);
+  const median = [...legs].sort((x, y) => x.frozen - y.frozen)[Math.floor(legs.length / 2)];
+  return { mib, stopFrozen: stats(stop), preFrozen: stats(legs.map((l) => l.frozen)), preTotal: stats(legs.map((l) => l.total)), rounds: median.rounds };
+}
+
+function reportPre(rows: PreRow[], iterations: number, warmup: number): number {
+  const ms = (x: Stats) => `${x.median.toFixed(0)} ms`;
+  const table = [
+    '| memory | stop-and-copy frozen | pre-copy frozen | pre-copy total | pre / stop | pre-copy rounds (pages written each) |',
+    '|---|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.mib} MiB | ${ms(r.stopFrozen)} | ${ms(r.preFrozen)} | ${ms(r.preTotal)} | ${round(r.preFrozen.median / r.stopFrozen.median).toFixed(2)} | ${r.rounds.join(', ')} |`),
+  ].join('\n');
+  const first = rows[0];
+  const last = rows[rows.length - 1];
+  const growth = rows.length > 1 ? `pre-copy frozen ${last.mib} MiB / ${first.mib} MiB: ${round(last.preFrozen.median / first.preFrozen.median)} (target ≤ 1.5, idle workload)` : '';
+  const file = writeResult('migrate-pre', new Date(), { host: hostInfo(), iterations, warmup, rows });
+  process.stdout.write(`${table}\n\n${growth}\n(${iterations} iterations, medians; results in ${path.relative(REPO, file)})\n`);
+  return 0;
 }
 
 /** One runc "migration" a → b: run, wait until filled, then checkpoint, copy, restore (timed), and clean up. */

@@ -12,7 +12,7 @@ import { readTar, type TarEntry } from '../archive/tar-reader';
 import { TarWriter } from '../archive/tar-writer';
 import { requireZstd } from '../archive/zstd';
 import type { ContainerConfig } from '../runtime/config';
-import { CorruptDataError, InvalidArgumentError, NotFoundError, SystemError, TsvzError } from '../lib/errors';
+import { CorruptDataError, InvalidArgumentError, NotFoundError, NotSupportedError, SystemError, TsvzError } from '../lib/errors';
 import { validateName } from '../lib/names';
 import { CheckpointMeta } from './catalog';
 import { DUMP_LOG, RESTORE_STATS } from './criu-logs';
@@ -40,6 +40,8 @@ const MANIFEST = 'manifest.json';
 const CONFIG = 'config.json';
 /** Files of a checkpoint's directory that stay on this host: its record (the manifest carries it), CRIU's dump log and its last restore's statistics. */
 const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG, RESTORE_STATS]);
+/** CRIU's link from an incremental dump's images to its parent's. */
+const PARENT_LINK = 'parent';
 /** config.json or images/<one CRIU file name>: nothing else can be listed. */
 const FILE_PATTERN = /^(config\.json|images\/[A-Za-z0-9][A-Za-z0-9._-]*)$/;
 const MAX_MANIFEST_BYTES = 16 * 1024 ** 2;
@@ -61,7 +63,12 @@ export interface ArchiveManifest {
   files: ArchiveFile[];
   /** A migration's memory, which went beside the archive to the receiver's CRIU page server: that stream's bytes and sha256. */
   pageStream?: PageStreamDigest;
+  /** A pre-copy migration's earlier rounds, in order: each stream's bytes and sha256 (pageStream is the last round's). */
+  preCopy?: PageStreamDigest[];
 }
+
+/** Pre-copy's rounds while the container runs, at most (P.Haul's limit): each round's dump waits for the last. */
+export const MAX_PRE_COPY_ROUNDS = 8;
 
 export interface PageStreamDigest {
   bytes: number;
@@ -110,7 +117,12 @@ export async function writeCheckpointArchive(file: string, dir: string, meta: Ch
  * every file to send with its size and sha256.
  */
 export async function checkpointManifest(dir: string, meta: CheckpointMeta, config: ContainerConfig): Promise<ArchiveManifest> {
-  const names = (await fs.promises.readdir(dir, { withFileTypes: true }))
+  const entries = await fs.promises.readdir(dir, { withFileTypes: true });
+  // A pre-copy migration's checkpoint keeps memory in its earlier rounds' images, which an archive does not carry.
+  if (entries.some((e) => e.name === PARENT_LINK)) {
+    throw new NotSupportedError(`checkpoint ${meta.id} of ${meta.container} keeps part of its memory in the images of earlier rounds (a pre-copy migration's)`, 'take a new checkpoint and export that');
+  }
+  const names = entries
     .filter((e) => e.isFile() && !HOST_LOCAL.has(e.name) && FILE_PATTERN.test(`images/${e.name}`))
     .map((e) => e.name)
     .sort();
@@ -349,9 +361,13 @@ function checkManifest(data: Buffer, subject: string, limits: ArchiveLimits): Ar
   const paths = new Set(files.map((f) => f.path));
   if (!paths.has(CONFIG)) throw invalid(`${CONFIG} is not listed`);
   if (!paths.has('images/pstree.img')) throw invalid('images/pstree.img is not listed');
-  const ps = m.pageStream;
-  if (ps !== undefined && (typeof ps !== 'object' || ps === null || !Number.isSafeInteger(ps.bytes) || ps.bytes < 0 || typeof ps.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(ps.sha256))) {
-    throw invalid('bad pageStream');
+  const digest = (d: unknown) => typeof d === 'object' && d !== null && Number.isSafeInteger((d as PageStreamDigest).bytes) && (d as PageStreamDigest).bytes >= 0
+    && typeof (d as PageStreamDigest).sha256 === 'string' && /^[0-9a-f]{64}$/.test((d as PageStreamDigest).sha256);
+  if (m.pageStream !== undefined && !digest(m.pageStream)) throw invalid('bad pageStream');
+  const pre = m.preCopy;
+  if (pre !== undefined) {
+    if (!Array.isArray(pre) || pre.length === 0 || pre.length > MAX_PRE_COPY_ROUNDS || !pre.every(digest)) throw invalid(`bad preCopy (1 to ${MAX_PRE_COPY_ROUNDS} page streams)`);
+    if (m.pageStream === undefined) throw invalid('preCopy without the pageStream of its last round');
   }
   return m as ArchiveManifest;
 }

@@ -44,8 +44,13 @@ export class CriuLogs {
    * checkpoint.
    */
   keepWithImages(id: string, imagesDir: string): void {
-    moveIfExists(path.join(this.dir, 'stats-dump'), path.join(imagesDir, 'stats-dump'));
+    this.keepStatsWith(imagesDir);
     moveIfExists(path.join(this.dir, this.fileName('dump', id)), path.join(imagesDir, DUMP_LOG));
+  }
+
+  /** Move CRIU's stats-dump of the (pre-)dump that just ended in with its images. */
+  keepStatsWith(imagesDir: string): void {
+    moveIfExists(path.join(this.dir, 'stats-dump'), path.join(imagesDir, 'stats-dump'));
   }
 }
 

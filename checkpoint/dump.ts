@@ -59,6 +59,12 @@ export interface CheckpointOptions {
    * page is there. dumpContainer closes the socket, as lazy's.
    */
   pageServer?: { socket: number };
+  /**
+   * Pre-copy's last round: the previous round's images (relative to the
+   * checkpoint's directory), whose memory the page server holds already;
+   * only the pages written since go.
+   */
+  parent?: string;
 }
 
 /**
@@ -138,6 +144,7 @@ async function dump(c: Container, state: ContainerState, catalog: CheckpointCata
         networkLock: loopbackOnly || lazy ? 'SKIP' : undefined,
         ...(lazy ? { lazyPages: true, configFile: lazy.configFile } : {}),
         ...(opts.pageServer ? { ps: { fd: DUMP_PS_FD } } : {}),
+        ...(opts.parent ? { trackMem: true, parentImg: opts.parent } : {}),
         // /dev is saved by tsvz (dev-tmpfs.ts), not by CRIU's tar.
         external: dev ? [DEV_EXTERNAL_DUMP] : undefined,
         // post-dump: the images are written; CRIU is about to kill (or resume) the tree.

@@ -136,14 +136,17 @@ export async function restoreFrom(c: Container, current: ContainerState, catalog
 /**
  * The restored tree reads its images through the images directory's fd, as
  * the container's root: the directory must let it in and the files be
- * readable (CRIU writes them so; an import may not have). The container's
- * directory above keeps everyone else out.
+ * readable (CRIU writes them so; an import may not have). A pre-copy
+ * migration's earlier rounds, which the `parent` links lead to, are opened
+ * by name: readable too. The container's directory above keeps everyone
+ * else out.
  */
-function letInImages(dir: string): void {
-  fs.chmodSync(dir, 0o711);
+function letInImages(dir: string, mode = 0o711): void {
+  fs.chmodSync(dir, mode);
   for (const f of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (!f.isFile()) continue;
     const p = path.join(dir, f.name);
+    if (f.isDirectory()) letInImages(p, 0o755);
+    if (!f.isFile()) continue;
     const mode = fs.statSync(p).mode & 0o777;
     if ((mode & 0o004) === 0) fs.chmodSync(p, mode | 0o044);
   }

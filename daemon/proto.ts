@@ -37,7 +37,7 @@ export interface MigratePrepare { id?: string; name?: string; configJson?: strin
 export interface MigratePrepared { tsvzVersion?: string; criuVersion?: string; format?: string; dataPort?: number }
 export interface MigrateReceived { bytes?: number }
 export interface MigrateRestored { initPid?: number; restoreMs?: number }
-export interface MigrateRef { id?: string; dataTicket?: string }
+export interface MigrateRef { id?: string; dataTicket?: string; round?: number }
 export interface MigratePagesIn { ref?: MigrateRef; chunk?: Chunk; part?: 'ref' | 'chunk' }
 export interface MigratePagesOut { chunk?: Chunk; restored?: MigrateRestored; part?: 'chunk' | 'restored' }
 export interface MigrateOutcome { phase?: string; name?: string }

@@ -16,8 +16,8 @@ import type { Root } from '../lib/root';
  */
 export type SourcePhase = 'preparing' | 'transferring' | 'switching' | 'committed' | 'aborted';
 export type TargetPhase = 'prepared' | 'receiving' | 'received' | 'restored' | 'committed' | 'aborted';
-/** stop: stop-and-copy; post: post-copy (lazy pages, docs/migration.md). */
-export type MigrationMode = 'stop' | 'post';
+/** stop: stop-and-copy; pre: iterative pre-copy, then stop-and-copy of what changed; post: post-copy (lazy pages, docs/migration.md). */
+export type MigrationMode = 'stop' | 'pre' | 'post';
 
 export interface MigrationRecord {
   id: string;

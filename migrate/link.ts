@@ -35,7 +35,7 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
     sendCheckpoint: (id, name, body, signal) => upload(Migration.ReceiveCheckpoint, id, name, body, signal),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },
-    pages: (id, onRestored) => pagesCall(client, dataPort, id, onRestored),
+    pages: (id, onRestored, round) => pagesCall(client, dataPort, id, onRestored, round),
   };
 }
 
@@ -83,10 +83,10 @@ async function sendOverData<Res>(client: RemoteClient, port: number, m: Method<I
  * the transfer only once the call has ended well: a target that failed
  * (and cut the connection) never looks finished to the page server here.
  */
-function pagesCall(client: RemoteClient, port: number, id: string, onRestored: (r: MigrateRestored) => void): PageLink {
+function pagesCall(client: RemoteClient, port: number, id: string, onRestored: (r: MigrateRestored) => void, round = 0): PageLink {
   const ticket = newTicket();
   const { call, failure } = client.duplex(Migration.Pages);
-  call.write({ ref: { id, dataTicket: ticket } });
+  call.write({ ref: { id, dataTicket: ticket, ...(round ? { round } : {}) } });
   const opened = client.openData(port, ticket, 30_000);
   opened.catch(() => undefined);
   let broken: Error | undefined;

@@ -10,6 +10,7 @@ import { archiveTrust } from '../daemon/signers';
 import { isSettled, MigrationJournal, MigrationRecord } from './journal';
 import { MigrationTarget } from './target';
 import { releaseMigrationSnapshots } from './files';
+import { releasePreCopyImages } from './pre-copy';
 
 /**
  * The source's word on an unsettled migration of its own: it switched over
@@ -26,7 +27,10 @@ export async function settleSource(root: Root, r: MigrationRecord): Promise<'com
   const phase = r.phase === 'switching' && !running ? 'committed' : 'aborted';
   await journal.advance(r, phase, phase === 'aborted' ? 'settled by resolve: the source runs on' : undefined);
   // The snapshots of a native file transfer, left by a driver that was killed.
-  if (c.exists()) await releaseMigrationSnapshots(Container.open(root, r.name), r.id);
+  if (c.exists()) {
+    await releaseMigrationSnapshots(Container.open(root, r.name), r.id);
+    releasePreCopyImages(c, r.id);
+  }
   return phase;
 }
 

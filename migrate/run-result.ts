@@ -1,5 +1,6 @@
 import { CorruptDataError } from '../lib/errors';
 import type { CheckResult, MigrationResult } from './source';
+import { MAX_PRE_COPY_ROUNDS } from '../checkpoint/archive';
 
 const MAX_RESULT = 64 * 1024;
 
@@ -20,5 +21,10 @@ export function parseRunResult(json: string, check: boolean, peer: string): Migr
   for (const k of strings) if (typeof v[k] !== 'string') throw bad(`has no ${k}`);
   if (v.lastPageMs !== undefined && typeof v.lastPageMs !== 'number') throw bad('has a lastPageMs that is no number');
   if (v.targetCriu !== undefined && typeof v.targetCriu !== 'string') throw bad('has a targetCriu that is no string');
+  const rounds = v.preCopyRounds;
+  if (rounds !== undefined) {
+    const round = (r: unknown) => typeof r === 'object' && r !== null && ['round', 'pagesWritten', 'bytes', 'ms', 'frozenMs'].every((k) => Number.isFinite((r as Record<string, unknown>)[k]));
+    if (!Array.isArray(rounds) || rounds.length > MAX_PRE_COPY_ROUNDS || !rounds.every(round)) throw bad('has preCopyRounds that are not its rounds');
+  }
   return v as unknown as MigrationResult | CheckResult;
 }

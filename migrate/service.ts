@@ -136,9 +136,10 @@ export function migrationService(d: DaemonContext): Handler[] {
           const done = await target.pages(r.id, link, (restored) => writeMessage(out, { restored }, ctx.signal));
           d.log.info('post-copy done', { id: r.id, name: r.name, pages: done.pages.copied, of: done.pages.total });
         } else {
-          // Stop-and-copy: the source's dump writes its memory to a page server here.
-          const got = await target.receivePages(r.id, link, d.limits.maxUploadBytes);
-          d.log.info('memory received', { id: r.id, name: r.name, bytes: got.bytes });
+          // Stop-and-copy and pre-copy: the source's dump (or a round of it) writes its memory to a page server here.
+          const round = ref.round ?? 0;
+          const got = await target.receivePages(r.id, link, d.limits.maxUploadBytes, round);
+          d.log.info('memory received', { id: r.id, name: r.name, round, bytes: got.bytes });
         }
         socket.end();
       } catch (err) {
@@ -155,7 +156,7 @@ export function migrationService(d: DaemonContext): Handler[] {
       const to = validateName(req.to ?? '', 'remote');
       const pool = req.pool ? validateName(req.pool, 'pool') : undefined;
       const mode = req.mode === undefined || req.mode === '' ? 'auto' : req.mode;
-      if (mode !== 'auto' && mode !== 'stop' && mode !== 'post') throw new InvalidArgumentError(`unknown migration mode ${JSON.stringify(mode.slice(0, 20))}`, 'stop, post or auto');
+      if (mode !== 'auto' && mode !== 'stop' && mode !== 'pre' && mode !== 'post') throw new InvalidArgumentError(`unknown migration mode ${JSON.stringify(mode.slice(0, 20))}`, 'stop, pre, post or auto');
       const { driveCheck, driveMigration } = await import('./drive');
       // Events go out in order, each after the last (a slow caller slows only its own stream).
       let sending = Promise.resolve();

@@ -28,6 +28,7 @@ import { streamSocketpair } from '../lib/seqpacket';
 import { meter, metered, TransferProgress } from './progress';
 import { lazyBytes } from '../checkpoint/images';
 import { plugIntoBridge, unplugFromBridge } from '../runtime/network';
+import { canTrackMemory, preCopy, PreCopyResult, PreCopyRound, releasePreCopyImages, requireMemoryTracking } from './pre-copy';
 
 /** The target's side as the source drives it: gRPC in migrate/link.ts, in-process in unit tests. */
 export interface TargetLink {
@@ -44,9 +45,10 @@ export interface TargetLink {
   /**
    * The memory's channel: post-copy's to the target's lazy-pages daemon
    * (`onRestored` once the copy runs there), stop-and-copy's to its page
-   * server (it ends once that has every page).
+   * server (it ends once that has every page); pre-copy's `round` (1, 2,
+   * ...) to a page server there for that round.
    */
-  pages(id: string, onRestored: (r: { initPid?: number; restoreMs?: number }) => void): PageLink;
+  pages(id: string, onRestored: (r: { initPid?: number; restoreMs?: number }) => void, round?: number): PageLink;
   commit(id: string): Promise<void>;
   abort(id: string, reason: string): Promise<void>;
 }
@@ -57,9 +59,11 @@ export interface MigrateOptions {
   /** The pool for the files on the target. */
   pool?: string;
   /**
-   * stop: stop-and-copy; post: post-copy (the copy runs on the target while
-   * its memory follows); auto: pre-copy where memory can be tracked, which
-   * tsvz does not do yet, so stop-and-copy. auto never picks post-copy.
+   * stop: stop-and-copy; pre: iterative pre-copy while it runs, then
+   * stop-and-copy of what changed (needs dirty memory tracking); post:
+   * post-copy (the copy runs on the target while its memory follows);
+   * auto: pre-copy where this host tracks dirty memory, else
+   * stop-and-copy. auto never picks post-copy.
    */
   mode?: MigrationMode | 'auto';
   /** Signs the checkpoint archive (this host's key): the target accepts only a trusted host's. */
@@ -84,7 +88,9 @@ export interface MigrationResult {
   id: string;
   name: string;
   to: string;
-  mode: 'stop-and-copy' | 'post-copy';
+  mode: 'stop-and-copy' | 'pre-copy' | 'post-copy';
+  /** Pre-copy: its rounds while the container ran, before the final dump. */
+  preCopyRounds?: PreCopyRound[];
   /** From the freeze (CRIU's pre-dump notification) until the target held the restored copy (post-copy: until it ran). */
   frozenMs: number;
   /** Post-copy: from the freeze until the last page was on the target. */
@@ -119,7 +125,7 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
     const { state, criu, rootfs } = await checkSource(c, journal);
     const cpuinfo = await cpuinfoImage(c);
     const id = newMigrationId();
-    const mode = opts.mode === 'post' ? 'post' : 'stop';
+    const mode = await chosenMode(opts.mode);
     const filesBytes = await treeBytes(rootfs);
     const driver = { pid: process.pid, start: processStartTime(process.pid) ?? 0, ...(opts.byDaemon ? { daemon: true } : {}) };
     const rec = await journal.start({ id, role: 'source', name, phase: 'preparing', mode, peer: link.peer, peerFingerprint: link.peerFingerprint, driver });
@@ -143,7 +149,10 @@ export async function migrateContainer(root: Root, name: string, link: TargetLin
       return done;
     } finally {
       // Kept on failure only where CRIU failed past the switch-over: resolve releases them then.
-      if (isSettled(rec)) await files.release().catch((err: unknown) => process.emitWarning(`${name}: could not remove the migration's snapshots: ${message(err)}`));
+      if (isSettled(rec)) {
+        await files.release().catch((err: unknown) => process.emitWarning(`${name}: could not remove the migration's snapshots: ${message(err)}`));
+        releasePreCopyImages(c, id);
+      }
     }
   }, { waitMs: 0 }); // a migration holds the container for long: a second one is told at once
   if (!opts.keepSource) {
@@ -167,10 +176,20 @@ export async function checkMigration(root: Root, name: string, link: TargetLink,
     const filesBytes = await treeBytes(rootfs);
     const formats = await offeredFormats(c);
     const there = await link.prepare({
-      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true, mode: opts.mode === 'post' ? 'post' : 'stop', formats,
+      id: newMigrationId(), name, configJson: JSON.stringify(c.config), criuVersion: formatVersion(criu), filesBytes, pool: opts.pool, cpuinfo: await cpuinfoImage(c), checkOnly: true, mode: await chosenMode(opts.mode), formats,
     });
     return { name, to: link.peer, filesBytes, filesFormat: chosenFormat(there.format, formats, link.peer), targetCriu: there.criuVersion };
   }, { waitMs: 0 });
+}
+
+/** The mode a migration runs in: auto is pre-copy where this host tracks dirty memory, else stop-and-copy. */
+async function chosenMode(mode: MigrateOptions['mode']): Promise<MigrationMode> {
+  if (mode === 'stop' || mode === 'post') return mode;
+  if (mode === 'pre') {
+    await requireMemoryTracking();
+    return 'pre';
+  }
+  return (await canTrackMemory()) ? 'pre' : 'stop';
 }
 
 async function checkSource(c: Container, journal: MigrationJournal) {
@@ -225,6 +244,7 @@ async function transfer(
   let hookError: unknown;
   let restoredAt: number | undefined;
   let pages: Promise<void> | undefined;
+  let preCopied: PreCopyResult | undefined;
   /** Stop-and-copy: the memory's channel, and its failure once it failed (which then is what failed the dump). */
   let memoryLink: PageLink | undefined;
   let memoryFailure: unknown;
@@ -238,6 +258,10 @@ async function transfer(
     const first = await files.passes.running();
     const filesBytes = await step(link.sendFiles(rec.id, c.name, metered(first, 'files', files.bytes, report), signal));
     trace('migrate: files sent');
+    // Pre-copy: the memory goes in rounds while the container runs; the final dump then sends what the last one left.
+    if (rec.mode === 'pre') {
+      preCopied = await step(preCopy(c, state, rec.id, link, { report, onRound: (n) => phase(`pre-copy round ${n} (running)`) }));
+    }
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);
     // The dump's page server socket is `criuEnd` (dumpContainer closes it); `ours` goes to the target over the Pages call.
@@ -264,6 +288,7 @@ async function transfer(
         freezeStart = performance.now();
       },
       pageServer: post ? undefined : { socket: criuEnd },
+      parent: preCopied?.lastDir && path.relative(catalog.dir(ckId), preCopied.lastDir),
       lazy: post ? {
         socket: criuEnd,
         configDir: c.root.cacheDir,
@@ -298,7 +323,9 @@ async function transfer(
           if (post) lazyTotal = lazyBytes(dir);
           phase(post ? 'sending the checkpoint (no memory)' : 'sending the checkpoint, restoring there');
           const pageStream = post ? undefined : streamDigest(sent);
-          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, pageStream);
+          // The rounds' images here hold no memory (it is on the target): the checkpoint does not link to them.
+          fs.rmSync(path.join(dir, 'parent'), { force: true });
+          const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, pageStream, preCopied?.digests);
           trace('migrate: images hashed');
           const restored = await step(link.sendCheckpoint(rec.id, c.name, stream, signal));
           trace(post ? 'migrate: received there' : 'migrate: restored there');
@@ -306,7 +333,8 @@ async function transfer(
           signal?.throwIfAborted();
           await journal.advance(rec, 'switching');
           await faultPoint('migrate:switching');
-          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes + (pageStream?.bytes ?? 0), restoreMs: restored.restoreMs ?? 0 };
+          const preCopyBytes = preCopied?.digests.reduce((n, d) => n + d.bytes, 0) ?? 0;
+          shipped = { filesBytes: filesBytes + changesBytes, changedFilesBytes: changesBytes, imagesBytes: bytes + (pageStream?.bytes ?? 0) + preCopyBytes, restoreMs: restored.restoreMs ?? 0 };
           if (!post) restoredAt = performance.now();
         } catch (err) {
           hookError = err;
@@ -351,15 +379,17 @@ async function transfer(
     });
   }
   await journal.advance(rec, 'committed');
-  return { id: rec.id, name: c.name, to: link.peer, mode: post ? 'post-copy' : 'stop-and-copy', filesFormat: files.passes.format, ...shipped!, frozenMs, lastPageMs };
+  const rounds = preCopied?.rounds.length ? { preCopyRounds: preCopied.rounds } : {};
+  return { id: rec.id, name: c.name, to: link.peer, mode: post ? 'post-copy' : rounds.preCopyRounds ? 'pre-copy' : 'stop-and-copy', filesFormat: files.passes.format, ...shipped!, frozenMs, lastPageMs, ...rounds };
 }
 
 /**
  * The images of `dir` as a stream of a signed archive, with this host's
- * cpuinfo image for the target's CPU check and the digest of the memory
- * that went to its page server; `bytes`: what its files hold.
+ * cpuinfo image for the target's CPU check and the digests of the memory
+ * that went to its page servers (pre-copy's rounds, then the final
+ * dump's); `bytes`: what its files hold.
  */
-async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner, pageStream?: PageStreamDigest): Promise<{ stream: Readable; bytes: number }> {
+async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer, signer: ArchiveSigner, pageStream?: PageStreamDigest, preCopy?: PageStreamDigest[]): Promise<{ stream: Readable; bytes: number }> {
   fs.writeFileSync(path.join(dir, CPUINFO_IMAGE), cpuinfo, { mode: 0o600 });
   const meta: CheckpointMeta = {
     id,
@@ -373,7 +403,7 @@ async function archiveOf(c: Container, dir: string, id: string, cpuinfo: Buffer,
     sizeBytes: 0,
   };
   // The manifest (every file's sha256) goes first, signed; the target checks each file against it as it arrives.
-  const manifest = { ...await checkpointManifest(dir, meta, c.config), ...(pageStream ? { pageStream } : {}) };
+  const manifest = { ...await checkpointManifest(dir, meta, c.config), ...(pageStream ? { pageStream } : {}), ...(preCopy?.length ? { preCopy } : {}) };
   return { stream: packCheckpoint(dir, manifest, signer, { frozen: true }), bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
 }
 

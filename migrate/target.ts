@@ -16,7 +16,7 @@ import { CriuError } from '../checkpoint/criu/errors';
 import { criuBinary } from '../checkpoint/criu/binary';
 import { startLazyPagesDaemon, transferredPages } from '../checkpoint/criu/lazy-pages';
 import { startPageServer } from '../checkpoint/criu/page-server';
-import type { ArchiveManifest, PageStreamDigest } from '../checkpoint/archive';
+import { MAX_PRE_COPY_ROUNDS, type ArchiveManifest, type PageStreamDigest } from '../checkpoint/archive';
 import { probeLazyPages } from '../checkpoint/criu/lazy-pages-probe';
 import { CheckpointCatalog } from '../checkpoint/catalog';
 import { CriuLogs } from '../checkpoint/criu-logs';
@@ -35,7 +35,7 @@ import { migrationSnapshots, releaseMigrationSnapshots } from './files';
 import { announceAddress } from '../runtime/network';
 import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, TargetPhase, validateMigrationId } from './journal';
 import { closeQuietly, killTree, LazyGuard, PageLink, pump, startGuard } from './page-pump';
-import { completeWithPages, streamDigest } from './page-stream';
+import { completeWithPages, PageStreams, roundDir, streamDigest } from './page-stream';
 import { Sha256 } from '../archive/digest';
 
 export interface PrepareRequest {
@@ -171,26 +171,42 @@ export class MigrationTarget {
   }
 
   /**
-   * Stop-and-copy's memory, during the source's dump: `criu page-server`
-   * here writes what the dump sends through `link` into a staging
-   * directory beside the container, and the stream is counted and hashed
-   * as it comes. receiveCheckpoint moves the images into the checkpoint
-   * once the signed manifest says the same of the stream.
+   * The memory of a dump or of a pre-copy round (`round` 1, 2, ...; 0 is
+   * the final dump's): `criu page-server` here writes what it sends
+   * through `link` into a staging directory beside the container (a
+   * round's into its subdirectory, linked to the round before), and the
+   * stream is counted and hashed as it comes. receiveCheckpoint moves the
+   * images into the checkpoint once the signed manifest says the same of
+   * every stream.
    */
-  async receivePages(id: string, link: PageLink, maxBytes: number): Promise<PageStreamDigest> {
+  async receivePages(id: string, link: PageLink, maxBytes: number, round = 0): Promise<PageStreamDigest> {
     const r = this.step(id, 'receiving');
     if (r.mode === 'post') throw new InvalidStateError(`migration ${id} is post-copy: its memory follows the restore`);
     return this.exclusive(r.name, async () => {
+      const streams = this.pagesIn.get(id) ?? { rounds: [] };
+      if (streams.final) throw new InvalidStateError(`migration ${id} has its memory already`);
+      if (round !== 0 && (r.mode !== 'pre' || round !== streams.rounds.length + 1 || round > MAX_PRE_COPY_ROUNDS)) {
+        throw new InvalidArgumentError(`round ${round} of migration ${id} is not the next (${r.mode === 'pre' ? `${streams.rounds.length} came, at most ${MAX_PRE_COPY_ROUNDS}` : 'it has no pre-copy'})`);
+      }
       const c = Container.open(this.root, r.name);
       const logs = new CriuLogs(c.paths.dir);
       fs.closeSync(logs.open());
       const staging = pageStaging(c, id);
-      fs.rmSync(staging, { recursive: true, force: true });
-      fs.mkdirSync(staging, { mode: 0o700 });
+      const last = streams.rounds.length;
+      // One bound for all of a migration's memory: its rounds share it.
+      const budget = maxBytes - streams.rounds.reduce((n, d) => n + d.bytes, 0);
+      // The first stream makes the staging directory afresh; each round writes into its own, linked to the one before.
+      if (round <= 1 && last === 0) {
+        fs.rmSync(staging, { recursive: true, force: true });
+        fs.mkdirSync(staging, { mode: 0o700 });
+      }
+      const imagesDir = round === 0 ? staging : path.join(staging, roundDir(round));
+      if (round !== 0) fs.mkdirSync(imagesDir, { mode: 0o700 });
+      const parent = last === 0 ? undefined : round === 0 ? roundDir(last) : `../${roundDir(last)}`;
       const [ours, theirs] = streamSocketpair();
       let server: ReturnType<typeof startPageServer> | undefined;
       try {
-        server = startPageServer({ criuPath: criuBinary(), imagesDir: staging, workDir: logs.dir, socket: theirs, logFile: PAGE_SERVER_LOG });
+        server = startPageServer({ criuPath: criuBinary(), imagesDir, workDir: logs.dir, socket: theirs, logFile: round === 0 ? PAGE_SERVER_LOG : `page-server-${roundDir(round)}.log`, parent });
       } catch (err) {
         closeQuietly(ours);
         throw await this.undone(r, err);
@@ -199,10 +215,10 @@ export class MigrationTarget {
       }
       const digest = new Sha256();
       try {
-        await Promise.all([pump(ours, { ...link, incoming: hashedWithin(link.incoming, digest, maxBytes) }), server.done]);
+        await Promise.all([pump(ours, { ...link, incoming: hashedWithin(link.incoming, digest, budget) }), server.done]);
         const got = streamDigest(digest);
-        this.pagesIn.set(id, got);
-        trace(`migrate target: memory received (${got.bytes} bytes)`);
+        this.pagesIn.set(id, round === 0 ? { ...streams, final: got } : { rounds: [...streams.rounds, got] });
+        trace(`migrate target: memory received (${round === 0 ? 'final dump' : `round ${round}`}, ${got.bytes} bytes)`);
         return got;
       } catch (err) {
         killTree(server.server.pid);
@@ -212,8 +228,8 @@ export class MigrationTarget {
     });
   }
 
-  /** Stop-and-copy: the page stream each migration's page server took in (its images in pageStaging). */
-  private readonly pagesIn = new Map<string, PageStreamDigest>();
+  /** Stop-and-copy and pre-copy: the page streams each migration's page servers took in (their images in pageStaging). */
+  private readonly pagesIn = new Map<string, PageStreams>();
 
   /** The signed checkpoint archive as it streams in (checked as it comes): imported, restored and frozen at once. */
   async receiveCheckpoint(id: string, body: Readable, maxBytes: number): Promise<{ initPid: number; restoreMs: number }> {
@@ -225,7 +241,7 @@ export class MigrationTarget {
         const source = { stream: body, label: `the checkpoint ${r.peer} sent` };
         const staging = pageStaging(c, id);
         const completeImages = (images: string, m: ArchiveManifest) => {
-          completeWithPages(staging, images, m.pageStream, this.pagesIn.get(id), source.label);
+          completeWithPages(staging, images, { rounds: m.preCopy ?? [], final: m.pageStream }, this.pagesIn.get(id) ?? { rounds: [] }, source.label);
         };
         let imported: Awaited<ReturnType<typeof importCheckpoint>>;
         try {
@@ -484,8 +500,8 @@ function onlyFailure(p: Promise<unknown>): Promise<never> {
 
 function parseMode(mode: unknown): MigrationMode {
   if (mode === undefined || mode === '' || mode === 'stop') return 'stop';
-  if (mode === 'post') return 'post';
-  throw new InvalidArgumentError(`unknown migration mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop or post');
+  if (mode === 'pre' || mode === 'post') return mode;
+  throw new InvalidArgumentError(`unknown migration mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop, pre or post');
 }
 
 let lazyVerdict: Promise<{ ok: boolean; reason?: string }> | undefined;

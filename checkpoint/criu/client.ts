@@ -146,6 +146,14 @@ export class CriuClient {
   }
 
   /**
+   * A pre-dump (pre-copy's round): opts.pid's memory while the tree runs
+   * on, tracked so that the next round (parentImg) takes only what changed.
+   */
+  preDump(opts: CriuOpts, launcher?: SwrkLauncher): Promise<CriuResponse> {
+    return this.call('pre-dump', { type: 'PRE_DUMP', opts }, {}, launcher);
+  }
+
+  /**
    * Restores the tree in opts.imagesDirFd (log: restore.log); resolves with its
    * root's host pid. inheritFd entries name fds open in this process: the
    * client passes them to CRIU.

@@ -32,12 +32,14 @@ export function pageServerDumpLauncher(client: CriuClient, socket: number): Swrk
 /**
  * `criu page-server` on `socket` (a connected stream socket), writing what a
  * dump sends into `imagesDir`. It exits 0 once the dump closed the
- * session, having written everything.
+ * session, having written everything. `parent` (relative to imagesDir):
+ * the previous pre-copy round's images, which it links as `parent` and
+ * tells the dump of, so the dump sends only the pages changed since.
  */
-export function startPageServer(o: { criuPath: string; imagesDir: string; workDir: string; socket: number; logFile: string }): { server: Spawned; done: Promise<void> } {
+export function startPageServer(o: { criuPath: string; imagesDir: string; workDir: string; socket: number; logFile: string; parent?: string }): { server: Spawned; done: Promise<void> } {
   const server = spawnWithFds(
     o.criuPath,
-    ['page-server', '--ps-socket', String(SERVER_PS_FD), '-D', o.imagesDir, '-W', o.workDir, '-o', o.logFile, '-v4'],
+    ['page-server', '--ps-socket', String(SERVER_PS_FD), '-D', o.imagesDir, '-W', o.workDir, '-o', o.logFile, '-v4', ...(o.parent ? ['--prev-images-dir', o.parent] : [])],
     [o.socket],
     criuEnv(),
   );

@@ -7,9 +7,9 @@ import type { CheckResult, MigrationResult } from '../../migrate/source';
 import type { RemoteClient } from '../../daemon/client';
 import { onRemote, remoteOf } from '../remote';
 
-function parseMode(mode: unknown): 'stop' | 'post' | 'auto' {
-  if (mode === 'stop' || mode === 'post' || mode === 'auto') return mode;
-  throw new InvalidArgumentError(`unknown --mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop, post or auto');
+function parseMode(mode: unknown): 'stop' | 'pre' | 'post' | 'auto' {
+  if (mode === 'stop' || mode === 'pre' || mode === 'post' || mode === 'auto') return mode;
+  throw new InvalidArgumentError(`unknown --mode ${JSON.stringify(String(mode).slice(0, 20))}`, 'stop, pre, post or auto');
 }
 
 /** A transfer's progress on stderr: redrawn in place on a terminal, its summary once it ends. */
@@ -84,7 +84,7 @@ export function register(program: Command): void {
     .argument('<name>', 'container name')
     .requiredOption('--to <remote>', 'the target host (a remote, see `tsvz remote add`)')
     .option('--pool <pool>', "the target's pool for the files (default: its default pool)")
-    .option('--mode <mode>', 'stop (stop-and-copy), post (post-copy: runs there at once, memory follows; needs this host until the last page) or auto (stop-and-copy here)', 'auto')
+    .option('--mode <mode>', 'stop (stop-and-copy), pre (pre-copy: memory in rounds while it runs, then stop-and-copy of the rest; needs soft-dirty tracking), post (post-copy: runs there at once, memory follows; needs this host until the last page) or auto (pre-copy where this host tracks dirty memory, else stop-and-copy)', 'auto')
     .option('--keep-source', 'leave the source stopped with its checkpoint, marked as migrated (start and restore refuse it without --force), instead of destroying it')
     .option('--check', 'every check both hosts make before the freeze, and nothing else')
     .option('--json', 'machine-readable result')
@@ -118,7 +118,8 @@ export function register(program: Command): void {
         }
         const r = answer as MigrationResult;
         const lastPage = r.lastPageMs === undefined ? '' : `, last page after ${(r.lastPageMs / 1000).toFixed(1)} s`;
-        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files${r.filesFormat === 'tar' ? '' : ` by ${r.filesFormat} send`}, ${r.mode})\n`);
+        const rounds = r.preCopyRounds?.length ? ` after ${r.preCopyRounds.length} round${r.preCopyRounds.length === 1 ? '' : 's'}` : '';
+        print(`migrated ${name} to ${to}: frozen ${r.frozenMs.toFixed(0)} ms${lastPage}, total ${(r.totalMs / 1000).toFixed(1)} s (${formatBytes(r.imagesBytes)} checkpoint, ${formatBytes(r.filesBytes)} files${r.filesFormat === 'tar' ? '' : ` by ${r.filesFormat} send`}, ${r.mode}${rounds})\n`);
       } finally {
         process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
       }

@@ -218,3 +218,9 @@ export class TestNetwork {
     if (this.made) spawnSync('ip', ['netns', 'del', this.switchNs], { stdio: 'ignore' });
   }
 }
+
+/** `client` trusts `server` as a remote named after it. */
+export function enrol(client: TestHost, server: TestHost): void {
+  const token = server.ok(['trust', 'token', '--expires', '10m']).trim();
+  client.ok(['remote', 'add', server.name, server.daemonAddress, '--token', token, '--as', client.name]);
+}
