@@ -193,8 +193,9 @@ interface PreRow {
   stopFrozen: Stats;
   preFrozen: Stats;
   preTotal: Stats;
-  /** Of the pre-copy leg with the median freeze: each round's pages written. */
+  /** Of the pre-copy leg with the median freeze: each round's pages written, and its restore on the target (inside the freeze). */
   rounds: number[];
+  restoreMs: number;
 }
 
 /** `m<mib>` filled on a, then migrated back and forth by stop-and-copy and by pre-copy. */
@@ -208,16 +209,16 @@ async function measurePre(a: TestHost, b: TestHost, mib: number, memhog: string,
   waitUntil(() => readHex(path.join(rootfsOf(a), 'memhog.sum')) !== undefined, 60_000 + mib * 200, 'memhog to fill its memory');
   const sum = readHex(path.join(rootfsOf(a), 'memhog.sum'));
   const stop: number[] = [];
-  const legs: { frozen: number; total: number; rounds: number[] }[] = [];
+  const legs: { frozen: number; total: number; rounds: number[]; restoreMs: number }[] = [];
   let here = a;
   let there = b;
   for (let i = 0; i < warmup + iterations; i++) {
     for (const mode of ['stop', 'pre'] as const) {
       const t0 = performance.now();
-      const r = JSON.parse(here.ok(['migrate', name, '--to', there.name, '--mode', mode, '--json'], { timeoutMs: 1_800_000 })) as { frozenMs: number; preCopyRounds?: { pagesWritten: number }[] };
+      const r = JSON.parse(here.ok(['migrate', name, '--to', there.name, '--mode', mode, '--json'], { timeoutMs: 1_800_000 })) as { frozenMs: number; restoreMs: number; preCopyRounds?: { pagesWritten: number }[] };
       const total = performance.now() - t0;
       if (i >= warmup && mode === 'stop') stop.push(r.frozenMs);
-      if (i >= warmup && mode === 'pre') legs.push({ frozen: r.frozenMs, total, rounds: (r.preCopyRounds ?? []).map((x) => x.pagesWritten) });
+      if (i >= warmup && mode === 'pre') legs.push({ frozen: r.frozenMs, total, rounds: (r.preCopyRounds ?? []).map((x) => x.pagesWritten), restoreMs: r.restoreMs });
       [here, there] = [there, here];
     }
   }
@@ -227,15 +228,15 @@ async function measurePre(a: TestHost, b: TestHost, mib: number, memhog: string,
   if (readHex(path.join(rootfs, 'memhog.now')) !== sum) throw new Error(`${name}: memory checksum differs after the migrations`);
   here.ok(['destroy', '--force', name]);
   const median = [...legs].sort((x, y) => x.frozen - y.frozen)[Math.floor(legs.length / 2)];
-  return { mib, stopFrozen: stats(stop), preFrozen: stats(legs.map((l) => l.frozen)), preTotal: stats(legs.map((l) => l.total)), rounds: median.rounds };
+  return { mib, stopFrozen: stats(stop), preFrozen: stats(legs.map((l) => l.frozen)), preTotal: stats(legs.map((l) => l.total)), rounds: median.rounds, restoreMs: median.restoreMs };
 }
 
 function reportPre(rows: PreRow[], iterations: number, warmup: number): number {
   const ms = (x: Stats) => `${x.median.toFixed(0)} ms`;
   const table = [
-    '| memory | stop-and-copy frozen | pre-copy frozen | pre-copy total | pre / stop | pre-copy rounds (pages written each) |',
-    '|---|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.mib} MiB | ${ms(r.stopFrozen)} | ${ms(r.preFrozen)} | ${ms(r.preTotal)} | ${round(r.preFrozen.median / r.stopFrozen.median).toFixed(2)} | ${r.rounds.join(', ')} |`),
+    '| memory | stop-and-copy frozen | pre-copy frozen | of which the restore there | pre-copy total | pre / stop | pre-copy rounds (pages written each) |',
+    '|---|---:|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.mib} MiB | ${ms(r.stopFrozen)} | ${ms(r.preFrozen)} | ${r.restoreMs.toFixed(0)} ms | ${ms(r.preTotal)} | ${round(r.preFrozen.median / r.stopFrozen.median).toFixed(2)} | ${r.rounds.join(', ')} |`),
   ].join('\n');
   const first = rows[0];
   const last = rows[rows.length - 1];

@@ -85,8 +85,10 @@ export interface PreCopyResult {
  * The rounds of pre-copy for migration `id`, before the final dump. A
  * frozen container's memory does not change: it gets no rounds. A failed
  * round fails the migration (CRIU has thawed the tree; it runs on).
+ * `signal` cuts the round's channel, so CRIU's pre-dump fails at once; the
+ * promise settles only once CRIU is done with the tree.
  */
-export async function preCopy(c: Container, state: ContainerState, id: string, link: TargetLink, o: { onRound?: (n: number) => void; report: (p: TransferProgress) => void }): Promise<PreCopyResult> {
+export async function preCopy(c: Container, state: ContainerState, id: string, link: TargetLink, o: { onRound?: (n: number) => void; report: (p: TransferProgress) => void; signal?: AbortSignal }): Promise<PreCopyResult> {
   const result: PreCopyResult = { rounds: [], digests: [] };
   if (isFrozen(c.cgroups())) return result;
   const base = preCopyDir(c, id);
@@ -94,6 +96,7 @@ export async function preCopy(c: Container, state: ContainerState, id: string, l
   fs.mkdirSync(base, { mode: 0o700 });
   let estimate = residentMemoryBytes(c.cgroups().pids());
   while (anotherRound(result.rounds.map((r) => r.pagesWritten))) {
+    o.signal?.throwIfAborted();
     const n = result.rounds.length + 1;
     o.onRound?.(n);
     const dir = path.join(base, roundDir(n));
@@ -112,14 +115,19 @@ export async function preCopy(c: Container, state: ContainerState, id: string, l
     let memoryFailure: unknown;
     const pages = pump(ours, { ...channel, send });
     pages.catch((e: unknown) => { memoryFailure = e; });
+    const cut = () => channel.close();
+    o.signal?.addEventListener('abort', cut, { once: true });
     let stats: Awaited<ReturnType<typeof preDumpContainer>>;
     try {
       stats = await preDumpContainer(c, state, { dir, parent: n === 1 ? undefined : `../${roundDir(n - 1)}`, socket: criuEnd, logName: `pre-dump-${id.slice(0, 12)}-${n}.log` });
       await pages;
     } catch (err) {
       channel.close();
+      o.signal?.throwIfAborted();
       // A broken channel fails the round (CRIU loses its page server): its failure is the cause.
       throw memoryFailure ?? err;
+    } finally {
+      o.signal?.removeEventListener('abort', cut);
     }
     memory.end();
     const round: PreCopyRound = { round: n, pagesWritten: stats?.pagesWritten ?? 0, bytes: sent.size, ms: performance.now() - t0, frozenMs: (stats?.frozenUs ?? 0) / 1000 };

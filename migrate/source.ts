@@ -260,7 +260,7 @@ async function transfer(
     trace('migrate: files sent');
     // Pre-copy: the memory goes in rounds while the container runs; the final dump then sends what the last one left.
     if (rec.mode === 'pre') {
-      preCopied = await step(preCopy(c, state, rec.id, link, { report, onRound: (n) => phase(`pre-copy round ${n} (running)`) }));
+      preCopied = await preCopy(c, state, rec.id, link, { report, signal, onRound: (n) => phase(`pre-copy round ${n} (running)`) });
     }
     // Post-copy locks the network by unplugging the veth: CRIU's own lock would outlive a resumed tree.
     if (post && bridged) await unplugFromBridge(c.key);

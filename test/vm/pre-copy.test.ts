@@ -80,9 +80,38 @@ describe('pre-copy migration between two hosts', { skip }, () => {
       assert.ok(await eventually(() => memCount(to, 'q1') > before, 30_000), 'it counts on from where it was');
       assert.equal(await memorySum(to, 'q1'), sum, `memory checksum on ${to.name}`);
       assert.equal(journal(to).find((j) => j.name === 'q1' && j.role === 'target')?.phase, 'committed');
+      // Its checkpoint there keeps memory in the rounds' images: listed, but not exported (an archive carries no parent images).
+      const [cp] = JSON.parse(to.ok(['checkpoint', 'list', 'q1', '--json'])) as { id: string }[];
+      const exported = to.run(['checkpoint', 'export', 'q1', cp.id, path.join(to.dir, 'q1.tar')]);
+      assert.equal(exported.status, 1, exported.stderr);
+      assert.match(exported.stderr, /^tsvz: checkpoint migrate-[0-9a-f]{12} of q1 keeps part of its memory in the images of earlier rounds \(a pre-copy migration's\) \(take a new checkpoint and export that\)$/m);
+      assert.ok(!fs.existsSync(path.join(to.dir, 'q1.tar')), 'no half-written archive');
       here = to;
     }
     here.ok(['destroy', '--force', 'q1']);
+  });
+
+  test('migrate cancel during a pre-copy round: CRIU stops, it runs on here, neither host holds anything of the migration', async () => {
+    a.ok(['create', 'q3', '--init', '/usr/bin/memhog 128']);
+    installMemhog(rootfs(a, 'q3'));
+    a.ok(['start', 'q3']);
+    assert.ok(await eventually(() => memCount(a, 'q3') >= 2, 60_000), 'memhog is counting');
+    const m = a.spawn(['migrate', 'q3', '--to', 'b', '--mode', 'pre']);
+    let err = '';
+    m.stderr!.on('data', (d) => { err += d; });
+    const exited = new Promise<number | null>((resolve) => m.once('exit', (code) => resolve(code)));
+    assert.ok(await eventually(() => err.includes('pre-copy round 1 (running)'), 120_000), err);
+    assert.match(a.ok(['migrate', 'cancel', 'q3']), /^cancelled migration [0-9a-f]{12} of q3 to b: q3 runs on here$/m);
+    assert.equal(await exited, 130, err);
+    assert.match(err, /^tsvz: migration of q3 to b cancelled \(q3 runs on here\)$/m);
+    assert.equal(state(a, 'q3'), 'running');
+    const c = memCount(a, 'q3');
+    assert.ok(await eventually(() => memCount(a, 'q3') > c, 30_000), 'and it counts');
+    assert.ok(await eventually(() => journal(b).find((j) => j.name === 'q3')?.phase === 'aborted', 30_000), JSON.stringify(journal(b)));
+    clean(b, 'q3');
+    assert.deepEqual(fs.readdirSync(path.join(a.dir, 'containers', 'q3')).filter((n) => n.startsWith('migrate-')), [], 'the rounds left nothing on the source');
+    assert.equal(spawnSync('pgrep', ['-f', 'criu (swrk|page-server)']).status, 1, 'no CRIU is left running');
+    a.ok(['destroy', '--force', 'q3']);
   });
 
   test('a pre-copy round altered on its way is refused before CRIU restores anything: the source runs on, the target holds nothing', async () => {
