@@ -30,7 +30,7 @@ export interface SnapshotRequest { name?: string; snapshot?: string; stateful?: 
 export interface SnapshotResponse { name?: string; createdAt?: string; stateful?: boolean }
 export interface LogsRequest { name?: string; follow?: boolean; tail?: number }
 export interface Chunk { data?: Buffer }
-export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string; removed?: string[]; dataTicket?: string }
+export interface ImportHeader { name?: string; sizeBytes?: number; migration?: string; dataTicket?: string }
 export interface ImportMessage { header?: ImportHeader; chunk?: Chunk; part?: 'header' | 'chunk' }
 export interface RestoreImportResponse { initPid?: number; sourceContainer?: string; checkpoint?: string }
 export interface MigratePrepare { id?: string; name?: string; configJson?: string; tsvzVersion?: string; criuVersion?: string; filesBytes?: number; pool?: string; cpuinfo?: Buffer; checkOnly?: boolean; mode?: string; formats?: string[] }

@@ -6,6 +6,7 @@ import type { RemoteClient } from '../daemon/client';
 import { newTicket } from '../daemon/data-channel';
 import { tsvzVersion } from '../daemon/host-description';
 import { drained } from '../daemon/bulk';
+import { withRemovalList } from './removal-list';
 import { ImportHeader, ImportMessage, Method, Migration, MigratePagesOut, MigrateRestored } from '../daemon/proto';
 import type { PageLink } from './page-pump';
 import type { TargetLink } from './source';
@@ -18,9 +19,9 @@ import type { TargetLink } from './source';
 export function grpcTargetLink(client: RemoteClient): TargetLink {
   let dataPort = 0;
   /** `m` with a header naming a ticket, and `body` over the data channel with that ticket; the call's answer decides. */
-  const upload = <Res>(m: Method<ImportMessage, Res>, id: string, name: string, body: Readable, signal?: AbortSignal, removed?: string[]): Promise<Res> => {
+  const upload = <Res>(m: Method<ImportMessage, Res>, id: string, name: string, body: Readable, signal?: AbortSignal): Promise<Res> => {
     if (!dataPort) return Promise.reject(new TsvzError('ENOTSUP', `${client.peer.name} named no data channel for the migration's bytes`, { hint: 'update tsvz there' }));
-    return sendOverData(client, dataPort, m, { name, migration: id, ...(removed ? { removed } : {}) }, body, signal);
+    return sendOverData(client, dataPort, m, { name, migration: id }, body, signal);
   };
   return {
     peer: client.peer.name,
@@ -31,7 +32,7 @@ export function grpcTargetLink(client: RemoteClient): TargetLink {
       return answer;
     },
     sendFiles: async (id, name, body, signal) => (await upload(Migration.ReceiveFiles, id, name, body, signal)).bytes ?? 0,
-    sendFileChanges: async (id, name, removed, body, signal) => (await upload(Migration.ReceiveFileChanges, id, name, body, signal, removed)).bytes ?? 0,
+    sendFileChanges: async (id, name, removed, body, signal) => (await upload(Migration.ReceiveFileChanges, id, name, withRemovalList(removed, body), signal)).bytes ?? 0,
     sendCheckpoint: (id, name, body, signal) => upload(Migration.ReceiveCheckpoint, id, name, body, signal),
     commit: async (id) => { await client.unary(Migration.Commit, { id }, { timeoutMs: 30_000 }); },
     abort: async (id) => { await client.unary(Migration.Abort, { id }, { timeoutMs: 30_000 }); },

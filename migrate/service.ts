@@ -9,6 +9,7 @@ import { archiveTrust } from '../daemon/signers';
 import { withIdleLimit } from '../daemon/upload';
 import { validateTicket } from '../daemon/data-channel';
 import { MigrationJournal, MigrationMode, MigrationRecord, validateMigrationId } from './journal';
+import { takeRemovalList } from './removal-list';
 import { MigrationTarget } from './target';
 import type { PageLink } from './page-pump';
 
@@ -39,7 +40,7 @@ export function migrationService(d: DaemonContext): Handler[] {
    * raw, read as the receiver reads), which `run` is given and which ends
    * with it.
    */
-  const upload = async <T>(input: AsyncIterable<ImportMessage>, ctx: CallContext, run: (r: MigrationRecord, body: Readable, removed: string[]) => Promise<T>): Promise<T> => {
+  const upload = async <T>(input: AsyncIterable<ImportMessage>, ctx: CallContext, run: (r: MigrationRecord, body: Readable) => Promise<T>): Promise<T> => {
     const it = input[Symbol.asyncIterator]();
     const first = await withIdleLimit(it.next(), d.limits.idleMs, ctx.signal);
     const header = first.done ? undefined : first.value.header;
@@ -56,7 +57,7 @@ export function migrationService(d: DaemonContext): Handler[] {
     socket.setTimeout(d.limits.idleMs, () => fail(new InvalidArgumentError(`the source sent nothing for ${d.limits.idleMs} ms`)));
     ctx.signal.addEventListener('abort', () => fail(new InvalidArgumentError('the source went away during the transfer')), { once: true });
     try {
-      return await run(r, body, header.removed ?? []);
+      return await run(r, body);
     } finally {
       d.metrics.streamBytes.add({ method: ctx.method, direction: 'in' }, socket.bytesRead);
       body.destroy();
@@ -79,7 +80,11 @@ export function migrationService(d: DaemonContext): Handler[] {
 
     clientStream(Migration.ReceiveFiles, (input, ctx) => upload(input, ctx, async (r, body) => ({ bytes: await target.receiveFiles(r.id, body, d.limits.maxUploadBytes) }))),
 
-    clientStream(Migration.ReceiveFileChanges, (input, ctx) => upload(input, ctx, async (r, body, removed) => ({ bytes: await target.receiveFileChanges(r.id, body, removed, d.limits.maxUploadBytes) }))),
+    clientStream(Migration.ReceiveFileChanges, (input, ctx) => upload(input, ctx, async (r, body) => {
+      // The paths removed since the first pass come first in the stream (migrate/removal-list.ts), then the changes.
+      const { removed, rest } = await takeRemovalList(body);
+      return { bytes: await target.receiveFileChanges(r.id, rest, removed, d.limits.maxUploadBytes) };
+    })),
 
     clientStream(Migration.ReceiveCheckpoint, (input, ctx) => upload(input, ctx, (r, body) => target.receiveCheckpoint(r.id, body, d.limits.maxUploadBytes))),
 

@@ -36,7 +36,8 @@ test('every message view matches the .proto: a full value survives encode and de
   roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', tsvzVersion: '0.1.0', criuVersion: '4.2', filesBytes: 2 ** 33, pool: 'fast', cpuinfo: Buffer.from([1, 2]), checkOnly: true });
   roundTrip(Migration.Prepare.request, { id: 'a'.repeat(32), name: 'p1', configJson: '{}', mode: 'post', formats: ['btrfs', 'tar'] });
   roundTrip(Migration.Prepare.response, { tsvzVersion: '0.1.0', criuVersion: '4.2', format: 'btrfs', dataPort: 40123 });
-  roundTrip(Migration.ReceiveFiles.request, { header: { name: 'p1', sizeBytes: 1, migration: 'a'.repeat(32), removed: ['a/b'], dataTicket: 'f'.repeat(64) }, part: 'header' });
+  roundTrip(Migration.ReceiveFiles.request, { header: { name: 'p1', sizeBytes: 1, migration: 'a'.repeat(32), dataTicket: 'f'.repeat(64) }, part: 'header' });
+  roundTrip(Migration.Pages.request, { ref: { id: 'a'.repeat(32), dataTicket: 'f'.repeat(64), round: 3 }, part: 'ref' });
   roundTrip(Migration.Run.request, { name: 'p1', to: 'host-a', mode: 'post', pool: 'fast', keepSource: true, checkOnly: true });
   roundTrip(Migration.Run.response, { phase: 'sending memory', part: 'phase' });
   roundTrip(Migration.Run.response, { progress: { what: 'memory', bytes: 2 ** 33, total: 2 ** 34, seconds: 1.5, bytesPerSec: 1e8, etaSec: 3.5, done: true }, part: 'progress' });
