@@ -137,14 +137,7 @@ async function measure(a: TestHost, b: TestHost, mib: number, memhog: string, tm
   const total: number[] = [];
   const post = { frozen: [] as number[], lastPage: [] as number[], total: [] as number[] };
   const runcTimes: number[] = [];
-  const name = `m${mib}`;
-  const rootfsOf = (h: TestHost) => path.join(h.dir, 'containers', name, 'rootfs');
-  a.ok(['create', name, '--init', `/usr/bin/memhog ${mib}`]);
-  fs.copyFileSync(memhog, path.join(rootfsOf(a), 'usr', 'bin', 'memhog'));
-  fs.chmodSync(path.join(rootfsOf(a), 'usr', 'bin', 'memhog'), 0o755);
-  a.ok(['start', name]);
-  waitUntil(() => readHex(path.join(rootfsOf(a), 'memhog.sum')) !== undefined, 60_000 + mib * 50, 'memhog to fill its memory');
-  const sum = readHex(path.join(rootfsOf(a), 'memhog.sum'));
+  const { name, rootfsOf, sum } = startMemhog(a, mib, memhog, 50);
 
   // runc's container: a bundle of the same rootfs on a, restored on b from what was copied.
   const rbase = { a: path.join(tmp, `runc-a-${mib}`), b: path.join(tmp, `runc-b-${mib}`) };
@@ -173,11 +166,7 @@ async function measure(a: TestHost, b: TestHost, mib: number, memhog: string, tm
     const ms = await runcOnce(a, b, rbase, name, mib);
     if (i >= warmup) runcTimes.push(ms);
   }
-  const rootfs = rootfsOf(here);
-  fs.writeFileSync(path.join(rootfs, 'memhog.ask'), '');
-  waitUntil(() => readHex(path.join(rootfs, 'memhog.now')) !== undefined, 60_000 + mib * 50, 'memhog to recompute its checksum');
-  if (readHex(path.join(rootfs, 'memhog.now')) !== sum) throw new Error(`${name}: memory checksum differs after the migrations`);
-  here.ok(['destroy', '--force', name]);
+  checkAndDestroy(here, name, rootfsOf(here), sum, 60_000 + mib * 50);
   const row = {
     mib, tsvzFrozen: stats(frozen), tsvzTotal: stats(total),
     postFrozen: stats(post.frozen), postLastPage: stats(post.lastPage), postTotal: stats(post.total),
@@ -186,6 +175,26 @@ async function measure(a: TestHost, b: TestHost, mib: number, memhog: string, tm
   row.ratio = round(row.tsvzFrozen.median / row.runc.median);
   row.postRatio = round(row.postFrozen.median / row.runc.median);
   return row;
+}
+
+/** Container `m<mib>` on `a` running memhog, its memory filled (`msPerMiB`: how slow a fill may be); memhog's checksum of it. */
+function startMemhog(a: TestHost, mib: number, memhog: string, msPerMiB: number): { name: string; rootfsOf: (h: TestHost) => string; sum: string | undefined } {
+  const name = `m${mib}`;
+  const rootfsOf = (h: TestHost) => path.join(h.dir, 'containers', name, 'rootfs');
+  a.ok(['create', name, '--init', `/usr/bin/memhog ${mib}`]);
+  fs.copyFileSync(memhog, path.join(rootfsOf(a), 'usr', 'bin', 'memhog'));
+  fs.chmodSync(path.join(rootfsOf(a), 'usr', 'bin', 'memhog'), 0o755);
+  a.ok(['start', name]);
+  waitUntil(() => readHex(path.join(rootfsOf(a), 'memhog.sum')) !== undefined, 60_000 + mib * msPerMiB, 'memhog to fill its memory');
+  return { name, rootfsOf, sum: readHex(path.join(rootfsOf(a), 'memhog.sum')) };
+}
+
+/** After the last leg: memhog's checksum recomputed where it ended must be `sum`; then the container goes. */
+function checkAndDestroy(here: TestHost, name: string, rootfs: string, sum: string | undefined, timeoutMs: number): void {
+  fs.writeFileSync(path.join(rootfs, 'memhog.ask'), '');
+  waitUntil(() => readHex(path.join(rootfs, 'memhog.now')) !== undefined, timeoutMs, 'memhog to recompute its checksum');
+  if (readHex(path.join(rootfs, 'memhog.now')) !== sum) throw new Error(`${name}: memory checksum differs after the migrations`);
+  here.ok(['destroy', '--force', name]);
 }
 
 interface PreRow {
@@ -200,14 +209,7 @@ interface PreRow {
 
 /** `m<mib>` filled on a, then migrated back and forth by stop-and-copy and by pre-copy. */
 async function measurePre(a: TestHost, b: TestHost, mib: number, memhog: string, iterations: number, warmup: number): Promise<PreRow> {
-  const name = `m${mib}`;
-  const rootfsOf = (h: TestHost) => path.join(h.dir, 'containers', name, 'rootfs');
-  a.ok(['create', name, '--init', `/usr/bin/memhog ${mib}`]);
-  fs.copyFileSync(memhog, path.join(rootfsOf(a), 'usr', 'bin', 'memhog'));
-  fs.chmodSync(path.join(rootfsOf(a), 'usr', 'bin', 'memhog'), 0o755);
-  a.ok(['start', name]);
-  waitUntil(() => readHex(path.join(rootfsOf(a), 'memhog.sum')) !== undefined, 60_000 + mib * 200, 'memhog to fill its memory');
-  const sum = readHex(path.join(rootfsOf(a), 'memhog.sum'));
+  const { name, rootfsOf, sum } = startMemhog(a, mib, memhog, 200);
   const stop: number[] = [];
   const legs: { frozen: number; total: number; rounds: number[]; restoreMs: number }[] = [];
   let here = a;
@@ -222,11 +224,7 @@ async function measurePre(a: TestHost, b: TestHost, mib: number, memhog: string,
       [here, there] = [there, here];
     }
   }
-  const rootfs = rootfsOf(here);
-  fs.writeFileSync(path.join(rootfs, 'memhog.ask'), '');
-  waitUntil(() => readHex(path.join(rootfs, 'memhog.now')) !== undefined, 60_000 + mib * 200, 'memhog to recompute its checksum');
-  if (readHex(path.join(rootfs, 'memhog.now')) !== sum) throw new Error(`${name}: memory checksum differs after the migrations`);
-  here.ok(['destroy', '--force', name]);
+  checkAndDestroy(here, name, rootfsOf(here), sum, 60_000 + mib * 200);
   const median = [...legs].sort((x, y) => x.frozen - y.frozen)[Math.floor(legs.length / 2)];
   return { mib, stopFrozen: stats(stop), preFrozen: stats(legs.map((l) => l.frozen)), preTotal: stats(legs.map((l) => l.total)), rounds: median.rounds, restoreMs: median.restoreMs };
 }

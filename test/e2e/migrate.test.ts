@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { eventually, REPO, rootSkipReason } from '../helpers/cli';
 import { installMemhog, readHex } from '../helpers/memhog';
 import { findCommand } from '../../lib/process';
-import { enrol, TestHost, TestNetwork } from '../helpers/netns';
+import { enrol, TestHost, TestNetwork, trustedPair } from '../helpers/netns';
 
 /**
  * Live migration end to end (docs/migration.md): two hosts in network
@@ -45,12 +45,7 @@ describe('live migration between two hosts', { skip }, () => {
   }
 
   before(async () => {
-    a = net.host('a', { ownMounts: true });
-    b = net.host('b', { ownMounts: true });
-    await a.startDaemon();
-    await b.startDaemon();
-    enrol(a, b);
-    enrol(b, a);
+    [a, b] = await trustedPair(net);
   });
   after(() => net.remove());
 

@@ -219,6 +219,17 @@ export class TestNetwork {
   }
 }
 
+/** Hosts a and b of `net`, each with its own mounts and daemon, each the other's remote. */
+export async function trustedPair(net: TestNetwork): Promise<[TestHost, TestHost]> {
+  const a = net.host('a', { ownMounts: true });
+  const b = net.host('b', { ownMounts: true });
+  await a.startDaemon();
+  await b.startDaemon();
+  enrol(a, b);
+  enrol(b, a);
+  return [a, b];
+}
+
 /** `client` trusts `server` as a remote named after it. */
 export function enrol(client: TestHost, server: TestHost): void {
   const token = server.ok(['trust', 'token', '--expires', '10m']).trim();

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { eventually, rootSkipReason } from '../helpers/cli';
 import { installMemhog, readHex } from '../helpers/memhog';
-import { enrol, TestHost, TestNetwork } from '../helpers/netns';
+import { TestHost, TestNetwork, trustedPair } from '../helpers/netns';
 
 /**
  * Iterative pre-copy (docs/migration.md) needs the kernel's soft-dirty
@@ -46,12 +46,7 @@ describe('pre-copy migration between two hosts', { skip }, () => {
   }
 
   before(async () => {
-    a = net.host('a', { ownMounts: true });
-    b = net.host('b', { ownMounts: true });
-    await a.startDaemon();
-    await b.startDaemon();
-    enrol(a, b);
-    enrol(b, a);
+    [a, b] = await trustedPair(net);
   });
   after(() => net.remove());
 
