@@ -41,7 +41,7 @@ const CONFIG = 'config.json';
 /** Files of a checkpoint's directory that stay on this host: its record (the manifest carries it), CRIU's dump log and its last restore's statistics. */
 const HOST_LOCAL = new Set(['checkpoint.json', DUMP_LOG, RESTORE_STATS]);
 /** CRIU's link from an incremental dump's images to its parent's. */
-const PARENT_LINK = 'parent';
+export const PARENT_LINK = 'parent';
 /** config.json or images/<one CRIU file name>: nothing else can be listed. */
 const FILE_PATTERN = /^(config\.json|images\/[A-Za-z0-9][A-Za-z0-9._-]*)$/;
 const MAX_MANIFEST_BYTES = 16 * 1024 ** 2;
@@ -67,7 +67,7 @@ export interface ArchiveManifest {
   preCopy?: PageStreamDigest[];
 }
 
-/** Pre-copy's rounds while the container runs, at most (P.Haul's limit): each round's dump waits for the last. */
+/** Pre-copy's rounds while the container runs, at most (P.Haul's limit). */
 export const MAX_PRE_COPY_ROUNDS = 8;
 
 export interface PageStreamDigest {

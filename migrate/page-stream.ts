@@ -1,7 +1,7 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import { CorruptDataError } from '../lib/errors';
-import type { PageStreamDigest } from '../checkpoint/archive';
+import { PARENT_LINK, type PageStreamDigest } from '../checkpoint/archive';
 import type { Sha256 } from '../archive/digest';
 
 /*
@@ -30,9 +30,6 @@ export interface PageStreams {
 export function roundDir(n: number): string {
   return `pre-${n}`;
 }
-
-/** CRIU's link from an incremental dump's images to its parent's. */
-const PARENT_LINK = 'parent';
 
 /**
  * Checks that the page streams received (`got`) are the ones the source's

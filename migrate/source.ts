@@ -10,7 +10,7 @@ import type { Root } from '../lib/root';
 import { Container } from '../runtime/container';
 import { reconcile } from '../runtime/release';
 import { readState, writeState } from '../runtime/state';
-import { checkpointManifest, packCheckpoint, PageStreamDigest } from '../checkpoint/archive';
+import { checkpointManifest, packCheckpoint, PageStreamDigest, PARENT_LINK } from '../checkpoint/archive';
 import type { ArchiveSigner } from '../checkpoint/archive-signature';
 import { CheckpointCatalog, CheckpointMeta } from '../checkpoint/catalog';
 import { CriuClient } from '../checkpoint/criu/client';
@@ -324,7 +324,7 @@ async function transfer(
           phase(post ? 'sending the checkpoint (no memory)' : 'sending the checkpoint, restoring there');
           const pageStream = post ? undefined : streamDigest(sent);
           // The rounds' images here hold no memory (it is on the target): the checkpoint does not link to them.
-          fs.rmSync(path.join(dir, 'parent'), { force: true });
+          fs.rmSync(path.join(dir, PARENT_LINK), { force: true });
           const { stream, bytes } = await archiveOf(c, dir, ckId, cpuinfo, opts.signer, pageStream, preCopied?.digests);
           trace('migrate: images hashed');
           const restored = await step(link.sendCheckpoint(rec.id, c.name, stream, signal));
