@@ -24,7 +24,8 @@
  *            `--mode stop`, each leg a sample; the rounds of the median
  *            pre-copy leg shown). Needs soft-dirty tracking, so it runs in
  *            the VM lane (docs/benchmarks.md has the command), where qemu
- *            emulates the CPU: ratios only.
+ *            emulates the CPU: ratios only. Target (issue 13): pre-copy
+ *            freeze at 2 GiB at most 1.5x its freeze at 64 MiB, idle.
  *
  * Targets (issue 13): stop-and-copy freeze at 2 GiB at most 0.7x the runc
  * path's; post-copy freeze at 2 GiB at most 300 ms and at most 1.5x its

@@ -6,7 +6,7 @@ import { DUMP_PS_FD, pageServerDumpLauncher } from './criu/page-server';
 import { CriuLogs } from './criu-logs';
 import { DEV_EXTERNAL_DUMP, devMountOf } from './dev-tmpfs';
 import { cgroupYard } from './cgroup-yard';
-import { criuFreezer } from '../runtime/cgroups/freezer';
+import { criuFreezer, isFrozen, thawAll } from '../runtime/cgroups/freezer';
 import { DumpStats, readDumpStats } from './images';
 
 export interface PreDumpOptions {
@@ -25,7 +25,8 @@ export interface PreDumpOptions {
  * note which pages are dirty, thaws it, and sends those pages through the
  * page server's socket while it runs on; the kernel's soft-dirty bits are
  * cleared, so the next round (or the final dump) sends only what changed
- * since. The caller holds the container's lock and has checked it runs.
+ * since. The caller holds the container's lock and has checked it runs,
+ * unfrozen (a failed round leaves it thawed).
  */
 /** CRIU's statistics of the round (undefined if it wrote none). */
 export async function preDumpContainer(c: Container, state: ContainerState, o: PreDumpOptions): Promise<DumpStats | undefined> {
@@ -58,6 +59,10 @@ export async function preDumpContainer(c: Container, state: ContainerState, o: P
         releaseSocket(); // swrk holds it now: its end is the page server's alone
         return swrk;
       });
+    } catch (err) {
+      // CRIU thaws the tree when it fails; a CRIU that was killed while it held the tree frozen does not.
+      if (isFrozen(c.cgroups())) await thawAll(c.cgroups());
+      throw err;
     } finally {
       fs.closeSync(imagesFd);
       fs.closeSync(logsFd);

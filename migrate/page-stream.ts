@@ -3,6 +3,8 @@ import path = require('node:path');
 import { CorruptDataError } from '../lib/errors';
 import { PARENT_LINK, type PageStreamDigest } from '../checkpoint/archive';
 import type { Sha256 } from '../archive/digest';
+import { faultTamper } from '../lib/fault';
+import type { PageLink } from './page-pump';
 
 /*
  * Stop-and-copy's memory goes from the source's dump straight into a CRIU
@@ -11,6 +13,19 @@ import type { Sha256 } from '../archive/digest';
  * pass; the source's figures go into the signed manifest, and the target
  * restores nothing unless its own match them.
  */
+
+/**
+ * The send of a dump's bytes to the target's page server over `channel`:
+ * hashed (for the signed manifest) and counted as they go; the fault
+ * `migrate:tamper-pages` alters them after the hash (tests).
+ */
+export function hashedSend(channel: PageLink, sha: Sha256, memory: { add(n: number): void }): (data: Buffer) => Promise<void> {
+  return (data) => {
+    sha.update(data);
+    memory.add(data.length);
+    return channel.send(faultTamper('migrate:tamper-pages', data));
+  };
+}
 
 /** What passed through `sha` (one direction of a page stream), once it ended. */
 export function streamDigest(sha: Sha256): PageStreamDigest {

@@ -5,7 +5,6 @@ import { MAX_PRE_COPY_ROUNDS, type PageStreamDigest } from '../checkpoint/archiv
 import { CriuClient } from '../checkpoint/criu/client';
 import { preDumpContainer } from '../checkpoint/pre-dump';
 import { NotSupportedError } from '../lib/errors';
-import { faultTamper } from '../lib/fault';
 import { residentMemoryBytes } from '../lib/proc';
 import { streamSocketpair } from '../lib/seqpacket';
 import { trace } from '../lib/trace';
@@ -13,7 +12,7 @@ import type { Container } from '../runtime/container';
 import { isFrozen } from '../runtime/cgroups/freezer';
 import type { ContainerState } from '../runtime/state';
 import { pump } from './page-pump';
-import { roundDir, streamDigest } from './page-stream';
+import { hashedSend, roundDir, streamDigest } from './page-stream';
 import { meter, TransferProgress } from './progress';
 import type { TargetLink } from './source';
 
@@ -106,14 +105,9 @@ export async function preCopy(c: Container, state: ContainerState, id: string, l
     const memory = meter('memory', estimate, o.report);
     const [ours, criuEnd] = streamSocketpair();
     const channel = link.pages(id, () => undefined, n);
-    const send = (data: Buffer) => {
-      sent.update(data);
-      memory.add(data.length);
-      return channel.send(faultTamper('migrate:tamper-pages', data));
-    };
     // The pump owns `ours` from here; it ends once the target's page server has written the round.
     let memoryFailure: unknown;
-    const pages = pump(ours, { ...channel, send });
+    const pages = pump(ours, { ...channel, send: hashedSend(channel, sent, memory) });
     pages.catch((e: unknown) => { memoryFailure = e; });
     const cut = () => channel.close();
     o.signal?.addEventListener('abort', cut, { once: true });

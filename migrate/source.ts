@@ -3,7 +3,7 @@ import os = require('node:os');
 import path = require('node:path');
 import type { Readable } from 'node:stream';
 import { BusyError, InvalidStateError, TsvzError } from '../lib/errors';
-import { faultPause, faultPoint, faultTamper } from '../lib/fault';
+import { faultPause, faultPoint } from '../lib/fault';
 import { processStartTime, residentMemoryBytes } from '../lib/proc';
 import { trace } from '../lib/trace';
 import type { Root } from '../lib/root';
@@ -22,7 +22,7 @@ import { isSettled, MigrationJournal, MigrationMode, MigrationRecord, newMigrati
 import { FilePasses, filePasses, offeredFormats } from './files';
 import type { SendFormat } from '../storage';
 import { closeQuietly, PAGE_SERVER_POISON, PageLink, pump } from './page-pump';
-import { streamDigest } from './page-stream';
+import { hashedSend, streamDigest } from './page-stream';
 import { Sha256 } from '../archive/digest';
 import { streamSocketpair } from '../lib/seqpacket';
 import { meter, metered, TransferProgress } from './progress';
@@ -271,12 +271,7 @@ async function transfer(
     if (!post) {
       const channel = (memoryLink = link.pages(rec.id, () => undefined));
       const memory = meter('memory', residentMemoryBytes(c.cgroups().pids()), report);
-      const send = (data: Buffer) => {
-        sent.update(data);
-        memory.add(data.length);
-        return channel.send(faultTamper('migrate:tamper-pages', data));
-      };
-      pages = pump(ours, { ...channel, send }).then(() => memory.end());
+      pages = pump(ours, { ...channel, send: hashedSend(channel, sent, memory) }).then(() => memory.end());
       pages.catch((e: unknown) => { memoryFailure = e; });
     }
     phase(post ? 'freezing and dumping (memory stays here)' : 'freezing and dumping, memory to the target');

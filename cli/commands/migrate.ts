@@ -76,7 +76,7 @@ async function rolledBack(client: RemoteClient, api: typeof import('../../daemon
 export function register(program: Command): void {
   const migrate = program
     .command('migrate')
-    .description("move a running container to another host's daemon (stop-and-copy or post-copy); list, cancel and settle migrations");
+    .description("move a running container to another host's daemon (stop-and-copy, pre-copy or post-copy); list, cancel and settle migrations");
 
   migrate
     .command('run', { isDefault: true })

@@ -45,16 +45,21 @@ describe('pre-copy migration between two hosts', { skip }, () => {
     return readHex(path.join(dir, 'memhog.now'));
   }
 
+  /** Container `name` on a running memhog over `mib` MiB, once it has counted to `counts`. */
+  async function startMemhog(name: string, mib: number, counts: number): Promise<void> {
+    a.ok(['create', name, '--init', `/usr/bin/memhog ${mib}`]);
+    installMemhog(rootfs(a, name));
+    a.ok(['start', name]);
+    assert.ok(await eventually(() => memCount(a, name) >= counts, 60_000), 'memhog is counting');
+  }
+
   before(async () => {
     [a, b] = await trustedPair(net);
   });
   after(() => net.remove());
 
   test('auto picks pre-copy here: 128 MiB go in rounds while it runs, the freeze sends only what the last round left; bit-identical there and back', async () => {
-    a.ok(['create', 'q1', '--init', '/usr/bin/memhog 128']);
-    installMemhog(rootfs(a, 'q1'));
-    a.ok(['start', 'q1']);
-    assert.ok(await eventually(() => memCount(a, 'q1') >= 3, 60_000), 'memhog is counting');
+    await startMemhog('q1', 128, 3);
     const sum = readHex(path.join(rootfs(a, 'q1'), 'memhog.sum'));
     assert.ok(sum, 'memhog wrote the checksum of its memory');
     let here = a;
@@ -87,10 +92,7 @@ describe('pre-copy migration between two hosts', { skip }, () => {
   });
 
   test('migrate cancel during a pre-copy round: CRIU stops, it runs on here, neither host holds anything of the migration', async () => {
-    a.ok(['create', 'q3', '--init', '/usr/bin/memhog 128']);
-    installMemhog(rootfs(a, 'q3'));
-    a.ok(['start', 'q3']);
-    assert.ok(await eventually(() => memCount(a, 'q3') >= 2, 60_000), 'memhog is counting');
+    await startMemhog('q3', 128, 2);
     const m = a.spawn(['migrate', 'q3', '--to', 'b', '--mode', 'pre']);
     let err = '';
     m.stderr!.on('data', (d) => { err += d; });
@@ -110,10 +112,7 @@ describe('pre-copy migration between two hosts', { skip }, () => {
   });
 
   test('a pre-copy round altered on its way is refused before CRIU restores anything: the source runs on, the target holds nothing', async () => {
-    a.ok(['create', 'q2', '--init', '/usr/bin/memhog 16']);
-    installMemhog(rootfs(a, 'q2'));
-    a.ok(['start', 'q2']);
-    assert.ok(await eventually(() => memCount(a, 'q2') >= 2, 60_000), 'memhog is counting');
+    await startMemhog('q2', 16, 2);
     const r = a.run(['migrate', 'q2', '--to', 'b', '--mode', 'pre'], { env: { TSVZ_FAULT: 'migrate:tamper-pages' }, timeoutMs: 600_000 });
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /^tsvz: .*round 1 of the memory of the checkpoint .* is not what the source sent \(its sha256 differs\)$/m);
