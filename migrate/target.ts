@@ -195,8 +195,8 @@ export class MigrationTarget {
       const last = streams.rounds.length;
       // One bound for all of a migration's memory: its rounds share it.
       const budget = maxBytes - streams.rounds.reduce((n, d) => n + d.bytes, 0);
-      // The first stream makes the staging directory afresh; each round writes into its own, linked to the one before.
-      if (round <= 1 && last === 0) {
+      // The first stream (round 1, or a stop-and-copy dump's) makes the staging directory afresh; each round writes into its own, linked to the one before.
+      if (last === 0) {
         fs.rmSync(staging, { recursive: true, force: true });
         fs.mkdirSync(staging, { mode: 0o700 });
       }
